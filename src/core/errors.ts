@@ -1,0 +1,30 @@
+/**
+ * Every error Isthmus raises on purpose carries a stable code. Codes are part of the public
+ * surface: they are documented in docs/errors.md and a test keeps that page and this table in step.
+ */
+export const ErrorCodes = {
+  ISTHMUS_E_USAGE: 'A command was called with missing or invalid arguments or flags.',
+  ISTHMUS_E_IO: 'A file or directory could not be read or written.',
+  ISTHMUS_E_YAML: 'A file is not well-formed YAML.',
+  ISTHMUS_E_INVALID_RESOURCE: 'A mesh resource failed validation; the message names the field and the fix.',
+  ISTHMUS_E_INVALID_VALUE: 'A value (duration, size, ratio, locality) could not be parsed.',
+  ISTHMUS_E_NOT_FOUND: 'A named resource, service or route does not exist.',
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** Base class of deliberate errors: `code` is stable, `message` names the input and the fix. */
+export class IsthmusError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'IsthmusError';
+    this.code = code;
+  }
+}
+
+/** True for errors that describe a user mistake rather than a bug (printed without a stack). */
+export function isIsthmusError(err: unknown): err is IsthmusError {
+  return err instanceof IsthmusError;
+}

@@ -1,0 +1,266 @@
+import { readFile, readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node } from 'yaml';
+import { closestMatch, listOr } from '../core/text.js';
+import { compareDiagnostics, describeValue, type Diagnostic, type Position } from './diagnostics.js';
+import { API_VERSION, KINDS, type AnyResource, type Kind } from './resources.js';
+import { formatPath } from './schema-walk.js';
+import { validateDocument } from './validator.js';
+
+/** Largest file read, so a mistaken path to a log or a binary fails fast with a clear error. */
+export const MAX_FILE_BYTES = 4 * 1024 * 1024;
+/** Aliases expanded per document at most (guards against "billion laughs" documents). */
+export const MAX_ALIASES = 100;
+
+/** A resource together with where it came from, so later checks can point into the file. */
+export interface LoadedResource {
+  resource: AnyResource;
+  file: string;
+  /** 0-based index of the document within its file. */
+  docIndex: number;
+  /** Position of a field (or of the closest existing parent), `key` for the key rather than the value. */
+  locate(fieldPath: readonly (string | number)[], key?: boolean): Position;
+}
+
+export interface LoadResult {
+  resources: LoadedResource[];
+  diagnostics: Diagnostic[];
+  files: string[];
+}
+
+function nodeAt(doc: Document, fieldPath: readonly (string | number)[], key: boolean): Node | undefined {
+  let node: Node | undefined = (doc.contents as Node | null) ?? undefined;
+  let keyNode: Node | undefined;
+  for (const seg of fieldPath) {
+    if (node && isAlias(node)) node = node.resolve(doc) as Node | undefined;
+    keyNode = undefined;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => (isScalar(p.key) ? String(p.key.value) : String(p.key)) === String(seg));
+      if (!pair) return node;
+      keyNode = (pair.key as Node | null) ?? undefined;
+      node = (pair.value as Node | null) ?? keyNode;
+    } else if (isSeq(node) && typeof seg === 'number' && node.items[seg]) {
+      node = node.items[seg] as Node;
+    } else {
+      return node;
+    }
+  }
+  return key && keyNode ? keyNode : node;
+}
+
+function makeLocator(file: string, doc: Document, lines: LineCounter) {
+  const docStart = doc.range?.[0] ?? 0;
+  return (fieldPath: readonly (string | number)[], key = false): Position => {
+    const node = nodeAt(doc, fieldPath, key);
+    const offset = node?.range?.[0] ?? docStart;
+    const { line, col } = lines.linePos(offset);
+    return { file, line, col };
+  };
+}
+
+function resourceId(value: Record<string, unknown>): string | undefined {
+  const kind = value.kind;
+  const name = (value.metadata as Record<string, unknown> | undefined)?.name;
+  return typeof kind === 'string' && typeof name === 'string' ? `${kind}/${name}` : undefined;
+}
+
+/**
+ * Parses one file's text into resources. Never throws for bad input: every problem becomes a
+ * diagnostic, and a document with any error yields no resource.
+ */
+export function loadText(text: string, file: string): LoadResult {
+  const diagnostics: Diagnostic[] = [];
+  const resources: LoadedResource[] = [];
+  const lines = new LineCounter();
+  const parsed = parseAllDocuments(text, { lineCounter: lines, uniqueKeys: true, strict: true, version: '1.2' });
+  const docs = Array.isArray(parsed) ? parsed : [];
+
+  docs.forEach((doc, docIndex) => {
+    const locate = makeLocator(file, doc, lines);
+    const yamlProblems = [...doc.errors, ...doc.warnings];
+    for (const problem of yamlProblems) {
+      const { line, col } = problem.linePos?.[0] ?? lines.linePos(problem.pos[0]);
+      diagnostics.push({
+        severity: 'error',
+        rule: 'yaml-syntax',
+        file,
+        line,
+        col,
+        message: (problem.message.split('\n')[0] ?? problem.message).replace(/ at line \d+, column \d+:?$/, ''),
+        hint: problem.code === 'DUPLICATE_KEY' ? 'each key may appear once per mapping' : 'fix the YAML syntax',
+      });
+    }
+    if (yamlProblems.length > 0) return;
+    if (doc.contents === null) return; // an empty document, e.g. a trailing `---`
+
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: MAX_ALIASES });
+    } catch (err) {
+      diagnostics.push({
+        severity: 'error',
+        rule: 'yaml-syntax',
+        ...locate([]),
+        message: err instanceof Error ? err.message : String(err),
+        hint: `aliases may expand at most ${MAX_ALIASES} times per document`,
+      });
+      return;
+    }
+    const at = (fieldPath: (string | number)[], key = false) => locate(fieldPath, key);
+
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      diagnostics.push({
+        severity: 'error',
+        rule: 'not-a-resource',
+        ...at([]),
+        message: 'a document must be a mapping with apiVersion, kind, metadata and spec',
+        expected: 'a mapping',
+        found: describeValue(value),
+      });
+      return;
+    }
+    const record = value as Record<string, unknown>;
+    const id = resourceId(record);
+    const base = { severity: 'error' as const, file, ...(id !== undefined && { resource: id }) };
+
+    if (record.apiVersion !== API_VERSION) {
+      diagnostics.push({
+        ...base,
+        rule: record.apiVersion === undefined ? 'missing-field' : 'unknown-api-version',
+        ...at(['apiVersion']),
+        path: 'apiVersion',
+        message: record.apiVersion === undefined ? 'missing required field "apiVersion"' : 'unsupported apiVersion',
+        expected: `"${API_VERSION}"`,
+        found: describeValue(record.apiVersion),
+        hint: `this release reads ${API_VERSION}`,
+      });
+    }
+    const kind = record.kind;
+    if (typeof kind !== 'string' || !(KINDS as string[]).includes(kind)) {
+      const suggestion = typeof kind === 'string' ? closestMatch(kind, KINDS) : undefined;
+      diagnostics.push({
+        ...base,
+        rule: kind === undefined ? 'missing-field' : 'unknown-kind',
+        ...at(['kind']),
+        path: 'kind',
+        message: kind === undefined ? 'missing required field "kind"' : 'unknown kind',
+        expected: `one of ${listOr(KINDS)}`,
+        found: describeValue(kind),
+        ...(suggestion !== undefined && { hint: `did you mean "${suggestion}"?` }),
+      });
+      return;
+    }
+    const problems = validateDocument(kind as Kind, value).filter(
+      (p) => !(p.path.length === 1 && p.path[0] === 'apiVersion'),
+    );
+    for (const p of problems) {
+      diagnostics.push({
+        ...base,
+        rule: p.rule,
+        ...at(p.path, p.atKey),
+        path: formatPath(p.path),
+        message: p.message,
+        ...(p.expected !== undefined && { expected: p.expected }),
+        ...(p.found !== undefined && { found: p.found }),
+        ...(p.hint !== undefined && { hint: p.hint }),
+      });
+    }
+    if (problems.length > 0 || record.apiVersion !== API_VERSION) return;
+    resources.push({ resource: value as AnyResource, file, docIndex, locate });
+  });
+
+  return { resources, diagnostics, files: [file] };
+}
+
+function isYamlFile(name: string): boolean {
+  return name.endsWith('.yaml') || name.endsWith('.yml');
+}
+
+async function collectFiles(target: string, diagnostics: Diagnostic[]): Promise<string[]> {
+  let info;
+  try {
+    info = await stat(target);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    diagnostics.push({
+      severity: 'error',
+      rule: 'io',
+      file: target,
+      line: 1,
+      col: 1,
+      message: code === 'ENOENT' ? 'no such file or directory' : `cannot read: ${(err as Error).message}`,
+    });
+    return [];
+  }
+  if (info.isFile()) return [target];
+  if (!info.isDirectory()) return [];
+  const out: string[] = [];
+  const entries = await readdir(target, { withFileTypes: true });
+  entries.sort((a, b) => a.name.localeCompare(b.name));
+  for (const entry of entries) {
+    if (entry.name.startsWith('.')) continue; // hidden files and folders (.git, editor swap files)
+    const full = path.join(target, entry.name);
+    if (entry.isDirectory()) out.push(...(await collectFiles(full, diagnostics)));
+    else if (entry.isFile() && isYamlFile(entry.name)) out.push(full);
+  }
+  return out;
+}
+
+/**
+ * Loads every `.yaml`/`.yml` file below the given paths (files named directly are read whatever
+ * their extension). Files are read in a stable, sorted order so diagnostics and diffs are stable.
+ */
+export async function loadPaths(paths: readonly string[]): Promise<LoadResult> {
+  const diagnostics: Diagnostic[] = [];
+  const files: string[] = [];
+  for (const p of paths) {
+    const found = await collectFiles(p, diagnostics);
+    if (found.length === 0 && diagnostics.every((d) => d.file !== p)) {
+      diagnostics.push({
+        severity: 'warning',
+        rule: 'no-files',
+        file: p,
+        line: 1,
+        col: 1,
+        message: 'no .yaml or .yml files found here',
+      });
+    }
+    for (const f of found) if (!files.includes(f)) files.push(f);
+  }
+  const resources: LoadedResource[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      const info = await stat(file);
+      if (info.size > MAX_FILE_BYTES) {
+        diagnostics.push({
+          severity: 'error',
+          rule: 'file-too-large',
+          file,
+          line: 1,
+          col: 1,
+          message: `file is ${info.size} bytes; resource files may be at most ${MAX_FILE_BYTES} bytes`,
+          hint: 'split it into several files',
+        });
+        continue;
+      }
+      const bytes = await readFile(file);
+      text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    } catch (err) {
+      diagnostics.push({
+        severity: 'error',
+        rule: 'io',
+        file,
+        line: 1,
+        col: 1,
+        message: err instanceof TypeError ? 'file is not valid UTF-8 text' : `cannot read: ${(err as Error).message}`,
+      });
+      continue;
+    }
+    const result = loadText(text, file);
+    resources.push(...result.resources);
+    diagnostics.push(...result.diagnostics);
+  }
+  diagnostics.sort(compareDiagnostics);
+  return { resources, diagnostics, files };
+}
