@@ -26,6 +26,8 @@ export interface LoadResult {
   resources: LoadedResource[];
   diagnostics: Diagnostic[];
   files: string[];
+  /** `Kind/name` of documents that were rejected, so later checks don't also call them missing. */
+  rejected: string[];
 }
 
 function nodeAt(doc: Document, fieldPath: readonly (string | number)[], key: boolean): Node | undefined {
@@ -71,6 +73,7 @@ function resourceId(value: Record<string, unknown>): string | undefined {
 export function loadText(text: string, file: string): LoadResult {
   const diagnostics: Diagnostic[] = [];
   const resources: LoadedResource[] = [];
+  const rejected: string[] = [];
   const lines = new LineCounter();
   const parsed = parseAllDocuments(text, { lineCounter: lines, uniqueKeys: true, strict: true, version: '1.2' });
   const docs = Array.isArray(parsed) ? parsed : [];
@@ -165,11 +168,14 @@ export function loadText(text: string, file: string): LoadResult {
         ...(p.hint !== undefined && { hint: p.hint }),
       });
     }
-    if (problems.length > 0 || record.apiVersion !== API_VERSION) return;
+    if (problems.length > 0 || record.apiVersion !== API_VERSION) {
+      if (id !== undefined) rejected.push(id);
+      return;
+    }
     resources.push({ resource: value as AnyResource, file, docIndex, locate });
   });
 
-  return { resources, diagnostics, files: [file] };
+  return { resources, diagnostics, files: [file], rejected };
 }
 
 function isYamlFile(name: string): boolean {
@@ -228,6 +234,7 @@ export async function loadPaths(paths: readonly string[]): Promise<LoadResult> {
     for (const f of found) if (!files.includes(f)) files.push(f);
   }
   const resources: LoadedResource[] = [];
+  const rejected: string[] = [];
   for (const file of files) {
     let text: string;
     try {
@@ -260,7 +267,8 @@ export async function loadPaths(paths: readonly string[]): Promise<LoadResult> {
     const result = loadText(text, file);
     resources.push(...result.resources);
     diagnostics.push(...result.diagnostics);
+    rejected.push(...result.rejected);
   }
   diagnostics.sort(compareDiagnostics);
-  return { resources, diagnostics, files };
+  return { resources, diagnostics, files, rejected };
 }

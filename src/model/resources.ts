@@ -153,9 +153,9 @@ const ServiceOrMeshTargetRef = Type.Object(
 );
 
 /** A policy spec: `targetRef` plus the settings fields at the same level. */
-function policySpec<S extends ReturnType<typeof Section>>(target: TSchema, settings: S, description: string) {
+function policySpec<T extends TSchema, S extends ReturnType<typeof Section>>(target: T, settings: S, description: string) {
   return Type.Object(
-    { targetRef: target, ...settings.properties } as { targetRef: typeof target } & S['properties'],
+    { targetRef: target, ...settings.properties } as { targetRef: T } & S['properties'],
     { additionalProperties: false, description },
   );
 }

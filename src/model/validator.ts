@@ -2,6 +2,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { closestMatch, listOr } from '../core/text.js';
 import { parseDurationMs, parseSizeBytes, isDuration, isSize } from '../core/units.js';
 import { describeValue } from './diagnostics.js';
+import { rangeText, shortType, typeText, unitText } from './schema-text.js';
 import { KINDS, resourceSchema, type Kind } from './resources.js';
 import type { JsonSchema } from './schema-walk.js';
 
@@ -59,51 +60,6 @@ function pointerToPath(pointer: string): (string | number)[] {
     .split('/')
     .map((seg) => seg.replace(/~1/g, '/').replace(/~0/g, '~'))
     .map((seg) => (/^(0|[1-9]\d*)$/.test(seg) ? Number(seg) : seg));
-}
-
-function rangeText(schema: JsonSchema): string {
-  const integer = schema.type === 'integer' ? 'an integer' : 'a number';
-  if (schema['x-unit'] === 'ratio') return 'a ratio from 0 to 1 (e.g. 0.2 for 20%)';
-  if (schema.minimum !== undefined && schema.maximum !== undefined)
-    return `${integer} from ${schema.minimum} to ${schema.maximum}`;
-  if (schema.minimum !== undefined) return `${integer} of at least ${schema.minimum}`;
-  if (schema.maximum !== undefined) return `${integer} of at most ${schema.maximum}`;
-  return integer;
-}
-
-function unitText(schema: JsonSchema): string {
-  const unit = schema['x-unit'];
-  const bounds =
-    schema['x-min'] !== undefined && schema['x-max'] !== undefined
-      ? ` from ${schema['x-min']} to ${schema['x-max']}`
-      : schema['x-min'] !== undefined
-        ? ` of at least ${schema['x-min']}`
-        : schema['x-max'] !== undefined
-          ? ` of at most ${schema['x-max']}`
-          : '';
-  if (unit === 'duration') return `a duration${bounds}, written with a unit: 250ms, 5s, 1m30s, 2h`;
-  if (unit === 'size') return `a size${bounds}, written with a unit: 512B, 64KiB, 16MiB, 1GiB`;
-  if (unit === 'name') return 'a name of lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters';
-  return `text matching /${schema.pattern}/`;
-}
-
-function typeText(schema: JsonSchema): string {
-  if (schema['x-unit'] === 'duration' || schema['x-unit'] === 'size') return unitText(schema);
-  switch (schema.type) {
-    case 'object':
-      return schema.properties ? `a mapping with fields ${Object.keys(schema.properties).join(', ')}` : 'a mapping';
-    case 'array':
-      return 'a list';
-    case 'integer':
-    case 'number':
-      return rangeText(schema);
-    case 'boolean':
-      return 'true or false';
-    case 'string':
-      return schema.enum ? `one of ${listOr(schema.enum.map(String))}` : 'text';
-    default:
-      return String(schema.type);
-  }
 }
 
 function unitHint(schema: JsonSchema, data: unknown): string | undefined {
@@ -196,7 +152,9 @@ function toProblem(err: ErrorObject): SchemaProblem | undefined {
         atKey: false,
         message: outOfRange
           ? `${String(data)} is ${err.keyword === 'x-min' ? 'below the minimum' : 'above the maximum'} ${String(schema[err.keyword])}`
-          : `expected ${expected}`,
+          : err.keyword === 'type'
+            ? `expected ${shortType(schema)}, found ${typeof data === 'object' ? (Array.isArray(data) ? 'a list' : data === null ? 'null' : 'a mapping') : `a ${typeof data}`}`
+            : `not a valid ${unit === 'duration' || unit === 'size' || unit === 'name' ? unit : 'value'}`,
         expected,
         found,
         ...(hint !== undefined && { hint }),
@@ -209,7 +167,7 @@ function toProblem(err: ErrorObject): SchemaProblem | undefined {
         rule: 'invalid-value',
         path,
         atKey: false,
-        message: `expected one of ${listOr(allowed)}`,
+        message: `"${String(data)}" is not an accepted value`,
         expected: `one of ${listOr(allowed)}`,
         found,
         ...(suggestion !== undefined && { hint: `did you mean "${suggestion}"?` }),

@@ -1,0 +1,265 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { isIsthmusError, IsthmusError } from '../core/errors.js';
+import { closestMatch } from '../core/text.js';
+import { formatDurationMs } from '../core/units.js';
+import type { Diagnostic } from '../model/diagnostics.js';
+import { diffMeshes } from '../model/diff.js';
+import { describeOrigin, type Effective } from '../model/effective.js';
+import { formatLocality, parseLocality, type Locality } from '../model/locality.js';
+import { MeshIndex } from '../model/mesh.js';
+import { meshJsonSchema, policyReference } from '../model/reference.js';
+import { KINDS, resourceSchema, type Kind } from '../model/resources.js';
+import { leavesOf, getIn, type JsonSchema } from '../model/schema-walk.js';
+import { PartitionSettings, TelemetrySettings, TrafficSettings } from '../model/settings.js';
+import { validatePaths, type ValidationResult } from '../model/validate.js';
+import { formatDiagnostic, formatDiff, formatValue, plural, styler, useColor, type Styler } from './format.js';
+
+/** Exit codes: 0 success, 1 the input has problems, 2 the command line is wrong, 70 a bug. */
+export const EXIT = { ok: 0, problems: 1, usage: 2, internal: 70 } as const;
+
+export interface CliIo {
+  version: string;
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+class Exit extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
+}
+
+function locality(text: string): Locality {
+  try {
+    return parseLocality(text);
+  } catch (err) {
+    throw new InvalidArgumentError(err instanceof Error ? err.message : String(err));
+  }
+}
+
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const out = (text: string) => io.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+  const err = (text: string) => io.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
+  const so = styler(useColor(io.stdout as NodeJS.WriteStream));
+  const se = styler(useColor(io.stderr as NodeJS.WriteStream));
+
+  const program = new Command('isthmus')
+    .description('Isthmus: a cross-region service mesh. Policy as code, failover you can explain, signals that survive partitions.')
+    .version(io.version, '-V, --version')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .addHelpText(
+      'after',
+      '\nExit status: 0 success, 1 the input has problems, 2 wrong usage.\nDocs: docs/cli.md, docs/policies.md',
+    );
+
+  /** Prints diagnostics (to stderr) and a summary; returns the exit code they call for. */
+  const report = (result: ValidationResult, label: string): number => {
+    for (const d of result.diagnostics) err(formatDiagnostic(d, se));
+    if (!result.ok) {
+      err(
+        se.red(
+          `✗ ${label}: ${plural(result.errors, 'error')}${result.warnings ? `, ${plural(result.warnings, 'warning')}` : ''} in ${plural(result.files.length, 'file')}`,
+        ),
+      );
+      return EXIT.problems;
+    }
+    return EXIT.ok;
+  };
+
+  const loadOrExit = async (paths: string[], label: string): Promise<ValidationResult> => {
+    const result = await validatePaths(paths);
+    if (!result.ok) throw new Exit(report(result, label));
+    for (const d of result.diagnostics) err(formatDiagnostic(d, se));
+    return result;
+  };
+
+  program
+    .command('validate')
+    .description('Check mesh resources: every problem in one run, each located as file:line:col.')
+    .argument('<paths...>', 'YAML files or directories (read recursively)')
+    .option('--json', 'print a machine-readable report on stdout')
+    .action(async (paths: string[], opts: { json?: boolean }) => {
+      const result = await validatePaths(paths);
+      if (opts.json) {
+        out(
+          JSON.stringify(
+            {
+              ok: result.ok,
+              files: result.files.length,
+              resources: result.resources.length,
+              errors: result.errors,
+              warnings: result.warnings,
+              diagnostics: result.diagnostics,
+            },
+            null,
+            2,
+          ),
+        );
+        throw new Exit(result.ok ? EXIT.ok : EXIT.problems);
+      }
+      const code = report(result, 'invalid');
+      if (code === EXIT.ok) {
+        for (const d of result.diagnostics) err(formatDiagnostic(d, se));
+        out(
+          so.green(
+            `✓ ${plural(result.resources.length, 'resource')} in ${plural(result.files.length, 'file')} valid${result.warnings ? ` (${plural(result.warnings, 'warning')})` : ''}`,
+          ),
+        );
+      }
+      throw new Exit(code);
+    });
+
+  program
+    .command('schema')
+    .description('Print the JSON Schema of mesh resources (for editors and other tools).')
+    .addOption(new Option('--kind <kind>', 'only the schema of one kind').choices(KINDS))
+    .action((opts: { kind?: Kind }) => {
+      out(JSON.stringify(opts.kind ? resourceSchema(opts.kind) : meshJsonSchema(), null, 2));
+    });
+
+  program
+    .command('diff')
+    .description('Semantic diff of two trees of resources: the plan step before an apply.')
+    .argument('<old>', 'file or directory with the current resources')
+    .argument('<new>', 'file or directory with the proposed resources')
+    .option('--json', 'print the diff as JSON')
+    .option('--exit-code', 'exit 3 when there are changes (0 when none)')
+    .action(async (oldPath: string, newPath: string, opts: { json?: boolean; exitCode?: boolean }) => {
+      const before = await loadOrExit([oldPath], `old (${oldPath})`);
+      const after = await loadOrExit([newPath], `new (${newPath})`);
+      const diff = diffMeshes(
+        before.resources.map((r) => r.resource),
+        after.resources.map((r) => r.resource),
+      );
+      out(opts.json ? JSON.stringify(diff, null, 2) : formatDiff(diff, so));
+      const changed = diff.changes.length > 0;
+      throw new Exit(opts.exitCode && changed ? 3 : EXIT.ok);
+    });
+
+  program
+    .command('explain')
+    .description('Show the effective policy of a service or route after merging, each field with its origin.')
+    .argument('<paths...>', 'YAML files or directories with the mesh resources')
+    .requiredOption('--service <name>', 'the destination service')
+    .option('--route <name>', 'a named route of the service')
+    .option('--from <region/zone>', 'the caller’s locality: adds its routing plan and partition settings', locality)
+    .option('--json', 'print JSON')
+    .action(
+      async (paths: string[], opts: { service: string; route?: string; from?: Locality; json?: boolean }) => {
+        const result = await loadOrExit(paths, 'invalid');
+        const index = new MeshIndex(result.resources);
+        const service = index.services.get(opts.service);
+        if (!service) throw notFound('service', opts.service, index.services.keys());
+        const routes = (service.resource.spec.routes ?? []).map((r) => r.name);
+        if (opts.route !== undefined && !routes.includes(opts.route))
+          throw notFound(`route of service ${opts.service}`, opts.route, routes);
+        if (opts.from && !index.regions.has(opts.from.region))
+          throw notFound('region', opts.from.region, index.regions.keys());
+        const fromZones = opts.from ? index.regions.get(opts.from.region)?.resource.spec.zones.map((z) => z.name) : [];
+        if (opts.from?.zone !== undefined && !fromZones?.includes(opts.from.zone))
+          throw notFound(`zone of region ${opts.from.region}`, opts.from.zone, fromZones ?? []);
+
+        const traffic = index.traffic(opts.service, opts.route);
+        const telemetry = index.telemetry(opts.service);
+        const partition = opts.from ? index.partition(opts.from.region) : undefined;
+        const plan = opts.from ? index.routingPlan(opts.from, opts.service, opts.route) : undefined;
+        if (opts.json) {
+          const asJson = (e: Effective<unknown>) => ({ value: e.value, origins: Object.fromEntries(e.origins) });
+          out(
+            JSON.stringify(
+              {
+                service: opts.service,
+                route: opts.route ?? null,
+                from: opts.from ? formatLocality(opts.from) : null,
+                homeRegion: service.resource.spec.homeRegion ?? null,
+                routingPlan: plan ?? null,
+                traffic: asJson(traffic),
+                telemetry: asJson(telemetry),
+                partition: partition ? asJson(partition) : null,
+              },
+              null,
+              2,
+            ),
+          );
+          return;
+        }
+        const title = `${opts.service}${opts.route ? ` route ${opts.route}` : ''}`;
+        out(so.bold(`Effective policy for ${title}${opts.from ? ` from ${formatLocality(opts.from)}` : ''}`));
+        if (service.resource.spec.homeRegion) out(`home region: ${service.resource.spec.homeRegion}`);
+        if (plan) {
+          out(`\n${so.bold('Routing plan')} (remote tiers reorder by measured RTT at run time)`);
+          for (const t of plan.tiers) {
+            const where = t.tier === 'zone' ? `${t.region}/${t.zones.join(', ')}` : `${t.region} (${t.zones.join(', ')})`;
+            const via = t.via === 'gateway' ? `via gateway${t.rttHintMs !== undefined ? `, ~${formatDurationMs(t.rttHintMs)} RTT` : ''}` : 'direct';
+            out(`  P${t.priority}  ${t.tier.padEnd(6)}  ${where.padEnd(36)} ${so.dim(via)}`);
+          }
+          for (const note of plan.notes) out(`  ${so.yellow('note')}: ${note}`);
+        }
+        printEffective(out, so, 'Traffic settings', TrafficSettings as JsonSchema, traffic);
+        printEffective(out, so, `Telemetry settings (service ${opts.service})`, TelemetrySettings as JsonSchema, telemetry);
+        if (partition && opts.from)
+          printEffective(out, so, `Partition settings (region ${opts.from.region})`, PartitionSettings as JsonSchema, partition);
+      },
+    );
+
+  program
+    .command('docs', { hidden: true })
+    .description('Print generated reference documents.')
+    .argument('<which>', 'policies | schema')
+    .action((which: string) => {
+      if (which === 'policies') out(policyReference());
+      else if (which === 'schema') out(JSON.stringify(meshJsonSchema(), null, 2));
+      else throw new IsthmusError('ISTHMUS_E_USAGE', `unknown document "${which}": use policies or schema`);
+    });
+
+  try {
+    if (argv.length === 0) {
+      program.outputHelp();
+      return EXIT.usage;
+    }
+    await program.parseAsync([...argv], { from: 'user' });
+    return EXIT.ok;
+  } catch (e) {
+    if (e instanceof Exit) return e.code;
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')
+        return EXIT.ok;
+      return EXIT.usage; // commander has already printed the message
+    }
+    if (isIsthmusError(e)) {
+      err(`${se.red('error')}: ${e.message} ${se.dim(`(${e.code})`)}`);
+      return e.code === 'ISTHMUS_E_USAGE' ? EXIT.usage : EXIT.problems;
+    }
+    err(`${se.red('internal error')}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    err('This is a bug in Isthmus; please report it with the command you ran.');
+    return EXIT.internal;
+  }
+}
+
+function notFound(what: string, name: string, known: Iterable<string>): IsthmusError {
+  const names = [...known];
+  const suggestion = closestMatch(name, names);
+  return new IsthmusError(
+    'ISTHMUS_E_NOT_FOUND',
+    `${what} "${name}" does not exist${suggestion ? `; did you mean "${suggestion}"?` : names.length ? ` (known: ${names.join(', ')})` : ''}`,
+  );
+}
+
+function printEffective(out: (s: string) => void, s: Styler, title: string, schema: JsonSchema, effective: Effective<unknown>) {
+  out(`\n${s.bold(title)}`);
+  const leaves = leavesOf(schema);
+  const width = Math.max(...leaves.map((l) => l.path.join('.').length));
+  const valueWidth = 22;
+  for (const leaf of leaves) {
+    const key = leaf.path.join('.');
+    const origin = effective.origins.get(key);
+    const value = formatValue(getIn(effective.value, leaf.path));
+    const from = describeOrigin(origin);
+    const shownFrom = origin?.level === 'builtin' ? s.dim(from) : s.cyan(from);
+    out(`  ${key.padEnd(width)}  ${value.padEnd(valueWidth)} ${shownFrom}`);
+  }
+}
+
+export type { Diagnostic };
