@@ -2,7 +2,17 @@
 // listed as beneath it; `npm test` fails on any other edge and on any import cycle.
 // Order, lowest first: core < model < telemetry < dataplane < controlplane < chaos
 // < dashboard < lab < cli. See docs/architecture.md.
-const layers = ['core', 'model', 'telemetry', 'dataplane', 'controlplane', 'chaos', 'dashboard', 'lab', 'cli'];
+const layers = [
+  'core',
+  'model',
+  'telemetry',
+  'dataplane',
+  'controlplane',
+  'chaos',
+  'dashboard',
+  'lab',
+  'cli',
+];
 
 const upward = layers.map((layer, i) => ({
   name: `layer-${layer}`,
@@ -40,6 +50,9 @@ module.exports = {
     doNotFollow: { path: 'node_modules' },
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.json' },
-    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'require', 'node', 'default'] },
+    enhancedResolveOptions: {
+      exportsFields: ['exports'],
+      conditionNames: ['import', 'require', 'node', 'default'],
+    },
   },
 };

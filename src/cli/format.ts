@@ -3,7 +3,8 @@ import type { MeshDiff } from '../model/diff.js';
 
 /** Terminal styling, off unless writing to a terminal (and never with NO_COLOR set). */
 export function styler(enabled: boolean) {
-  const wrap = (open: number, close: number) => (s: string) => (enabled ? `\u001b[${open}m${s}\u001b[${close}m` : s);
+  const wrap = (open: number, close: number) => (s: string) =>
+    enabled ? `\u001b[${open}m${s}\u001b[${close}m` : s;
   return {
     red: wrap(31, 39),
     yellow: wrap(33, 39),
@@ -23,7 +24,9 @@ export function useColor(stream: NodeJS.WriteStream): boolean {
 export function formatDiagnostic(d: Diagnostic, s: Styler): string {
   const severity = d.severity === 'error' ? s.red('error') : s.yellow('warning');
   const where = [d.resource, d.path].filter(Boolean).join(' ');
-  const lines = [`${s.bold(`${d.file}:${d.line}:${d.col}`)}: ${severity}: ${where ? `${s.cyan(where)}: ` : ''}${d.message}`];
+  const lines = [
+    `${s.bold(`${d.file}:${d.line}:${d.col}`)}: ${severity}: ${where ? `${s.cyan(where)}: ` : ''}${d.message}`,
+  ];
   const detail = (label: string, value: string | undefined) => {
     if (value !== undefined) lines.push(`    ${s.dim(label.padEnd(9))}${value}`);
   };

@@ -12,7 +12,15 @@ import { KINDS, resourceSchema, type Kind } from '../model/resources.js';
 import { leavesOf, getIn, type JsonSchema } from '../model/schema-walk.js';
 import { PartitionSettings, TelemetrySettings, TrafficSettings } from '../model/settings.js';
 import { validatePaths, type ValidationResult } from '../model/validate.js';
-import { formatDiagnostic, formatDiff, formatValue, plural, styler, useColor, type Styler } from './format.js';
+import {
+  formatDiagnostic,
+  formatDiff,
+  formatValue,
+  plural,
+  styler,
+  useColor,
+  type Styler,
+} from './format.js';
 
 /** Exit codes: 0 success, 1 the input has problems, 2 the command line is wrong, 70 a bug. */
 export const EXIT = { ok: 0, problems: 1, usage: 2, internal: 70 } as const;
@@ -44,7 +52,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const se = styler(useColor(io.stderr as NodeJS.WriteStream));
 
   const program = new Command('isthmus')
-    .description('Isthmus: a cross-region service mesh. Policy as code, failover you can explain, signals that survive partitions.')
+    .description(
+      'Isthmus: a cross-region service mesh. Policy as code, failover you can explain, signals that survive partitions.',
+    )
     .version(io.version, '-V, --version')
     .showSuggestionAfterError(true)
     .exitOverride()
@@ -144,7 +154,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .argument('<paths...>', 'YAML files or directories with the mesh resources')
     .requiredOption('--service <name>', 'the destination service')
     .option('--route <name>', 'a named route of the service')
-    .option('--from <region/zone>', 'the caller’s locality: adds its routing plan and partition settings', locality)
+    .option(
+      '--from <region/zone>',
+      'the caller’s locality: adds its routing plan and partition settings',
+      locality,
+    )
     .option('--json', 'print JSON')
     .action(
       async (paths: string[], opts: { service: string; route?: string; from?: Locality; json?: boolean }) => {
@@ -157,7 +171,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           throw notFound(`route of service ${opts.service}`, opts.route, routes);
         if (opts.from && !index.regions.has(opts.from.region))
           throw notFound('region', opts.from.region, index.regions.keys());
-        const fromZones = opts.from ? index.regions.get(opts.from.region)?.resource.spec.zones.map((z) => z.name) : [];
+        const fromZones = opts.from
+          ? index.regions.get(opts.from.region)?.resource.spec.zones.map((z) => z.name)
+          : [];
         if (opts.from?.zone !== undefined && !fromZones?.includes(opts.from.zone))
           throw notFound(`zone of region ${opts.from.region}`, opts.from.zone, fromZones ?? []);
 
@@ -166,7 +182,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         const partition = opts.from ? index.partition(opts.from.region) : undefined;
         const plan = opts.from ? index.routingPlan(opts.from, opts.service, opts.route) : undefined;
         if (opts.json) {
-          const asJson = (e: Effective<unknown>) => ({ value: e.value, origins: Object.fromEntries(e.origins) });
+          const asJson = (e: Effective<unknown>) => ({
+            value: e.value,
+            origins: Object.fromEntries(e.origins),
+          });
           out(
             JSON.stringify(
               {
@@ -191,16 +210,32 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         if (plan) {
           out(`\n${so.bold('Routing plan')} (remote tiers reorder by measured RTT at run time)`);
           for (const t of plan.tiers) {
-            const where = t.tier === 'zone' ? `${t.region}/${t.zones.join(', ')}` : `${t.region} (${t.zones.join(', ')})`;
-            const via = t.via === 'gateway' ? `via gateway${t.rttHintMs !== undefined ? `, ~${formatDurationMs(t.rttHintMs)} RTT` : ''}` : 'direct';
+            const where =
+              t.tier === 'zone' ? `${t.region}/${t.zones.join(', ')}` : `${t.region} (${t.zones.join(', ')})`;
+            const via =
+              t.via === 'gateway'
+                ? `via gateway${t.rttHintMs !== undefined ? `, ~${formatDurationMs(t.rttHintMs)} RTT` : ''}`
+                : 'direct';
             out(`  P${t.priority}  ${t.tier.padEnd(6)}  ${where.padEnd(36)} ${so.dim(via)}`);
           }
           for (const note of plan.notes) out(`  ${so.yellow('note')}: ${note}`);
         }
-        printEffective(out, so, 'Traffic settings', TrafficSettings as JsonSchema, traffic);
-        printEffective(out, so, `Telemetry settings (service ${opts.service})`, TelemetrySettings as JsonSchema, telemetry);
+        printEffective(out, so, 'Traffic settings', TrafficSettings, traffic);
+        printEffective(
+          out,
+          so,
+          `Telemetry settings (service ${opts.service})`,
+          TelemetrySettings,
+          telemetry,
+        );
         if (partition && opts.from)
-          printEffective(out, so, `Partition settings (region ${opts.from.region})`, PartitionSettings as JsonSchema, partition);
+          printEffective(
+            out,
+            so,
+            `Partition settings (region ${opts.from.region})`,
+            PartitionSettings,
+            partition,
+          );
       },
     );
 
@@ -224,7 +259,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   } catch (e) {
     if (e instanceof Exit) return e.code;
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')
+      if (
+        e.code === 'commander.helpDisplayed' ||
+        e.code === 'commander.version' ||
+        e.code === 'commander.help'
+      )
         return EXIT.ok;
       return EXIT.usage; // commander has already printed the message
     }
@@ -247,7 +286,13 @@ function notFound(what: string, name: string, known: Iterable<string>): IsthmusE
   );
 }
 
-function printEffective(out: (s: string) => void, s: Styler, title: string, schema: JsonSchema, effective: Effective<unknown>) {
+function printEffective(
+  out: (s: string) => void,
+  s: Styler,
+  title: string,
+  schema: JsonSchema,
+  effective: Effective<unknown>,
+) {
   out(`\n${s.bold(title)}`);
   const leaves = leavesOf(schema);
   const width = Math.max(...leaves.map((l) => l.path.join('.').length));

@@ -73,7 +73,12 @@ class Reporter {
   }
 }
 
-const related = (pos: Position, message: string) => ({ file: pos.file, line: pos.line, col: pos.col, message });
+const related = (pos: Position, message: string) => ({
+  file: pos.file,
+  line: pos.line,
+  col: pos.col,
+  message,
+});
 const idOf = (l: LoadedResource) => `${l.resource.kind}/${l.resource.metadata.name}`;
 
 function dangling(
@@ -94,7 +99,10 @@ function dangling(
     message: `${what} "${name}"${scope ? ` ${scope}` : ''} does not exist`,
     expected: names.length ? `one of ${names.join(', ')}` : `a declared ${what} (none is declared)`,
     found: `"${name}"`,
-    hint: suggestion !== undefined ? `did you mean "${suggestion}"?` : `declare the ${what}${scope ? ` ${scope}` : ''} or fix the name`,
+    hint:
+      suggestion !== undefined
+        ? `did you mean "${suggestion}"?`
+        : `declare the ${what}${scope ? ` ${scope}` : ''} or fix the name`,
   });
 }
 
@@ -179,7 +187,8 @@ function shadows(
   later: NonNullable<Loaded<'Service'>['resource']['spec']['routes']>[number]['match'],
 ): boolean {
   const methodsCovered =
-    earlier.methods === undefined || (later.methods !== undefined && later.methods.every((m) => earlier.methods!.includes(m)));
+    earlier.methods === undefined ||
+    (later.methods !== undefined && later.methods.every((m) => earlier.methods!.includes(m)));
   if (!methodsCovered) return false;
   const e = earlier.path;
   const l = later.path;
@@ -188,7 +197,9 @@ function shadows(
   const target = l.exact ?? l.prefix ?? '';
   if (e.exact !== undefined) return l.exact === e.exact;
   const prefix = e.prefix ?? '';
-  return prefix === '/' || target === prefix || target.startsWith(prefix.endsWith('/') ? prefix : `${prefix}/`);
+  return (
+    prefix === '/' || target === prefix || target.startsWith(prefix.endsWith('/') ? prefix : `${prefix}/`)
+  );
 }
 
 function checkServices(index: MeshIndex, out: Reporter) {
@@ -220,7 +231,9 @@ function checkServices(index: MeshIndex, out: Reporter) {
           rule: 'unreachable-route',
           message: `route "${route.name}" can never match: route "${routes[earlier]?.name}" before it matches all its requests`,
           hint: 'routes are matched in order; move the more specific one first',
-          related: [related(service.locate(['spec', 'routes', earlier, 'name']), 'the route that matches first')],
+          related: [
+            related(service.locate(['spec', 'routes', earlier, 'name']), 'the route that matches first'),
+          ],
         });
       }
     });
@@ -232,7 +245,8 @@ function checkExternalServices(index: MeshIndex, out: Reporter) {
   for (const ext of index.externalServices.values()) {
     const spec = ext.resource.spec;
     (spec.allowedRegions ?? []).forEach((r, i) => {
-      if (!index.regions.has(r)) dangling(out, ext, ['spec', 'allowedRegions', i], 'region', r, index.regions.keys());
+      if (!index.regions.has(r))
+        dangling(out, ext, ['spec', 'allowedRegions', i], 'region', r, index.regions.keys());
     });
     for (const port of spec.ports) {
       const key = `${spec.host.toLowerCase()}:${port}`;
@@ -249,7 +263,12 @@ function checkExternalServices(index: MeshIndex, out: Reporter) {
   }
 }
 
-function checkUnusedTargetFields(out: Reporter, policy: LoadedResource, ref: Record<string, unknown>, allowed: string[]) {
+function checkUnusedTargetFields(
+  out: Reporter,
+  policy: LoadedResource,
+  ref: Record<string, unknown>,
+  allowed: string[],
+) {
   for (const field of ['name', 'service']) {
     if (ref[field] !== undefined && !allowed.includes(field)) {
       out.add(policy, ['spec', 'targetRef', field], {
@@ -303,14 +322,18 @@ function checkConflicts(index: MeshIndex, out: Reporter) {
   const group = (schema: JsonSchema, policies: LoadedResource[]) => {
     const byTarget = new Map<string, LoadedResource[]>();
     for (const p of policies) {
-      const key = JSON.stringify((p.resource.spec as { targetRef: unknown }).targetRef, ['kind', 'service', 'name']);
+      const key = JSON.stringify((p.resource.spec as { targetRef: unknown }).targetRef, [
+        'kind',
+        'service',
+        'name',
+      ]);
       byTarget.set(key, [...(byTarget.get(key) ?? []), p]);
     }
     for (const list of byTarget.values()) if (list.length > 1) groups.push({ schema, policies: list });
   };
-  group(TrafficSettings as JsonSchema, index.trafficPolicies);
-  group(PartitionSettings as JsonSchema, index.partitionPolicies);
-  group(TelemetrySettings as JsonSchema, index.telemetryPolicies);
+  group(TrafficSettings, index.trafficPolicies);
+  group(PartitionSettings, index.partitionPolicies);
+  group(TelemetrySettings, index.telemetryPolicies);
 
   for (const { schema, policies } of groups) {
     const leaves = leavesOf(schema);
@@ -342,6 +365,11 @@ function checkConflicts(index: MeshIndex, out: Reporter) {
 interface Rule<T> {
   /** Leaf paths involved; the most specifically set one is where the problem is reported. */
   paths: string[];
+  /**
+   * `error` when the combination cannot work; `warning` when one value silently caps the other
+   * (the proxy runs, but not as the author probably meant).
+   */
+  severity: Diagnostic['severity'];
   holds(v: T): boolean;
   message(v: T): string;
   hint: string;
@@ -353,24 +381,31 @@ const bytes = parseSizeBytes;
 const TRAFFIC_RULES: Rule<EffectiveTraffic>[] = [
   {
     paths: ['timeouts.perTry', 'timeouts.overall'],
+    severity: 'warning',
     holds: (v) => ms(v.timeouts.perTry) <= ms(v.timeouts.overall),
-    message: (v) => `timeouts.perTry (${v.timeouts.perTry}) is longer than timeouts.overall (${v.timeouts.overall})`,
+    message: (v) =>
+      `timeouts.perTry (${v.timeouts.perTry}) is longer than timeouts.overall (${v.timeouts.overall})`,
     hint: 'an attempt cannot outlive its request: lower perTry or raise overall',
   },
   {
     paths: ['timeouts.connect', 'timeouts.perTry'],
+    severity: 'warning',
     holds: (v) => ms(v.timeouts.connect) <= ms(v.timeouts.perTry),
-    message: (v) => `timeouts.connect (${v.timeouts.connect}) is longer than timeouts.perTry (${v.timeouts.perTry})`,
+    message: (v) =>
+      `timeouts.connect (${v.timeouts.connect}) is longer than timeouts.perTry (${v.timeouts.perTry})`,
     hint: 'connecting is part of an attempt: lower connect or raise perTry',
   },
   {
     paths: ['retries.backoff.base', 'retries.backoff.max'],
+    severity: 'warning',
     holds: (v) => ms(v.retries.backoff.base) <= ms(v.retries.backoff.max),
-    message: (v) => `retries.backoff.base (${v.retries.backoff.base}) is longer than retries.backoff.max (${v.retries.backoff.max})`,
+    message: (v) =>
+      `retries.backoff.base (${v.retries.backoff.base}) is longer than retries.backoff.max (${v.retries.backoff.max})`,
     hint: 'the first backoff cannot exceed the cap',
   },
   {
     paths: ['healthChecks.timeout', 'healthChecks.interval'],
+    severity: 'error',
     holds: (v) => ms(v.healthChecks.timeout) < ms(v.healthChecks.interval),
     message: (v) =>
       `healthChecks.timeout (${v.healthChecks.timeout}) is not shorter than healthChecks.interval (${v.healthChecks.interval})`,
@@ -378,6 +413,7 @@ const TRAFFIC_RULES: Rule<EffectiveTraffic>[] = [
   },
   {
     paths: ['localityFailover.regionHealth.ejectBelow', 'localityFailover.regionHealth.readmitAbove'],
+    severity: 'error',
     holds: (v) => v.localityFailover.regionHealth.readmitAbove > v.localityFailover.regionHealth.ejectBelow,
     message: (v) =>
       `localityFailover.regionHealth.readmitAbove (${v.localityFailover.regionHealth.readmitAbove}) is not above ejectBelow (${v.localityFailover.regionHealth.ejectBelow})`,
@@ -385,6 +421,7 @@ const TRAFFIC_RULES: Rule<EffectiveTraffic>[] = [
   },
   {
     paths: ['outlierDetection.baseEjectionTime', 'outlierDetection.maxEjectionTime'],
+    severity: 'warning',
     holds: (v) => ms(v.outlierDetection.baseEjectionTime) <= ms(v.outlierDetection.maxEjectionTime),
     message: (v) =>
       `outlierDetection.baseEjectionTime (${v.outlierDetection.baseEjectionTime}) is longer than maxEjectionTime (${v.outlierDetection.maxEjectionTime})`,
@@ -392,6 +429,7 @@ const TRAFFIC_RULES: Rule<EffectiveTraffic>[] = [
   },
   {
     paths: ['fallback.staleIfError.maxEntryBytes', 'fallback.staleIfError.maxBytes'],
+    severity: 'warning',
     holds: (v) => bytes(v.fallback.staleIfError.maxEntryBytes) <= bytes(v.fallback.staleIfError.maxBytes),
     message: (v) =>
       `fallback.staleIfError.maxEntryBytes (${v.fallback.staleIfError.maxEntryBytes}) is larger than maxBytes (${v.fallback.staleIfError.maxBytes})`,
@@ -399,8 +437,10 @@ const TRAFFIC_RULES: Rule<EffectiveTraffic>[] = [
   },
   {
     paths: ['hedging.enabled', 'hedging.minDelay', 'timeouts.perTry'],
+    severity: 'warning',
     holds: (v) => !v.hedging.enabled || ms(v.hedging.minDelay) < ms(v.timeouts.perTry),
-    message: (v) => `hedging.minDelay (${v.hedging.minDelay}) is not shorter than timeouts.perTry (${v.timeouts.perTry})`,
+    message: (v) =>
+      `hedging.minDelay (${v.hedging.minDelay}) is not shorter than timeouts.perTry (${v.timeouts.perTry})`,
     hint: 'a hedge that starts after the attempt timed out is a retry: lower minDelay',
   },
 ];
@@ -408,8 +448,10 @@ const TRAFFIC_RULES: Rule<EffectiveTraffic>[] = [
 const TELEMETRY_RULES: Rule<EffectiveTelemetry>[] = [
   {
     paths: ['buffer.segmentBytes', 'buffer.maxBytes'],
+    severity: 'error',
     holds: (v) => bytes(v.buffer.segmentBytes) * 2 <= bytes(v.buffer.maxBytes),
-    message: (v) => `telemetry buffer.maxBytes (${v.buffer.maxBytes}) holds fewer than two segments of ${v.buffer.segmentBytes}`,
+    message: (v) =>
+      `telemetry buffer.maxBytes (${v.buffer.maxBytes}) holds fewer than two segments of ${v.buffer.segmentBytes}`,
     hint: 'the log needs room for the segment being written and one being shipped: raise maxBytes or lower segmentBytes',
   },
 ];
@@ -421,7 +463,10 @@ function layerOf(layers: readonly Layer[], origin: Origin | undefined): Layer | 
 
 const LEVEL_RANK = { builtin: 0, 'mesh-defaults': 1, mesh: 2, region: 3, service: 3, route: 4 } as const;
 
-function mostSpecific(origins: Map<string, Origin>, paths: string[]): { origin: Origin; path: string } | undefined {
+function mostSpecific(
+  origins: Map<string, Origin>,
+  paths: string[],
+): { origin: Origin; path: string } | undefined {
   let best: { origin: Origin; path: string } | undefined;
   for (const path of paths) {
     const origin = origins.get(path);
@@ -449,6 +494,7 @@ function applyRules<T>(
       .map((p) => ({ p, o: effective.origins.get(p) }))
       .filter((x) => x.o && x.o.level !== 'builtin');
     out.add(layer.source, [...layer.basePath, ...at.path.split('.')], {
+      severity: rule.severity,
       rule: 'inconsistent-settings',
       dedupeKey: rule.paths.join(),
       message: `${rule.message(effective.value)}${context}`,
@@ -469,7 +515,10 @@ function checkEffective(index: MeshIndex, out: Reporter) {
   for (const { service, route } of targets) {
     const layers = index.trafficLayers(service, route);
     const effective = index.traffic(service, route);
-    const context = service === undefined ? '' : ` (effective for ${service}${route === undefined ? '' : ` route ${route}`})`;
+    const context =
+      service === undefined
+        ? ''
+        : ` (effective for ${service}${route === undefined ? '' : ` route ${route}`})`;
     applyRules(out, effective, layers, TRAFFIC_RULES, context);
     if (service !== undefined && effective.value.consistency.mode === 'strong') {
       const svc = index.services.get(service);

@@ -24,7 +24,8 @@ export interface MeshDiff {
   summary: { add: number; remove: number; change: number };
 }
 
-const isRecord = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === 'object' && !Array.isArray(v);
 
 function isNamedList(v: unknown): v is { name: string }[] {
   return (
@@ -53,7 +54,8 @@ function equal(a: unknown, b: unknown): boolean {
 export function diffValues(oldValue: unknown, newValue: unknown, path: string[] = []): FieldChange[] {
   if (equal(oldValue, newValue)) return [];
   const at = (seg: string) => [...path, seg];
-  const render = (p: string[]) => p.reduce((acc, seg) => (seg.startsWith('[') ? acc + seg : acc ? `${acc}.${seg}` : seg), '');
+  const render = (p: string[]) =>
+    p.reduce((acc, seg) => (seg.startsWith('[') ? acc + seg : acc ? `${acc}.${seg}` : seg), '');
   if (isRecord(oldValue) && isRecord(newValue)) {
     const keys = [...new Set([...Object.keys(oldValue), ...Object.keys(newValue)])];
     return keys.flatMap((k) => {
@@ -72,10 +74,12 @@ export function diffValues(oldValue: unknown, newValue: unknown, path: string[] 
       if (!newByName.has(name)) changes.push({ path: render(at(seg)), old: item });
       else changes.push(...diffValues(item, newByName.get(name), at(seg)));
     }
-    for (const [name, item] of newByName) if (!oldByName.has(name)) changes.push({ path: render(at(`[name=${name}]`)), new: item });
+    for (const [name, item] of newByName)
+      if (!oldByName.has(name)) changes.push({ path: render(at(`[name=${name}]`)), new: item });
     const oldOrder = oldValue.map((i) => i.name).filter((n) => newByName.has(n));
     const newOrder = newValue.map((i) => i.name).filter((n) => oldByName.has(n));
-    if (!equal(oldOrder, newOrder)) changes.push({ path: `${render(path)} (order)`, old: oldOrder, new: newOrder });
+    if (!equal(oldOrder, newOrder))
+      changes.push({ path: `${render(path)} (order)`, old: oldOrder, new: newOrder });
     return changes;
   }
   return [{ path: render(path), old: oldValue, new: newValue }];

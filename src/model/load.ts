@@ -1,6 +1,15 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node } from 'yaml';
+import {
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseAllDocuments,
+  type Document,
+  type Node,
+} from 'yaml';
 import { closestMatch, listOr } from '../core/text.js';
 import { compareDiagnostics, describeValue, type Diagnostic, type Position } from './diagnostics.js';
 import { API_VERSION, KINDS, type AnyResource, type Kind } from './resources.js';
@@ -31,13 +40,15 @@ export interface LoadResult {
 }
 
 function nodeAt(doc: Document, fieldPath: readonly (string | number)[], key: boolean): Node | undefined {
-  let node: Node | undefined = (doc.contents as Node | null) ?? undefined;
+  let node: Node | undefined = (doc.contents) ?? undefined;
   let keyNode: Node | undefined;
   for (const seg of fieldPath) {
-    if (node && isAlias(node)) node = node.resolve(doc) as Node | undefined;
+    if (node && isAlias(node)) node = node.resolve(doc);
     keyNode = undefined;
     if (isMap(node)) {
-      const pair = node.items.find((p) => (isScalar(p.key) ? String(p.key.value) : String(p.key)) === String(seg));
+      const pair = node.items.find(
+        (p) => (isScalar(p.key) ? String(p.key.value) : String(p.key)) === String(seg),
+      );
       if (!pair) return node;
       keyNode = (pair.key as Node | null) ?? undefined;
       node = (pair.value as Node | null) ?? keyNode;
@@ -75,7 +86,12 @@ export function loadText(text: string, file: string): LoadResult {
   const resources: LoadedResource[] = [];
   const rejected: string[] = [];
   const lines = new LineCounter();
-  const parsed = parseAllDocuments(text, { lineCounter: lines, uniqueKeys: true, strict: true, version: '1.2' });
+  const parsed = parseAllDocuments(text, {
+    lineCounter: lines,
+    uniqueKeys: true,
+    strict: true,
+    version: '1.2',
+  });
   const docs = Array.isArray(parsed) ? parsed : [];
 
   docs.forEach((doc, docIndex) => {
@@ -89,8 +105,12 @@ export function loadText(text: string, file: string): LoadResult {
         file,
         line,
         col,
-        message: (problem.message.split('\n')[0] ?? problem.message).replace(/ at line \d+, column \d+:?$/, ''),
-        hint: problem.code === 'DUPLICATE_KEY' ? 'each key may appear once per mapping' : 'fix the YAML syntax',
+        message: (problem.message.split('\n')[0] ?? problem.message).replace(
+          / at line \d+, column \d+:?$/,
+          '',
+        ),
+        hint:
+          problem.code === 'DUPLICATE_KEY' ? 'each key may appear once per mapping' : 'fix the YAML syntax',
       });
     }
     if (yamlProblems.length > 0) return;
@@ -132,7 +152,8 @@ export function loadText(text: string, file: string): LoadResult {
         rule: record.apiVersion === undefined ? 'missing-field' : 'unknown-api-version',
         ...at(['apiVersion']),
         path: 'apiVersion',
-        message: record.apiVersion === undefined ? 'missing required field "apiVersion"' : 'unsupported apiVersion',
+        message:
+          record.apiVersion === undefined ? 'missing required field "apiVersion"' : 'unsupported apiVersion',
         expected: `"${API_VERSION}"`,
         found: describeValue(record.apiVersion),
         hint: `this release reads ${API_VERSION}`,
@@ -260,7 +281,10 @@ export async function loadPaths(paths: readonly string[]): Promise<LoadResult> {
         file,
         line: 1,
         col: 1,
-        message: err instanceof TypeError ? 'file is not valid UTF-8 text' : `cannot read: ${(err as Error).message}`,
+        message:
+          err instanceof TypeError
+            ? 'file is not valid UTF-8 text'
+            : `cannot read: ${(err as Error).message}`,
       });
       continue;
     }

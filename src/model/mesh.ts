@@ -19,11 +19,15 @@ function isKind<K extends Kind>(kind: K) {
   return (l: LoadedResource): l is Loaded<K> => l.resource.kind === kind;
 }
 
-export const BUILTIN_TRAFFIC = defaultsOf(TrafficSettings as JsonSchema);
-export const BUILTIN_PARTITION = defaultsOf(PartitionSettings as JsonSchema);
-export const BUILTIN_TELEMETRY = defaultsOf(TelemetrySettings as JsonSchema);
+export const BUILTIN_TRAFFIC = defaultsOf(TrafficSettings);
+export const BUILTIN_PARTITION = defaultsOf(PartitionSettings);
+export const BUILTIN_TELEMETRY = defaultsOf(TelemetrySettings);
 
-const builtinLayer = (settings: Record<string, unknown>): Layer => ({ level: 'builtin', settings, basePath: [] });
+const builtinLayer = (settings: Record<string, unknown>): Layer => ({
+  level: 'builtin',
+  settings,
+  basePath: [],
+});
 
 /**
  * An indexed, validated set of mesh resources: lookups by name and the effective (merged)
@@ -52,7 +56,8 @@ export class MeshIndex {
     this.mesh = unique.find(isKind('Mesh'));
     for (const r of unique.filter(isKind('Region'))) this.regions.set(r.resource.metadata.name, r);
     for (const s of unique.filter(isKind('Service'))) this.services.set(s.resource.metadata.name, s);
-    for (const e of unique.filter(isKind('ExternalService'))) this.externalServices.set(e.resource.metadata.name, e);
+    for (const e of unique.filter(isKind('ExternalService')))
+      this.externalServices.set(e.resource.metadata.name, e);
     this.trafficPolicies.push(...unique.filter(isKind('TrafficPolicy')));
     this.partitionPolicies.push(...unique.filter(isKind('PartitionPolicy')));
     this.telemetryPolicies.push(...unique.filter(isKind('TelemetryPolicy')));
@@ -64,24 +69,26 @@ export class MeshIndex {
     return [
       {
         level: 'mesh-defaults',
-        settings: settings as Record<string, unknown>,
+        settings: settings,
         source: this.mesh,
         basePath: ['spec', 'defaults', section],
       },
     ];
   }
 
-  #policyLayers(policies: readonly LoadedResource[], level: Level, matches: (ref: Record<string, unknown>) => boolean) {
+  #policyLayers(
+    policies: readonly LoadedResource[],
+    level: Level,
+    matches: (ref: Record<string, unknown>) => boolean,
+  ) {
     return policies
       .filter((p) => matches((p.resource.spec as { targetRef: Record<string, unknown> }).targetRef))
-      .map(
-        (p): Layer => ({
-          level,
-          settings: settingsOfPolicy(p.resource.spec as Record<string, unknown>),
-          source: p,
-          basePath: ['spec'],
-        }),
-      );
+      .map((p): Layer => ({
+        level,
+        settings: settingsOfPolicy(p.resource.spec as Record<string, unknown>),
+        source: p,
+        basePath: ['spec'],
+      }));
   }
 
   /** Traffic layers for the mesh as a whole, a service, or a route of a service, least specific first. */
@@ -91,10 +98,16 @@ export class MeshIndex {
       builtinLayer(BUILTIN_TRAFFIC),
       ...this.#meshDefaults('traffic'),
       ...this.#policyLayers(tp, 'mesh', (t) => t.kind === 'Mesh'),
-      ...(service === undefined ? [] : this.#policyLayers(tp, 'service', (t) => t.kind === 'Service' && t.name === service)),
+      ...(service === undefined
+        ? []
+        : this.#policyLayers(tp, 'service', (t) => t.kind === 'Service' && t.name === service)),
       ...(service === undefined || route === undefined
         ? []
-        : this.#policyLayers(tp, 'route', (t) => t.kind === 'Route' && t.service === service && t.name === route)),
+        : this.#policyLayers(
+            tp,
+            'route',
+            (t) => t.kind === 'Route' && t.service === service && t.name === route,
+          )),
     ];
   }
 
@@ -104,7 +117,9 @@ export class MeshIndex {
       builtinLayer(BUILTIN_PARTITION),
       ...this.#meshDefaults('partition'),
       ...this.#policyLayers(pp, 'mesh', (t) => t.kind === 'Mesh'),
-      ...(region === undefined ? [] : this.#policyLayers(pp, 'region', (t) => t.kind === 'Region' && t.name === region)),
+      ...(region === undefined
+        ? []
+        : this.#policyLayers(pp, 'region', (t) => t.kind === 'Region' && t.name === region)),
     ];
   }
 
@@ -114,7 +129,9 @@ export class MeshIndex {
       builtinLayer(BUILTIN_TELEMETRY),
       ...this.#meshDefaults('telemetry'),
       ...this.#policyLayers(tp, 'mesh', (t) => t.kind === 'Mesh'),
-      ...(service === undefined ? [] : this.#policyLayers(tp, 'service', (t) => t.kind === 'Service' && t.name === service)),
+      ...(service === undefined
+        ? []
+        : this.#policyLayers(tp, 'service', (t) => t.kind === 'Service' && t.name === service)),
     ];
   }
 
@@ -141,8 +158,7 @@ export class MeshIndex {
         return hint === undefined ? { region } : { region, rttHintMs: parseDurationMs(hint) };
       })
       .sort(
-        (a, b) =>
-          (a.rttHintMs ?? Infinity) - (b.rttHintMs ?? Infinity) || a.region.localeCompare(b.region),
+        (a, b) => (a.rttHintMs ?? Infinity) - (b.rttHintMs ?? Infinity) || a.region.localeCompare(b.region),
       );
   }
 
@@ -156,14 +172,17 @@ export class MeshIndex {
     const strong = value.consistency.mode === 'strong';
     const tiers: Tier[] = [];
     const notes: string[] = [];
-    const zonesOf = (region: string) => this.regions.get(region)?.resource.spec.zones.map((z) => z.name) ?? [];
+    const zonesOf = (region: string) =>
+      this.regions.get(region)?.resource.spec.zones.map((z) => z.name) ?? [];
     const priorities = value.localityFailover.priorities;
     const local = from.region;
 
     if (strong && home !== undefined && home !== local) {
       notes.push(`strong consistency: only the home region ${home} may serve, through its gateway`);
       if (!priorities.includes('remote'))
-        notes.push('localityFailover.priorities has no `remote` tier, so this route cannot be served from here');
+        notes.push(
+          'localityFailover.priorities has no `remote` tier, so this route cannot be served from here',
+        );
       else tiers.push({ priority: 0, tier: 'remote', region: home, zones: zonesOf(home), via: 'gateway' });
       return { tiers, notes };
     }
@@ -176,7 +195,8 @@ export class MeshIndex {
         tiers.push({ priority: tiers.length, tier, region: local, zones: [from.zone], via: 'local' });
       } else if (tier === 'region') {
         const zones = zonesOf(local).filter((z) => !(priorities.includes('zone') && z === from.zone));
-        if (zones.length > 0) tiers.push({ priority: tiers.length, tier, region: local, zones, via: 'local' });
+        if (zones.length > 0)
+          tiers.push({ priority: tiers.length, tier, region: local, zones, via: 'local' });
       } else {
         if (strong) {
           notes.push('strong consistency: remote regions never serve this route');

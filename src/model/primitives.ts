@@ -1,4 +1,12 @@
-import { Type, type TSchema, type TString, type TNumber, type TInteger, type TBoolean, type TOptional } from '@sinclair/typebox';
+import {
+  Type,
+  type TSchema,
+  type TString,
+  type TNumber,
+  type TInteger,
+  type TBoolean,
+  type TOptional,
+} from '@sinclair/typebox';
 import { DURATION_PATTERN, SIZE_PATTERN } from '../core/units.js';
 
 /**
@@ -66,7 +74,9 @@ export function OneOf<const T extends readonly string[]>(values: T, options: Lea
 }
 
 /** A string with no unit (free text, paths, hosts). */
-export function Text(options: LeafOptions<string> & { pattern?: string; maxLength?: number; minLength?: number }) {
+export function Text(
+  options: LeafOptions<string> & { pattern?: string; maxLength?: number; minLength?: number },
+) {
   return Type.String(options);
 }
 

@@ -15,13 +15,15 @@ function ordered(value: unknown, schema: JsonSchema | undefined): unknown {
       .sort(),
   ];
   const mapSchema =
-    typeof schema?.additionalProperties === 'object' ? schema.additionalProperties : Object.values(schema?.patternProperties ?? {})[0];
+    typeof schema?.additionalProperties === 'object'
+      ? schema.additionalProperties
+      : Object.values(schema?.patternProperties ?? {})[0];
   return Object.fromEntries(keys.map((k) => [k, ordered(record[k], schema?.properties?.[k] ?? mapSchema)]));
 }
 
 /** Canonical form of one resource: fields in schema order. */
 export function canonical(resource: AnyResource): AnyResource {
-  return ordered(resource, resourceSchema(resource.kind) as JsonSchema) as AnyResource;
+  return ordered(resource, resourceSchema(resource.kind)) as AnyResource;
 }
 
 /** Prints resources as one multi-document YAML stream in canonical field order. */

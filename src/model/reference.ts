@@ -141,7 +141,8 @@ export function policyReference(): string {
     if (kind === 'TrafficPolicy' || kind === 'PartitionPolicy' || kind === 'TelemetryPolicy') {
       const ref = spec.properties?.targetRef as JsonSchema;
       out.push(...resourceTable({ type: 'object', properties: { targetRef: ref }, required: ['targetRef'] }));
-      const anchor = kind === 'TrafficPolicy' ? 'traffic' : kind === 'PartitionPolicy' ? 'partition' : 'telemetry';
+      const anchor =
+        kind === 'TrafficPolicy' ? 'traffic' : kind === 'PartitionPolicy' ? 'partition' : 'telemetry';
       out.push(`Its other \`spec\` fields are the [${anchor} settings](#${anchor}-settings).`, '');
     } else if (kind === 'Mesh') {
       out.push(
@@ -160,7 +161,7 @@ export function policyReference(): string {
     ['Telemetry settings', TelemetrySettings, 'telemetry'],
   ] as const) {
     out.push(`## ${title}`, '');
-    out.push(...settingsTable(schema as JsonSchema, anchor));
+    out.push(...settingsTable(schema, anchor));
   }
   return `${out.join('\n').trimEnd()}\n`;
 }

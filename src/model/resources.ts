@@ -23,7 +23,10 @@ const ServicePort = Type.Object(
     name: Name('Name of the port, unique within the service.'),
     port: Int({ minimum: 1, maximum: 65535, description: 'Port number the service instances listen on.' }),
     protocol: Type.Optional(
-      OneOf(['http', 'http2', 'grpc', 'tcp'] as const, { default: 'http', description: 'Application protocol.' }),
+      OneOf(['http', 'http2', 'grpc', 'tcp'] as const, {
+        default: 'http',
+        description: 'Application protocol.',
+      }),
     ),
   },
   { additionalProperties: false, description: 'A port of the service.' },
@@ -32,7 +35,9 @@ const ServicePort = Type.Object(
 const PathMatch = Type.Object(
   {
     exact: Type.Optional(Text({ pattern: '^/', maxLength: 2048, description: 'The path equals this.' })),
-    prefix: Type.Optional(Text({ pattern: '^/', maxLength: 2048, description: 'The path starts with this segment-wise.' })),
+    prefix: Type.Optional(
+      Text({ pattern: '^/', maxLength: 2048, description: 'The path starts with this segment-wise.' }),
+    ),
   },
   {
     additionalProperties: false,
@@ -46,7 +51,9 @@ export const HTTP_METHODS = ['GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'PATCH', '
 
 const Route = Type.Object(
   {
-    name: Name('Name of the route, unique within the service; policies target it as `{kind: Route, service, name}`.'),
+    name: Name(
+      'Name of the route, unique within the service; policies target it as `{kind: Route, service, name}`.',
+    ),
     match: Type.Object(
       {
         methods: Type.Optional(
@@ -58,7 +65,10 @@ const Route = Type.Object(
         ),
         path: Type.Optional(PathMatch),
       },
-      { additionalProperties: false, description: 'What requests the route matches. Routes are tried in order.' },
+      {
+        additionalProperties: false,
+        description: 'What requests the route matches. Routes are tried in order.',
+      },
     ),
   },
   { additionalProperties: false, description: 'A named route of the service.' },
@@ -68,7 +78,9 @@ const ServiceSpec = Type.Object(
   {
     ports: Type.Array(ServicePort, { minItems: 1, description: 'Ports of the service.' }),
     homeRegion: Type.Optional(
-      Name('Region that owns the service’s writes; `strong` routes are served only there. Required by `strong`.'),
+      Name(
+        'Region that owns the service’s writes; `strong` routes are served only there. Required by `strong`.',
+      ),
     ),
     routes: Type.Optional(Type.Array(Route, { description: 'Named routes, matched in order.' })),
   },
@@ -92,7 +104,10 @@ const RegionSpec = Type.Object(
           }),
           port: Int({ minimum: 1, maximum: 65535, description: 'Gateway port.' }),
         },
-        { additionalProperties: false, description: 'The region’s gateway: the door for traffic from other regions.' },
+        {
+          additionalProperties: false,
+          description: 'The region’s gateway: the door for traffic from other regions.',
+        },
       ),
     ),
     latencyHints: Type.Optional(
@@ -114,7 +129,9 @@ const TARGET_KINDS = ['Mesh', 'Service', 'Route'] as const;
 
 const ServiceTargetRef = Type.Object(
   {
-    kind: OneOf(TARGET_KINDS, { description: '`Mesh` (every service), `Service` or `Route` (a named route of a service).' }),
+    kind: OneOf(TARGET_KINDS, {
+      description: '`Mesh` (every service), `Service` or `Route` (a named route of a service).',
+    }),
     name: Type.Optional(Name('Service name (kind Service) or route name (kind Route).')),
     service: Type.Optional(Name('Service the route belongs to (kind Route).')),
   },
@@ -153,11 +170,15 @@ const ServiceOrMeshTargetRef = Type.Object(
 );
 
 /** A policy spec: `targetRef` plus the settings fields at the same level. */
-function policySpec<T extends TSchema, S extends ReturnType<typeof Section>>(target: T, settings: S, description: string) {
-  return Type.Object(
-    { targetRef: target, ...settings.properties } as { targetRef: T } & S['properties'],
-    { additionalProperties: false, description },
-  );
+function policySpec<T extends TSchema, S extends ReturnType<typeof Section>>(
+  target: T,
+  settings: S,
+  description: string,
+) {
+  return Type.Object({ targetRef: target, ...settings.properties } as { targetRef: T } & S['properties'], {
+    additionalProperties: false,
+    description,
+  });
 }
 
 const MeshSpec = Type.Object(
@@ -178,7 +199,8 @@ const ExternalServiceSpec = Type.Object(
     host: Text({
       minLength: 1,
       maxLength: 253,
-      pattern: '^(\\*\\.)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$',
+      pattern:
+        '^(\\*\\.)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$',
       description: 'Host name, or `*.domain` for every subdomain.',
     }),
     ports: Type.Array(Int({ minimum: 1, maximum: 65535, description: 'A port.' }), {
@@ -207,7 +229,11 @@ export const SpecSchemas = {
   Mesh: MeshSpec,
   Region: RegionSpec,
   Service: ServiceSpec,
-  TrafficPolicy: policySpec(ServiceTargetRef, TrafficSettings, 'Traffic settings for the mesh, a service, or a route.'),
+  TrafficPolicy: policySpec(
+    ServiceTargetRef,
+    TrafficSettings,
+    'Traffic settings for the mesh, a service, or a route.',
+  ),
   PartitionPolicy: policySpec(
     RegionTargetRef,
     PartitionSettings,

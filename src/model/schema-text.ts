@@ -25,7 +25,8 @@ export function unitText(schema: JsonSchema): string {
           : '';
   if (unit === 'duration') return `a duration${bounds}, written with a unit: 250ms, 5s, 1m30s, 2h`;
   if (unit === 'size') return `a size${bounds}, written with a unit: 512B, 64KiB, 16MiB, 1GiB`;
-  if (unit === 'name') return 'a name of lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters';
+  if (unit === 'name')
+    return 'a name of lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters';
   return `text matching /${schema.pattern}/`;
 }
 
@@ -33,7 +34,9 @@ export function typeText(schema: JsonSchema): string {
   if (schema['x-unit'] === 'duration' || schema['x-unit'] === 'size') return unitText(schema);
   switch (schema.type) {
     case 'object':
-      return schema.properties ? `a mapping with fields ${Object.keys(schema.properties).join(', ')}` : 'a mapping';
+      return schema.properties
+        ? `a mapping with fields ${Object.keys(schema.properties).join(', ')}`
+        : 'a mapping';
     case 'array':
       return 'a list';
     case 'integer':
@@ -48,12 +51,17 @@ export function typeText(schema: JsonSchema): string {
   }
 }
 
-
 /** A compact type for reference tables: `duration 1ms–1m`, `integer 1–10`, `list of zone \| region`. */
 export function shortType(schema: JsonSchema): string {
   const unit = schema['x-unit'];
-  const bounds = (lo: unknown, hi: unknown) =>
-    lo !== undefined && hi !== undefined ? ` ${String(lo)}–${String(hi)}` : lo !== undefined ? ` ≥ ${String(lo)}` : hi !== undefined ? ` ≤ ${String(hi)}` : '';
+  const bounds = (lo: string | number | undefined, hi: string | number | undefined) =>
+    lo !== undefined && hi !== undefined
+      ? ` ${String(lo)}–${String(hi)}`
+      : lo !== undefined
+        ? ` ≥ ${String(lo)}`
+        : hi !== undefined
+          ? ` ≤ ${String(hi)}`
+          : '';
   if (unit === 'duration' || unit === 'size') return `${unit}${bounds(schema['x-min'], schema['x-max'])}`;
   if (unit === 'ratio') return 'ratio 0–1';
   if (unit === 'name') return 'name';

@@ -34,7 +34,9 @@ export interface Leaf {
 }
 
 export function isSection(schema: JsonSchema): boolean {
-  return schema.type === 'object' && schema.properties !== undefined && schema.patternProperties === undefined;
+  return (
+    schema.type === 'object' && schema.properties !== undefined && schema.patternProperties === undefined
+  );
 }
 
 export function leavesOf(schema: JsonSchema, prefix: readonly string[] = []): Leaf[] {

@@ -23,7 +23,8 @@ const Timeouts = Section('How long a request and each of its attempts may take.'
     default: '3s',
     min: '1ms',
     max: '1h',
-    description: 'Deadline of a single attempt, until the response headers arrive. Must not exceed `overall`.',
+    description:
+      'Deadline of a single attempt, until the response headers arrive. Must not exceed `overall`.',
   }),
   overall: Duration({
     default: '10s',
@@ -72,11 +73,14 @@ const Retries = Section('When and how failed attempts are retried. Only safe req
     description:
       'Failures that trigger a retry: `connect-failure` (refused, unreachable, connect timeout), `reset` (connection closed before the response headers), `per-try-timeout`, `gateway-error` (502, 503, 504), `5xx` (any 5xx).',
   }),
-  retryOnStatusCodes: Type.Array(Type.Integer({ minimum: 400, maximum: 599, description: 'An HTTP status.' }), {
-    default: [],
-    uniqueItems: true,
-    description: 'Extra response statuses that trigger a retry (e.g. 409 or 429).',
-  }),
+  retryOnStatusCodes: Type.Array(
+    Type.Integer({ minimum: 400, maximum: 599, description: 'An HTTP status.' }),
+    {
+      default: [],
+      uniqueItems: true,
+      description: 'Extra response statuses that trigger a retry (e.g. 409 or 429).',
+    },
+  ),
   nonIdempotent: OneOf(['never', 'with-idempotency-key'] as const, {
     default: 'with-idempotency-key',
     description:
@@ -88,7 +92,12 @@ const Retries = Section('When and how failed attempts are retried. Only safe req
       'When a retry should leave the locality of the failed attempt. Connect failures and timeouts suggest the locality is in trouble; a 5xx more often means one bad endpoint. A retry always prefers a different endpoint.',
   }),
   backoff: Section('Delay before a retry: full jitter, uniform between 0 and min(max, base × 2^retry).', {
-    base: Duration({ default: '25ms', min: '1ms', max: '1m', description: 'Backoff before the first retry.' }),
+    base: Duration({
+      default: '25ms',
+      min: '1ms',
+      max: '1m',
+      description: 'Backoff before the first retry.',
+    }),
     max: Duration({ default: '250ms', min: '1ms', max: '5m', description: 'Upper bound of any backoff.' }),
   }),
   budget: RetryBudget('all requests to the destination', 0.2, 10),
@@ -118,7 +127,8 @@ const CircuitBreaker = Section(
       default: 256,
       minimum: 0,
       maximum: 1_000_000,
-      description: 'Requests queued waiting for `maxRequests` to free a slot. 0 sheds as soon as the limit is hit.',
+      description:
+        'Requests queued waiting for `maxRequests` to free a slot. 0 sheds as soon as the limit is hit.',
     }),
     pendingTimeout: Duration({
       default: '250ms',
@@ -148,7 +158,8 @@ const OutlierDetection = Section(
       default: 5,
       minimum: 0,
       maximum: 1000,
-      description: 'Consecutive failed attempts (connect failure, reset, timeout, 5xx) that eject an endpoint. 0 turns this off.',
+      description:
+        'Consecutive failed attempts (connect failure, reset, timeout, 5xx) that eject an endpoint. 0 turns this off.',
     }),
     interval: Duration({
       default: '2s',
@@ -160,9 +171,15 @@ const OutlierDetection = Section(
       default: '10s',
       min: '100ms',
       max: '1h',
-      description: 'Ejection time of a first ejection; the n-th consecutive ejection lasts n × this, up to `maxEjectionTime`.',
+      description:
+        'Ejection time of a first ejection; the n-th consecutive ejection lasts n × this, up to `maxEjectionTime`.',
     }),
-    maxEjectionTime: Duration({ default: '5m', min: '100ms', max: '24h', description: 'Upper bound of one ejection.' }),
+    maxEjectionTime: Duration({
+      default: '5m',
+      min: '100ms',
+      max: '24h',
+      description: 'Upper bound of one ejection.',
+    }),
     maxEjectedRatio: Ratio({
       default: 0.5,
       description:
@@ -241,11 +258,13 @@ const LocalityFailover = Section(
     regionHealth: Section('A region is ejected or readmitted on aggregated evidence, with hysteresis.', {
       ejectBelow: Ratio({
         default: 0.5,
-        description: 'Region health score (share of healthy endpoints × recent success rate) below which it is ejected.',
+        description:
+          'Region health score (share of healthy endpoints × recent success rate) below which it is ejected.',
       }),
       readmitAbove: Ratio({
         default: 0.8,
-        description: 'Score a region must exceed to be readmitted. Must be above `ejectBelow`; the gap is the hysteresis.',
+        description:
+          'Score a region must exceed to be readmitted. Must be above `ejectBelow`; the gap is the hysteresis.',
       }),
       ejectAfter: Duration({
         default: '1s',
@@ -283,7 +302,8 @@ const LocalityFailover = Section(
         default: '15s',
         min: '0s',
         max: '1h',
-        description: 'Time over which a readmitted region’s weight ramps linearly up to full. 0s returns at once.',
+        description:
+          'Time over which a readmitted region’s weight ramps linearly up to full. 0s returns at once.',
       }),
       initialWeight: Ratio({
         default: 0.1,
@@ -301,8 +321,18 @@ const HealthChecks = Section('Active health checks, in addition to passive outli
     maxLength: 2048,
     description: 'HTTP path probed with GET on each endpoint.',
   }),
-  interval: Duration({ default: '2s', min: '100ms', max: '10m', description: 'Time between checks of one endpoint (±10% jitter).' }),
-  timeout: Duration({ default: '1s', min: '10ms', max: '1m', description: 'Deadline of one check. Must be below `interval`.' }),
+  interval: Duration({
+    default: '2s',
+    min: '100ms',
+    max: '10m',
+    description: 'Time between checks of one endpoint (±10% jitter).',
+  }),
+  timeout: Duration({
+    default: '1s',
+    min: '10ms',
+    max: '1m',
+    description: 'Deadline of one check. Must be below `interval`.',
+  }),
   unhealthyThreshold: Int({
     default: 2,
     minimum: 1,
@@ -328,31 +358,60 @@ const Hedging = Section('Hedged requests: a second attempt for a slow safe read,
   enabled: Bool({ default: false, description: 'Turns hedging on (safe methods only: GET, HEAD, OPTIONS).' }),
   afterQuantile: Ratio({
     default: 0.95,
-    description: 'Send the hedge once the first attempt is slower than this latency quantile of the destination.',
+    description:
+      'Send the hedge once the first attempt is slower than this latency quantile of the destination.',
   }),
-  minDelay: Duration({ default: '20ms', min: '1ms', max: '1m', description: 'Never hedge earlier than this.' }),
+  minDelay: Duration({
+    default: '20ms',
+    min: '1ms',
+    max: '1m',
+    description: 'Never hedge earlier than this.',
+  }),
   maxHedges: Int({ default: 1, minimum: 1, maximum: 3, description: 'Hedges per request.' }),
 });
 
-const FaultInjection = Section('Faults injected by the caller’s proxy, for drills. A ratio of 0 turns a fault off.', {
-  delay: Section('Added latency.', {
-    ratio: Ratio({ default: 0, description: 'Share of requests delayed.' }),
-    duration: Duration({ default: '100ms', min: '0s', max: '1h', description: 'Delay added to each one.' }),
-  }),
-  abort: Section('Requests answered by the proxy with an error status, without reaching the destination.', {
-    ratio: Ratio({ default: 0, description: 'Share of requests aborted.' }),
-    status: Int({ default: 503, minimum: 400, maximum: 599, description: 'Status of the aborted requests.' }),
-  }),
-});
+const FaultInjection = Section(
+  'Faults injected by the caller’s proxy, for drills. A ratio of 0 turns a fault off.',
+  {
+    delay: Section('Added latency.', {
+      ratio: Ratio({ default: 0, description: 'Share of requests delayed.' }),
+      duration: Duration({ default: '100ms', min: '0s', max: '1h', description: 'Delay added to each one.' }),
+    }),
+    abort: Section('Requests answered by the proxy with an error status, without reaching the destination.', {
+      ratio: Ratio({ default: 0, description: 'Share of requests aborted.' }),
+      status: Int({
+        default: 503,
+        minimum: 400,
+        maximum: 599,
+        description: 'Status of the aborted requests.',
+      }),
+    }),
+  },
+);
 
 const Fallback = Section('What is answered when every attempt failed.', {
   staleIfError: Section(
     'Serve the last good response of a safe read (GET, HEAD) from a bounded in-memory cache, marked stale.',
     {
       enabled: Bool({ default: true, description: 'Turns the stale-if-error cache on.' }),
-      maxAge: Duration({ default: '5m', min: '1s', max: '168h', description: 'Oldest response that may be served.' }),
-      maxEntries: Int({ default: 1000, minimum: 1, maximum: 10_000_000, description: 'Responses kept per destination.' }),
-      maxBytes: Size({ default: '16MiB', min: '1KiB', max: '16GiB', description: 'Memory the cache may use per destination.' }),
+      maxAge: Duration({
+        default: '5m',
+        min: '1s',
+        max: '168h',
+        description: 'Oldest response that may be served.',
+      }),
+      maxEntries: Int({
+        default: 1000,
+        minimum: 1,
+        maximum: 10_000_000,
+        description: 'Responses kept per destination.',
+      }),
+      maxBytes: Size({
+        default: '16MiB',
+        min: '1KiB',
+        max: '16GiB',
+        description: 'Memory the cache may use per destination.',
+      }),
       maxEntryBytes: Size({
         default: '256KiB',
         min: '1B',
@@ -372,12 +431,16 @@ const Fallback = Section('What is answered when every attempt failed.', {
 const Consistency = Section(
   'Where reads and writes may be served. `strong` goes only to the service’s home region and, when it is unreachable, fails fast with 503 and `isthmus-error: home-region-unavailable` rather than serving stale data. `eventual` goes to the nearest healthy replica and reports its staleness in `isthmus-staleness-ms`.',
   {
-    mode: OneOf(['eventual', 'strong'] as const, { default: 'eventual', description: 'Consistency of the route.' }),
+    mode: OneOf(['eventual', 'strong'] as const, {
+      default: 'eventual',
+      description: 'Consistency of the route.',
+    }),
     maxStaleness: Duration({
       default: '30s',
       min: '0s',
       max: '24h',
-      description: '`eventual` only: replicas that report more staleness than this are used only when nothing fresher is healthy.',
+      description:
+        '`eventual` only: replicas that report more staleness than this are used only when nothing fresher is healthy.',
     }),
   },
 );
@@ -386,8 +449,18 @@ const Idempotency = Section(
   'Applied by the destination’s inbound proxy: responses to requests with an `Idempotency-Key` are remembered, so a write retried across regions is applied once.',
   {
     enabled: Bool({ default: true, description: 'Turns idempotent replay on.' }),
-    window: Duration({ default: '10m', min: '1s', max: '168h', description: 'How long a response is remembered.' }),
-    maxEntries: Int({ default: 10_000, minimum: 1, maximum: 10_000_000, description: 'Responses remembered at most.' }),
+    window: Duration({
+      default: '10m',
+      min: '1s',
+      max: '168h',
+      description: 'How long a response is remembered.',
+    }),
+    maxEntries: Int({
+      default: 10_000,
+      minimum: 1,
+      maximum: 10_000_000,
+      description: 'Responses remembered at most.',
+    }),
     maxEntryBytes: Size({
       default: '64KiB',
       min: '1B',
@@ -421,7 +494,12 @@ export const TrafficSettings = Section('Traffic settings.', {
   degradation: Degradation,
 });
 
-const PartitionSide = (who: string, target: string, mode: (typeof PARTITION_MODES)[number], decayAfter: string) =>
+const PartitionSide = (
+  who: string,
+  target: string,
+  mode: (typeof PARTITION_MODES)[number],
+  decayAfter: string,
+) =>
   Section(`What ${who} does while its control plane is unreachable.`, {
     remoteEndpoints: OneOf(PARTITION_MODES, {
       default: mode,
@@ -431,13 +509,19 @@ const PartitionSide = (who: string, target: string, mode: (typeof PARTITION_MODE
       default: decayAfter,
       min: '1s',
       max: '168h',
-      description: 'Grace period for `decay` and `fail-closed`, counted from the last contact with the control plane.',
+      description:
+        'Grace period for `decay` and `fail-closed`, counted from the last contact with the control plane.',
     }),
   });
 
 export const PartitionSettings = Section('Partition settings.', {
   proxy: PartitionSide('a proxy or gateway', 'remote-region endpoints it knows', 'decay', '5m'),
-  zone: PartitionSide('a zone control plane', 'other regions’ inventories it serves to its proxies', 'freeze', '30m'),
+  zone: PartitionSide(
+    'a zone control plane',
+    'other regions’ inventories it serves to its proxies',
+    'freeze',
+    '30m',
+  ),
   leaseTtl: Duration({
     default: '15s',
     min: '1s',
@@ -453,17 +537,28 @@ export const TelemetrySettings = Section('Telemetry settings.', {
       default: 10,
       minimum: 0,
       maximum: 1_000_000,
-      description: 'Target of sampled traces per second per service on each proxy; the probability adapts to traffic.',
+      description:
+        'Target of sampled traces per second per service on each proxy; the probability adapts to traffic.',
     }),
     minRatio: Ratio({ default: 0.001, description: 'The sampling probability never drops below this.' }),
     keepErrors: Bool({ default: true, description: 'Always keep traces of failed requests.' }),
-    keepSlowerThan: Duration({ default: '1s', min: '0s', max: '1h', description: 'Always keep traces of requests slower than this.' }),
+    keepSlowerThan: Duration({
+      default: '1s',
+      min: '0s',
+      max: '1h',
+      description: 'Always keep traces of requests slower than this.',
+    }),
   }),
   buffer: Section(
     'The local write-ahead log every signal goes through before it is shipped, so a partition delays signals instead of losing them.',
     {
       maxBytes: Size({ default: '256MiB', min: '1MiB', max: '1TiB', description: 'Disk the log may use.' }),
-      segmentBytes: Size({ default: '8MiB', min: '64KiB', max: '1GiB', description: 'Size of one segment file.' }),
+      segmentBytes: Size({
+        default: '8MiB',
+        min: '64KiB',
+        max: '1GiB',
+        description: 'Size of one segment file.',
+      }),
       fsyncInterval: Duration({
         default: '200ms',
         min: '1ms',
@@ -481,33 +576,45 @@ export const TelemetrySettings = Section('Telemetry settings.', {
     default: '2s',
     min: '100ms',
     max: '1m',
-    description: 'Every source sends a heartbeat this often; a source silent for two intervals is shown as stale.',
+    description:
+      'Every source sends a heartbeat this often; a source silent for two intervals is shown as stale.',
   }),
-  metricsInterval: Duration({ default: '10s', min: '1s', max: '10m', description: 'Interval of metric points written to the log.' }),
-  residency: Section('Which access-log fields may leave their region (other fields stay in the region collector).', {
-    logFieldsAllowedOut: Type.Array(Text({ pattern: '^[A-Za-z][A-Za-z0-9_.]*$', maxLength: 128, description: 'A field.' }), {
-      default: [
-        'timestamp',
-        'recordId',
-        'region',
-        'zone',
-        'service',
-        'route',
-        'method',
-        'status',
-        'durationMs',
-        'attempts',
-        'servedBy',
-        'fallback',
-        'traceId',
-        'spanId',
-        'requestId',
-      ],
-      uniqueItems: true,
-      description:
-        'Fields allowed out of the region. The default keeps out the path, query, client address, user agent and headers, which may carry personal data.',
-    }),
+  metricsInterval: Duration({
+    default: '10s',
+    min: '1s',
+    max: '10m',
+    description: 'Interval of metric points written to the log.',
   }),
+  residency: Section(
+    'Which access-log fields may leave their region (other fields stay in the region collector).',
+    {
+      logFieldsAllowedOut: Type.Array(
+        Text({ pattern: '^[A-Za-z][A-Za-z0-9_.]*$', maxLength: 128, description: 'A field.' }),
+        {
+          default: [
+            'timestamp',
+            'recordId',
+            'region',
+            'zone',
+            'service',
+            'route',
+            'method',
+            'status',
+            'durationMs',
+            'attempts',
+            'servedBy',
+            'fallback',
+            'traceId',
+            'spanId',
+            'requestId',
+          ],
+          uniqueItems: true,
+          description:
+            'Fields allowed out of the region. The default keeps out the path, query, client address, user agent and headers, which may carry personal data.',
+        },
+      ),
+    },
+  ),
 });
 
 export type TrafficSettings = Static<typeof TrafficSettings>;

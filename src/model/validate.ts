@@ -13,7 +13,9 @@ export interface ValidationResult {
 }
 
 function finish(loaded: LoadResult): ValidationResult {
-  const diagnostics = [...loaded.diagnostics, ...checkMesh(loaded.resources, loaded.rejected)].sort(compareDiagnostics);
+  const diagnostics = [...loaded.diagnostics, ...checkMesh(loaded.resources, loaded.rejected)].sort(
+    compareDiagnostics,
+  );
   const errors = diagnostics.filter((d) => d.severity === 'error').length;
   return {
     resources: loaded.resources,

@@ -36,7 +36,13 @@ function withinBound(keyword: 'x-min' | 'x-max') {
 }
 
 function createAjv(): Ajv {
-  const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, strictRequired: false, allowUnionTypes: false });
+  const ajv = new Ajv({
+    allErrors: true,
+    verbose: true,
+    strict: true,
+    strictRequired: false,
+    allowUnionTypes: false,
+  });
   ajv.addKeyword({ keyword: 'x-unit', schemaType: 'string' });
   ajv.addKeyword({ keyword: 'x-min', type: 'string', schemaType: 'string', validate: withinBound('x-min') });
   ajv.addKeyword({ keyword: 'x-max', type: 'string', schemaType: 'string', validate: withinBound('x-max') });
@@ -66,10 +72,15 @@ function unitHint(schema: JsonSchema, data: unknown): string | undefined {
   const unit = schema['x-unit'];
   if (unit === 'duration' && typeof data === 'number')
     return `durations need a unit: write "${data}ms" or "${data}s" (a bare number is ambiguous)`;
-  if (unit === 'size' && typeof data === 'number') return `sizes need a unit: write "${data}B", "${data}KiB" or "${data}MiB"`;
+  if (unit === 'size' && typeof data === 'number')
+    return `sizes need a unit: write "${data}B", "${data}KiB" or "${data}MiB"`;
   if (unit === 'duration' && typeof data === 'string') {
-    const m = /^(\d+(?:\.\d+)?)\s*(sec|secs|second|seconds|min|mins|minute|minutes|hour|hours|d|day|days|us|µs|ns)$/.exec(data.trim());
-    if (m) return `use the units ms, s, m or h, e.g. "${m[1]}${/^m/.test(m[2] as string) ? 'm' : /^h/.test(m[2] as string) ? 'h' : 's'}"`;
+    const m =
+      /^(\d+(?:\.\d+)?)\s*(sec|secs|second|seconds|min|mins|minute|minutes|hour|hours|d|day|days|us|µs|ns)$/.exec(
+        data.trim(),
+      );
+    if (m)
+      return `use the units ms, s, m or h, e.g. "${m[1]}${/^m/.test(m[2] as string) ? 'm' : /^h/.test(m[2] as string) ? 'h' : 's'}"`;
     if (/^\d+(\.\d+)?$/.test(data)) return `add a unit: "${data}ms" or "${data}s"`;
   }
   if (unit === 'size' && typeof data === 'string') {
@@ -142,7 +153,12 @@ function toProblem(err: ErrorObject): SchemaProblem | undefined {
     case 'x-min':
     case 'x-max': {
       const unit = schema['x-unit'];
-      const rule = err.keyword === 'type' ? 'wrong-type' : unit === 'duration' || unit === 'size' ? `invalid-${unit}` : 'invalid-text';
+      const rule =
+        err.keyword === 'type'
+          ? 'wrong-type'
+          : unit === 'duration' || unit === 'size'
+            ? `invalid-${unit}`
+            : 'invalid-text';
       const outOfRange = err.keyword === 'x-min' || err.keyword === 'x-max';
       const hint = unitHint(schema, data) ?? nameHint(schema, data);
       const expected = err.keyword === 'type' ? typeText(schema) : unitText(schema);
@@ -175,7 +191,14 @@ function toProblem(err: ErrorObject): SchemaProblem | undefined {
     }
     case 'const': {
       const want = String(schema.const);
-      return { rule: 'invalid-value', path, atKey: false, message: `expected "${want}"`, expected: `"${want}"`, found };
+      return {
+        rule: 'invalid-value',
+        path,
+        atKey: false,
+        message: `expected "${want}"`,
+        expected: `"${want}"`,
+        found,
+      };
     }
     case 'minimum':
     case 'maximum':
@@ -223,7 +246,10 @@ function toProblem(err: ErrorObject): SchemaProblem | undefined {
         path,
         atKey: false,
         message: err.keyword === 'minLength' ? 'must not be empty' : `longer than ${n} characters`,
-        expected: err.keyword === 'minLength' ? `at least ${n} character${n === 1 ? '' : 's'}` : `at most ${n} characters`,
+        expected:
+          err.keyword === 'minLength'
+            ? `at least ${n} character${n === 1 ? '' : 's'}`
+            : `at most ${n} characters`,
         found: typeof data === 'string' ? `${data.length} characters` : found,
       };
     }
@@ -263,7 +289,12 @@ export function validateDocument(kind: Kind, value: unknown): SchemaProblem[] {
     const propertyName = (err.params as { propertyName?: string }).propertyName;
     let problem = toProblem(err);
     if (problem && propertyName !== undefined && err.propertyName !== undefined) {
-      problem = { ...problem, path: [...problem.path, propertyName], atKey: true, found: `the key "${propertyName}"` };
+      problem = {
+        ...problem,
+        path: [...problem.path, propertyName],
+        atKey: true,
+        found: `the key "${propertyName}"`,
+      };
     }
     if (!problem) continue;
     const id = `${JSON.stringify(problem.path)}|${problem.rule}`;

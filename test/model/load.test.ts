@@ -6,11 +6,15 @@ import { header, textAt, yamlDoc } from '../support/yaml-doc.js';
 
 const FILE = 'mesh/policies.yaml';
 
-const ids = (text: string) => loadText(text, FILE).resources.map((r) => `${r.resource.kind}/${r.resource.metadata.name}`);
+const ids = (text: string) =>
+  loadText(text, FILE).resources.map((r) => `${r.resource.kind}/${r.resource.metadata.name}`);
 
 /** Diagnostics as a readable list, for assertion messages. */
 function show(diagnostics: readonly Diagnostic[]): string {
-  return diagnostics.map((d) => `  ${d.line}:${d.col} ${d.rule} ${d.path ?? '-'}: ${d.message}`).join('\n') || '  (none)';
+  return (
+    diagnostics.map((d) => `  ${d.line}:${d.col} ${d.rule} ${d.path ?? '-'}: ${d.message}`).join('\n') ||
+    '  (none)'
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -60,7 +64,10 @@ const VALID: ValidCase[] = [
         defaults: {
           traffic: { timeouts: { overall: '15s' }, retries: { maxAttempts: 2 } },
           partition: { proxy: { remoteEndpoints: 'freeze' }, leaseTtl: '30s' },
-          telemetry: { sampling: { tracesPerSecond: 2.5, minRatio: 0.01 }, buffer: { maxBytes: '1GiB', whenFull: 'block' } },
+          telemetry: {
+            sampling: { tracesPerSecond: 2.5, minRatio: 0.01 },
+            buffer: { maxBytes: '1GiB', whenFull: 'block' },
+          },
         },
       },
     ],
@@ -309,7 +316,9 @@ const VALID: ValidCase[] = [
       '{"apiVersion": "isthmus.dev/v1alpha1", "kind": "TrafficPolicy", "metadata": {"name": "p"},' +
       ' "spec": {"targetRef": {"kind": "Mesh"}, "timeouts": {"perTry": "250ms"}, "retries": {"budget": {"ratio": 0.2}}}}\n',
     resources: [['TrafficPolicy/p', 0]],
-    specs: [{ targetRef: { kind: 'Mesh' }, timeouts: { perTry: '250ms' }, retries: { budget: { ratio: 0.2 } } }],
+    specs: [
+      { targetRef: { kind: 'Mesh' }, timeouts: { perTry: '250ms' }, retries: { budget: { ratio: 0.2 } } },
+    ],
   },
   {
     name: 'flow style spread over lines, quoted strings and anchors',
@@ -329,7 +338,10 @@ const VALID: ValidCase[] = [
   },
   {
     name: 'Windows line endings',
-    text: (header('Service', 'checkout') + 'spec:\n  ports: [{name: http, port: 80}]\n').replace(/\n/g, '\r\n'),
+    text: (header('Service', 'checkout') + 'spec:\n  ports: [{name: http, port: 80}]\n').replace(
+      /\n/g,
+      '\r\n',
+    ),
     resources: [['Service/checkout', 0]],
   },
   {
@@ -444,7 +456,14 @@ const INVALID: InvalidCase[] = [
     name: 'duration with a spelled-out unit',
     text: policy('  timeouts: {overall: 5 seconds}\n'),
     diagnostics: [
-      { rule: 'invalid-duration', line: 7, col: 23, at: '5 seconds', path: 'spec.timeouts.overall', hint: '"5s"' },
+      {
+        rule: 'invalid-duration',
+        line: 7,
+        col: 23,
+        at: '5 seconds',
+        path: 'spec.timeouts.overall',
+        hint: '"5s"',
+      },
     ],
   },
   {
@@ -466,7 +485,14 @@ const INVALID: InvalidCase[] = [
     name: 'duration below its minimum',
     text: policy('  retries:\n    budget: {window: 500ms}\n'),
     diagnostics: [
-      { rule: 'out-of-range', line: 8, col: 22, at: '500ms', path: 'spec.retries.budget.window', message: /below the minimum 1s/ },
+      {
+        rule: 'out-of-range',
+        line: 8,
+        col: 22,
+        at: '500ms',
+        path: 'spec.retries.budget.window',
+        message: /below the minimum 1s/,
+      },
     ],
   },
   {
@@ -488,14 +514,28 @@ const INVALID: InvalidCase[] = [
     name: 'ratio written as a percentage string',
     text: policy('  localityFailover: {panicThreshold: 25%}\n'),
     diagnostics: [
-      { rule: 'wrong-type', line: 7, col: 38, at: '25%', path: 'spec.localityFailover.panicThreshold', hint: /0\.25/ },
+      {
+        rule: 'wrong-type',
+        line: 7,
+        col: 38,
+        at: '25%',
+        path: 'spec.localityFailover.panicThreshold',
+        hint: /0\.25/,
+      },
     ],
   },
   {
     name: 'integer out of range',
     text: policy('  retries:\n    maxAttempts: 0\n'),
     diagnostics: [
-      { rule: 'out-of-range', line: 8, col: 18, at: '0', path: 'spec.retries.maxAttempts', expected: 'an integer from 1 to 10' },
+      {
+        rule: 'out-of-range',
+        line: 8,
+        col: 18,
+        at: '0',
+        path: 'spec.retries.maxAttempts',
+        expected: 'an integer from 1 to 10',
+      },
     ],
   },
   {
@@ -510,7 +550,8 @@ const INVALID: InvalidCase[] = [
   },
   {
     name: 'size with a lowercase unit',
-    text: header('TelemetryPolicy', 't') + 'spec:\n  targetRef: {kind: Mesh}\n  buffer:\n    maxBytes: 64mb\n',
+    text:
+      header('TelemetryPolicy', 't') + 'spec:\n  targetRef: {kind: Mesh}\n  buffer:\n    maxBytes: 64mb\n',
     diagnostics: [
       { rule: 'invalid-size', line: 8, col: 15, at: '64mb', path: 'spec.buffer.maxBytes', hint: /"64MiB"/ },
     ],
@@ -519,13 +560,29 @@ const INVALID: InvalidCase[] = [
     name: 'enum value with a typo',
     text: policy('  retries:\n    nonIdempotent: nevr\n'),
     diagnostics: [
-      { rule: 'invalid-value', line: 8, col: 20, at: 'nevr', path: 'spec.retries.nonIdempotent', hint: '"never"' },
+      {
+        rule: 'invalid-value',
+        line: 8,
+        col: 20,
+        at: 'nevr',
+        path: 'spec.retries.nonIdempotent',
+        hint: '"never"',
+      },
     ],
   },
   {
     name: 'YAML 1.1 boolean spelling is text in YAML 1.2',
     text: policy('  hedging:\n    enabled: yes\n'),
-    diagnostics: [{ rule: 'wrong-type', line: 8, col: 14, at: 'yes', path: 'spec.hedging.enabled', found: 'the text "yes"' }],
+    diagnostics: [
+      {
+        rule: 'wrong-type',
+        line: 8,
+        col: 14,
+        at: 'yes',
+        path: 'spec.hedging.enabled',
+        found: 'the text "yes"',
+      },
+    ],
   },
   {
     name: 'null where a section is expected',
@@ -622,17 +679,31 @@ const INVALID: InvalidCase[] = [
   {
     name: 'a list is not a resource',
     text: '- kind: Service\n- kind: Region\n',
-    diagnostics: [{ rule: 'not-a-resource', line: 1, col: 1, path: null, resource: null, found: 'a list of 2' }],
+    diagnostics: [
+      { rule: 'not-a-resource', line: 1, col: 1, path: null, resource: null, found: 'a list of 2' },
+    ],
   },
   {
     name: 'a scalar is not a resource',
     text: 'just some text\n',
-    diagnostics: [{ rule: 'not-a-resource', line: 1, col: 1, path: null, expected: 'a mapping', found: /just some text/ }],
+    diagnostics: [
+      { rule: 'not-a-resource', line: 1, col: 1, path: null, expected: 'a mapping', found: /just some text/ },
+    ],
   },
   {
     name: 'YAML syntax error',
     text: header('Service', 'checkout') + 'spec:\n  ports: [{name: http: x, port: 80}]\n',
-    diagnostics: [{ rule: 'yaml-syntax', line: 6, col: 18, at: 'http: x', path: null, resource: null, hint: /YAML syntax/ }],
+    diagnostics: [
+      {
+        rule: 'yaml-syntax',
+        line: 6,
+        col: 18,
+        at: 'http: x',
+        path: null,
+        resource: null,
+        hint: /YAML syntax/,
+      },
+    ],
   },
   {
     name: 'tab used for indentation',
@@ -643,7 +714,15 @@ const INVALID: InvalidCase[] = [
     name: 'duplicate key in a block mapping',
     text: 'apiVersion: isthmus.dev/v1alpha1\nkind: Service\nmetadata:\n  name: a\n  name: b\nspec: {ports: [{name: http, port: 80}]}\n',
     diagnostics: [
-      { rule: 'yaml-syntax', line: 5, col: 3, at: 'name: b', path: null, message: /unique/, hint: /once per mapping/ },
+      {
+        rule: 'yaml-syntax',
+        line: 5,
+        col: 3,
+        at: 'name: b',
+        path: null,
+        message: /unique/,
+        hint: /once per mapping/,
+      },
     ],
   },
   {
@@ -673,20 +752,36 @@ const INVALID: InvalidCase[] = [
   {
     name: 'empty priorities',
     text: policy('  localityFailover:\n    priorities: []\n'),
-    diagnostics: [{ rule: 'invalid-length', line: 8, col: 17, at: '[]', path: 'spec.localityFailover.priorities' }],
+    diagnostics: [
+      { rule: 'invalid-length', line: 8, col: 17, at: '[]', path: 'spec.localityFailover.priorities' },
+    ],
   },
   {
     name: 'unknown entry in priorities',
     text: policy('  localityFailover:\n    priorities: [zone, regoin]\n'),
     diagnostics: [
-      { rule: 'invalid-value', line: 8, col: 24, at: 'regoin', path: 'spec.localityFailover.priorities[1]', hint: '"region"' },
+      {
+        rule: 'invalid-value',
+        line: 8,
+        col: 24,
+        at: 'regoin',
+        path: 'spec.localityFailover.priorities[1]',
+        hint: '"region"',
+      },
     ],
   },
   {
     name: 'Route target without a name',
     text: header('TrafficPolicy', 'p') + 'spec:\n  targetRef: {kind: Route, service: x}\n',
     diagnostics: [
-      { rule: 'missing-field', line: 6, col: 14, at: '{kind: Route', path: 'spec.targetRef.name', message: /"name"/ },
+      {
+        rule: 'missing-field',
+        line: 6,
+        col: 14,
+        at: '{kind: Route',
+        path: 'spec.targetRef.name',
+        message: /"name"/,
+      },
     ],
   },
   {
@@ -735,12 +830,16 @@ const INVALID: InvalidCase[] = [
   },
   {
     name: 'path match with neither exact nor prefix',
-    text: header('Service', 'checkout') + 'spec:\n  ports: [{name: http, port: 80}]\n  routes: [{name: r, match: {path: {}}}]\n',
+    text:
+      header('Service', 'checkout') +
+      'spec:\n  ports: [{name: http, port: 80}]\n  routes: [{name: r, match: {path: {}}}]\n',
     diagnostics: [{ rule: 'invalid-choice', line: 7, col: 36, at: '{}', path: 'spec.routes[0].match.path' }],
   },
   {
     name: 'invalid latencyHints key',
-    text: header('Region', 'us-east') + 'spec:\n  zones: [{name: a}]\n  latencyHints:\n    eu-west: 80ms\n    EU_Central: 90ms\n',
+    text:
+      header('Region', 'us-east') +
+      'spec:\n  zones: [{name: a}]\n  latencyHints:\n    eu-west: 80ms\n    EU_Central: 90ms\n',
     diagnostics: [
       {
         rule: 'invalid-key',
@@ -789,7 +888,8 @@ const INVALID: InvalidCase[] = [
 
 function matches(actual: string | undefined, want: string | RegExp, what: string): void {
   assert.ok(actual !== undefined, `${what}: missing, wanted ${String(want)}`);
-  if (typeof want === 'string') assert.ok(actual.includes(want), `${what}: ${JSON.stringify(actual)} lacks ${JSON.stringify(want)}`);
+  if (typeof want === 'string')
+    assert.ok(actual.includes(want), `${what}: ${JSON.stringify(actual)} lacks ${JSON.stringify(want)}`);
   else assert.match(actual, want, what);
 }
 
@@ -822,7 +922,10 @@ describe('loadText: invalid documents', () => {
       for (const want of c.diagnostics) {
         if (want.at === undefined || Array.isArray(want.col)) continue;
         const there = textAt(c.text, want.line, want.col);
-        assert.ok(there?.startsWith(want.at), `fixture: ${want.line}:${want.col} is ${JSON.stringify(there)}, not ${want.at}`);
+        assert.ok(
+          there?.startsWith(want.at),
+          `fixture: ${want.line}:${want.col} is ${JSON.stringify(there)}, not ${want.at}`,
+        );
       }
       const started = Date.now();
       const result = loadText(c.text, FILE);
@@ -833,7 +936,9 @@ describe('loadText: invalid documents', () => {
         c.diagnostics.length,
         `expected ${c.diagnostics.length} diagnostic(s), got:\n${show(diagnostics)}`,
       );
-      c.diagnostics.forEach((want, i) => checkDiagnostic(diagnostics[i] as Diagnostic, want, `diagnostic ${i + 1}`));
+      c.diagnostics.forEach((want, i) =>
+        checkDiagnostic(diagnostics[i] as Diagnostic, want, `diagnostic ${i + 1}`),
+      );
       assert.deepEqual(ids(c.text), c.resources ?? [], 'resources loaded');
     });
   }
@@ -908,7 +1013,10 @@ describe('loadText: every problem, every document', () => {
     assert.ok(syntax.length >= 1, `no yaml-syntax diagnostic:\n${show(result.diagnostics)}`);
     for (const d of syntax) {
       assert.equal(d.rule, 'yaml-syntax');
-      assert.ok(d.line >= 21 && d.line <= 24, `syntax error reported at line ${d.line}, outside its document`);
+      assert.ok(
+        d.line >= 21 && d.line <= 24,
+        `syntax error reported at line ${d.line}, outside its document`,
+      );
     }
   });
 
@@ -921,6 +1029,22 @@ describe('loadText: every problem, every document', () => {
       assert.ok(d.line <= 2, show(result.diagnostics));
     }
     assert.deepEqual(ids(text), ['Mesh/default']);
+  });
+
+  it('places syntax errors after a dedented line on the line they are on', () => {
+    // Line 2 is a plain scalar that yaml folds into a multi-line token; the `:` of `b: c` is on line 3.
+    const text = '  a: 1\nfoo bar\nb: c\n';
+    const result = loadText(text, FILE);
+    assert.ok(result.diagnostics.length > 0);
+    for (const d of result.diagnostics) {
+      assert.equal(d.rule, 'yaml-syntax');
+      assert.ok(
+        textAt(text, d.line, d.col) !== undefined,
+        `${d.line}:${d.col} is outside the text:\n${show(result.diagnostics)}`,
+      );
+    }
+    const colon = result.diagnostics.find((d) => d.message.includes('":"'));
+    if (colon) assert.deepEqual([colon.line, colon.col], [3, 2], show(result.diagnostics));
   });
 
   it('names the file it was given in every diagnostic and resource', () => {
@@ -958,7 +1082,7 @@ describe('loadText: locating fields of loaded resources', () => {
     assert.deepEqual(first.locate(['spec', 'retries', 'maxAttempts']), { file: FILE, line: 8, col: 18 });
     assert.deepEqual(first.locate(['spec', 'retries', 'maxAttempts'], true), { file: FILE, line: 8, col: 5 });
     assert.deepEqual(first.locate(['spec', 'retries', 'retryOn', 1]), { file: FILE, line: 9, col: 22 });
-    assert.deepEqual(first.locate(['spec', 'targetRef', 'kind']), { file: FILE, line: 6, col: 23 });
+    assert.deepEqual(first.locate(['spec', 'targetRef', 'kind']), { file: FILE, line: 6, col: 21 });
   });
 
   it('falls back to the closest existing parent', () => {

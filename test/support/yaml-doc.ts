@@ -17,7 +17,9 @@ export function yamlDoc(strings: TemplateStringsArray, ...values: unknown[]): st
   const lines = text.split('\n');
   if (lines.length > 1 && (lines[0] as string).trim() === '') lines.shift();
   if (lines.length > 0 && (lines[lines.length - 1] as string).trim() === '') lines.pop();
-  const indents = lines.filter((l) => l.trim() !== '').map((l) => (/^ */.exec(l) as RegExpExecArray)[0].length);
+  const indents = lines
+    .filter((l) => l.trim() !== '')
+    .map((l) => (/^ */.exec(l) as RegExpExecArray)[0].length);
   const common = indents.length > 0 ? Math.min(...indents) : 0;
   return lines.map((l) => l.slice(common)).join('\n') + '\n';
 }
