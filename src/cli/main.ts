@@ -1,12 +1,14 @@
 #!/usr/bin/env node
-import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
 import { runCli } from './program.js';
 
-const require = createRequire(import.meta.url);
-const { version } = require('../../../package.json') as { version: string };
+// dist/src/cli/main.js → the package root's package.json.
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
 
 process.exitCode = await runCli(process.argv.slice(2), {
-  version,
+  version: pkg.version,
   stdout: process.stdout,
   stderr: process.stderr,
 });

@@ -221,13 +221,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           for (const note of plan.notes) out(`  ${so.yellow('note')}: ${note}`);
         }
         printEffective(out, so, 'Traffic settings', TrafficSettings, traffic);
-        printEffective(
-          out,
-          so,
-          `Telemetry settings (service ${opts.service})`,
-          TelemetrySettings,
-          telemetry,
-        );
+        printEffective(out, so, `Telemetry settings (service ${opts.service})`, TelemetrySettings, telemetry);
         if (partition && opts.from)
           printEffective(
             out,

@@ -40,7 +40,7 @@ export interface LoadResult {
 }
 
 function nodeAt(doc: Document, fieldPath: readonly (string | number)[], key: boolean): Node | undefined {
-  let node: Node | undefined = (doc.contents) ?? undefined;
+  let node: Node | undefined = doc.contents ?? undefined;
   let keyNode: Node | undefined;
   for (const seg of fieldPath) {
     if (node && isAlias(node)) node = node.resolve(doc);
@@ -61,7 +61,30 @@ function nodeAt(doc: Document, fieldPath: readonly (string | number)[], key: boo
   return key && keyNode ? keyNode : node;
 }
 
-function makeLocator(file: string, doc: Document, lines: LineCounter) {
+/**
+ * Offset → 1-based line and column. Computed from the text itself rather than the parser's line
+ * counter, which can miss a newline inside error recovery.
+ */
+class LineIndex {
+  readonly #starts: number[] = [0];
+
+  constructor(text: string) {
+    for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) === 10) this.#starts.push(i + 1);
+  }
+
+  linePos(offset: number): { line: number; col: number } {
+    let lo = 0;
+    let hi = this.#starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if ((this.#starts[mid] as number) <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo + 1, col: offset - (this.#starts[lo] as number) + 1 };
+  }
+}
+
+function makeLocator(file: string, doc: Document, lines: LineIndex) {
   const docStart = doc.range?.[0] ?? 0;
   return (fieldPath: readonly (string | number)[], key = false): Position => {
     const node = nodeAt(doc, fieldPath, key);
@@ -85,12 +108,16 @@ export function loadText(text: string, file: string): LoadResult {
   const diagnostics: Diagnostic[] = [];
   const resources: LoadedResource[] = [];
   const rejected: string[] = [];
-  const lines = new LineCounter();
+  const lines = new LineIndex(text);
+  // YAML 1.2 core schema only: no YAML 1.1 tags (!!set, !!omap, !!binary, !!timestamp), which
+  // would smuggle Sets, Maps, Dates and Buffers past a schema written for JSON values.
   const parsed = parseAllDocuments(text, {
-    lineCounter: lines,
     uniqueKeys: true,
     strict: true,
     version: '1.2',
+    schema: 'core',
+    resolveKnownTags: false,
+    prettyErrors: false,
   });
   const docs = Array.isArray(parsed) ? parsed : [];
 
@@ -98,7 +125,7 @@ export function loadText(text: string, file: string): LoadResult {
     const locate = makeLocator(file, doc, lines);
     const yamlProblems = [...doc.errors, ...doc.warnings];
     for (const problem of yamlProblems) {
-      const { line, col } = problem.linePos?.[0] ?? lines.linePos(problem.pos[0]);
+      const { line, col } = lines.linePos(problem.pos[0]);
       diagnostics.push({
         severity: 'error',
         rule: 'yaml-syntax',
@@ -114,7 +141,6 @@ export function loadText(text: string, file: string): LoadResult {
       });
     }
     if (yamlProblems.length > 0) return;
-    if (doc.contents === null) return; // an empty document, e.g. a trailing `---`
 
     let value: unknown;
     try {
@@ -129,6 +155,8 @@ export function loadText(text: string, file: string): LoadResult {
       });
       return;
     }
+    // An empty document (a trailing `---`, or only comments) parses as null: nothing to load.
+    if (value === null || value === undefined) return;
     const at = (fieldPath: (string | number)[], key = false) => locate(fieldPath, key);
 
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {

@@ -1,14 +1,14 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { closestMatch, listOr } from '../core/text.js';
 import { parseDurationMs, parseSizeBytes, isDuration, isSize } from '../core/units.js';
-import { describeValue } from './diagnostics.js';
+import { describeValue, type Rule } from './diagnostics.js';
 import { rangeText, shortType, typeText, unitText } from './schema-text.js';
 import { KINDS, resourceSchema, type Kind } from './resources.js';
 import type { JsonSchema } from './schema-walk.js';
 
 /** One schema violation, before it is located in a file. */
 export interface SchemaProblem {
-  rule: string;
+  rule: Rule;
   /** Path inside the document; for unknown fields it ends with the unknown key. */
   path: (string | number)[];
   /** True when the location is the key at `path` rather than its value. */
@@ -120,7 +120,9 @@ function toProblem(err: ErrorObject): SchemaProblem | undefined {
           message: `invalid key "${key}"`,
           expected: `keys that are names: ${unitText({ 'x-unit': 'name' })}`,
           found: `"${key}"`,
-          ...(key.toLowerCase() !== key && { hint: `names are lowercase: "${key.toLowerCase()}"` }),
+          ...(nameHint({ 'x-unit': 'name' }, key) !== undefined && {
+            hint: nameHint({ 'x-unit': 'name' }, key),
+          }),
         };
       }
       const known = Object.keys(schema.properties ?? {});
@@ -153,11 +155,11 @@ function toProblem(err: ErrorObject): SchemaProblem | undefined {
     case 'x-min':
     case 'x-max': {
       const unit = schema['x-unit'];
-      const rule =
+      const rule: Rule =
         err.keyword === 'type'
           ? 'wrong-type'
           : unit === 'duration' || unit === 'size'
-            ? `invalid-${unit}`
+            ? (`invalid-${unit}` as const)
             : 'invalid-text';
       const outOfRange = err.keyword === 'x-min' || err.keyword === 'x-max';
       const hint = unitHint(schema, data) ?? nameHint(schema, data);

@@ -28,8 +28,15 @@ describe('cross-resource checks', () => {
     const text = yamlStream(
       region('us-east', ['us-east-a', 'us-east-b'], '{eu-west: 80ms}'),
       region('eu-west'),
-      service('orders', '  homeRegion: us-east\n  routes: [{name: create, match: {methods: [POST], path: {exact: /orders}}}]'),
-      trafficPolicy('orders-create', '{kind: Route, service: orders, name: create}', '  consistency: {mode: strong}'),
+      service(
+        'orders',
+        '  homeRegion: us-east\n  routes: [{name: create, match: {methods: [POST], path: {exact: /orders}}}]',
+      ),
+      trafficPolicy(
+        'orders-create',
+        '{kind: Route, service: orders, name: create}',
+        '  consistency: {mode: strong}',
+      ),
     );
     assert.deepEqual(problems(text), []);
   });
@@ -145,7 +152,11 @@ describe('cross-resource checks', () => {
 
   it('requires hysteresis between region eject and readmit thresholds', () => {
     const text = yamlStream(
-      trafficPolicy('mesh', '{kind: Mesh}', '  localityFailover: {regionHealth: {ejectBelow: 0.6, readmitAbove: 0.6}}'),
+      trafficPolicy(
+        'mesh',
+        '{kind: Mesh}',
+        '  localityFailover: {regionHealth: {ejectBelow: 0.6, readmitAbove: 0.6}}',
+      ),
     );
     assert.deepEqual(
       problems(text).map((p) => [p.rule, p.severity]),

@@ -24,7 +24,9 @@ describe('built-in defaults', () => {
       apiVersion: 'isthmus.dev/v1alpha1',
       kind: 'Mesh',
       metadata: { name: 'default' },
-      spec: { defaults: { traffic: BUILTIN_TRAFFIC, partition: BUILTIN_PARTITION, telemetry: BUILTIN_TELEMETRY } },
+      spec: {
+        defaults: { traffic: BUILTIN_TRAFFIC, partition: BUILTIN_PARTITION, telemetry: BUILTIN_TELEMETRY },
+      },
     });
     const result = validateText(text, 'defaults.yaml');
     assert.deepEqual(result.diagnostics, []);
@@ -32,7 +34,10 @@ describe('built-in defaults', () => {
   });
 
   it('keep cross-region choices: failover leaves the region, retries are bounded, fsync is at most 500ms', () => {
-    const traffic = BUILTIN_TRAFFIC as { localityFailover: { priorities: string[] }; retries: { budget: { ratio: number } } };
+    const traffic = BUILTIN_TRAFFIC as {
+      localityFailover: { priorities: string[] };
+      retries: { budget: { ratio: number } };
+    };
     assert.deepEqual(traffic.localityFailover.priorities, ['zone', 'region', 'remote']);
     assert.ok(traffic.retries.budget.ratio <= 0.2);
     const telemetry = BUILTIN_TELEMETRY as { buffer: { fsyncInterval: string } };

@@ -8,8 +8,14 @@ const svc = (name: string, spec: object) =>
 
 describe('semantic diff', () => {
   it('lists added, removed and changed resources in a stable order with a summary', () => {
-    const before = [svc('a', { ports: [{ name: 'http', port: 80 }] }), svc('b', { ports: [{ name: 'http', port: 80 }] })];
-    const after = [svc('c', { ports: [{ name: 'http', port: 80 }] }), svc('a', { ports: [{ name: 'http', port: 81 }] })];
+    const before = [
+      svc('a', { ports: [{ name: 'http', port: 80 }] }),
+      svc('b', { ports: [{ name: 'http', port: 80 }] }),
+    ];
+    const after = [
+      svc('c', { ports: [{ name: 'http', port: 80 }] }),
+      svc('a', { ports: [{ name: 'http', port: 81 }] }),
+    ];
     const diff = diffMeshes(before, after);
     assert.deepEqual(
       diff.changes.map((c) => [c.op, `${c.kind}/${c.name}`]),
@@ -31,14 +37,28 @@ describe('semantic diff', () => {
 
   it('matches named list items by name, so an insertion is one addition', () => {
     const changes = diffValues(
-      { routes: [{ name: 'a', v: 1 }, { name: 'b', v: 2 }] },
-      { routes: [{ name: 'new', v: 0 }, { name: 'a', v: 1 }, { name: 'b', v: 2 }] },
+      {
+        routes: [
+          { name: 'a', v: 1 },
+          { name: 'b', v: 2 },
+        ],
+      },
+      {
+        routes: [
+          { name: 'new', v: 0 },
+          { name: 'a', v: 1 },
+          { name: 'b', v: 2 },
+        ],
+      },
     );
     assert.deepEqual(changes, [{ path: 'routes[name=new]', new: { name: 'new', v: 0 } }]);
   });
 
   it('reports a reorder of named items, since route order matters', () => {
-    const changes = diffValues({ routes: [{ name: 'a' }, { name: 'b' }] }, { routes: [{ name: 'b' }, { name: 'a' }] });
+    const changes = diffValues(
+      { routes: [{ name: 'a' }, { name: 'b' }] },
+      { routes: [{ name: 'b' }, { name: 'a' }] },
+    );
     assert.deepEqual(changes, [{ path: 'routes (order)', old: ['a', 'b'], new: ['b', 'a'] }]);
   });
 

@@ -12,11 +12,14 @@ function index(text: string): MeshIndex {
   return new MeshIndex(loaded.resources);
 }
 
-const meshResource = (body: string) => `${API}\nkind: Mesh\nmetadata: {name: default}\nspec:\n  defaults:\n${body}`;
+const meshResource = (body: string) =>
+  `${API}\nkind: Mesh\nmetadata: {name: default}\nspec:\n  defaults:\n${body}`;
 
 describe('policy merging', () => {
   const text = yamlStream(
-    meshResource('    traffic:\n      retries: {maxAttempts: 4, backoff: {base: 50ms}}\n      timeouts: {overall: 20s}'),
+    meshResource(
+      '    traffic:\n      retries: {maxAttempts: 4, backoff: {base: 50ms}}\n      timeouts: {overall: 20s}',
+    ),
     service('orders', '  routes: [{name: create, match: {methods: [POST]}}]'),
     service('catalog'),
     trafficPolicy('all', '{kind: Mesh}', '  retries: {maxAttempts: 3}\n  timeouts: {perTry: 4s}'),
@@ -32,7 +35,10 @@ describe('policy merging', () => {
     assert.equal(route.timeouts.perTry, '4s'); // mesh-wide policy
     assert.equal(route.timeouts.overall, '20s'); // Mesh defaults
     assert.equal(route.retries.backoff.base, '50ms'); // Mesh defaults, sibling of a field set elsewhere
-    assert.equal(route.retries.backoff.max, (BUILTIN_TRAFFIC.retries as { backoff: { max: string } }).backoff.max);
+    assert.equal(
+      route.retries.backoff.max,
+      (BUILTIN_TRAFFIC.retries as { backoff: { max: string } }).backoff.max,
+    );
   });
 
   it('does not leak a service or route policy to other targets', () => {

@@ -337,7 +337,7 @@ describe('loadText on arbitrary input', () => {
           checkWellFormed(text, load(text));
         },
       ),
-      { numRuns: 300 },
+      { numRuns: 200 },
     );
   });
 
@@ -365,7 +365,7 @@ describe('loadText on arbitrary input', () => {
         checkWellFormed(docs[0] as string, load(docs[0] as string));
         checkWellFormed(text, load(text));
       }),
-      { numRuns: 200 },
+      { numRuns: 150 },
     );
   });
 
@@ -374,7 +374,7 @@ describe('loadText on arbitrary input', () => {
       fc.property(yamlOf(envelope), (text) => {
         checkWellFormed(text, load(text));
       }),
-      { numRuns: 200 },
+      { numRuns: 150 },
     );
   });
 
@@ -383,7 +383,7 @@ describe('loadText on arbitrary input', () => {
       fc.property(mutatedPolicy, (text) => {
         checkWellFormed(text, load(text));
       }),
-      { numRuns: 200 },
+      { numRuns: 150 },
     );
   });
 });
@@ -415,7 +415,7 @@ describe('schema-level diagnostics', () => {
           // Errors and a loaded resource exclude each other.
           assert.equal(result.resources.length, result.diagnostics.length === 0 ? 1 : 0, text);
         }),
-        { numRuns: 250 },
+        { numRuns: 200 },
       );
       assert.ok(checked > 100, `only ${checked} inputs were schema-level documents`);
     });
@@ -516,7 +516,7 @@ describe('valid TrafficPolicies round-trip', () => {
         assert.equal(loaded?.resource.metadata.name, policyName);
         assert.deepEqual(loaded?.resource.spec, spec);
       }),
-      { numRuns: 300 },
+      { numRuns: 200 },
     );
   });
 });

@@ -37,8 +37,22 @@ describe('printing resources', () => {
   });
 
   it('round-trips arbitrary valid traffic policies, strings that look like other types included', () => {
-    const duration = fc.tuple(fc.integer({ min: 1, max: 59 }), fc.constantFrom('ms', 's')).map(([n, u]) => `${n}${u}`);
-    const flag = fc.constantFrom('yes', 'no', 'on', 'off', 'null', '1e3', '0x10', 'true-ish', 'a:b', '#x', 'ok');
+    const duration = fc
+      .tuple(fc.integer({ min: 1, max: 59 }), fc.constantFrom('ms', 's'))
+      .map(([n, u]) => `${n}${u}`);
+    const flag = fc.constantFrom(
+      'yes',
+      'no',
+      'on',
+      'off',
+      'null',
+      '1e3',
+      '0x10',
+      'true-ish',
+      'a:b',
+      '#x',
+      'ok',
+    );
     const policy = fc.record({
       maxAttempts: fc.integer({ min: 1, max: 10 }),
       ratio: fc.double({ min: 0, max: 1, noNaN: true }),
@@ -54,7 +68,11 @@ describe('printing resources', () => {
           metadata: { name: 'p' },
           spec: {
             targetRef: { kind: 'Mesh' },
-            retries: { maxAttempts: p.maxAttempts, budget: { ratio: p.ratio }, backoff: { base: p.base, max: '5m' } },
+            retries: {
+              maxAttempts: p.maxAttempts,
+              budget: { ratio: p.ratio },
+              backoff: { base: p.base, max: '5m' },
+            },
             degradation: { flags: p.flags.filter((f) => /^[a-z0-9][a-z0-9_.-]*$/.test(f)) },
             fallback: { static: { body: p.body } },
           },
