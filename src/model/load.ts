@@ -1,15 +1,6 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import {
-  isAlias,
-  isMap,
-  isScalar,
-  isSeq,
-  LineCounter,
-  parseAllDocuments,
-  type Document,
-  type Node,
-} from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Document, type Node } from 'yaml';
 import { closestMatch, listOr } from '../core/text.js';
 import { compareDiagnostics, describeValue, type Diagnostic, type Position } from './diagnostics.js';
 import { API_VERSION, KINDS, type AnyResource, type Kind } from './resources.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { BUILTIN_PARTITION, BUILTIN_TELEMETRY, BUILTIN_TRAFFIC } from '../../src/model/mesh.js';
-import { leavesOf, type JsonSchema } from '../../src/model/schema-walk.js';
+import { leavesOf } from '../../src/model/schema-walk.js';
 import { PartitionSettings, TelemetrySettings, TrafficSettings } from '../../src/model/settings.js';
 import { validateText } from '../../src/model/validate.js';
 
@@ -11,7 +11,7 @@ const SETTINGS = { traffic: TrafficSettings, partition: PartitionSettings, telem
 describe('built-in defaults', () => {
   for (const [name, schema] of Object.entries(SETTINGS)) {
     it(`every ${name} field has a default and a description`, () => {
-      for (const leaf of leavesOf(schema as JsonSchema)) {
+      for (const leaf of leavesOf(schema)) {
         const path = `${name}.${leaf.path.join('.')}`;
         assert.notEqual(leaf.schema.default, undefined, `${path} has no default`);
         assert.ok((leaf.schema.description ?? '').length > 10, `${path} has no description`);
