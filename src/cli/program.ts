@@ -64,7 +64,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       '\nExit status: 0 success, 1 the input has problems, 2 wrong usage.\nDocs: docs/cli.md, docs/policies.md',
     );
 
-  /** Prints diagnostics (to stderr) and a summary; returns the exit code they call for. */
+  /** Prints every diagnostic (to stderr) and, on errors, a summary; returns the exit code. */
   const report = (result: ValidationResult, label: string): number => {
     for (const d of result.diagnostics) err(formatDiagnostic(d, se));
     if (!result.ok) {
@@ -80,8 +80,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 
   const loadOrExit = async (paths: string[], label: string): Promise<ValidationResult> => {
     const result = await validatePaths(paths);
-    if (!result.ok) throw new Exit(report(result, label));
-    for (const d of result.diagnostics) err(formatDiagnostic(d, se));
+    const code = report(result, label);
+    if (code !== EXIT.ok) throw new Exit(code);
     return result;
   };
 
@@ -111,7 +111,6 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       }
       const code = report(result, 'invalid');
       if (code === EXIT.ok) {
-        for (const d of result.diagnostics) err(formatDiagnostic(d, se));
         out(
           so.green(
             `✓ ${plural(result.resources.length, 'resource')} in ${plural(result.files.length, 'file')} valid${result.warnings ? ` (${plural(result.warnings, 'warning')})` : ''}`,
