@@ -306,14 +306,15 @@ function mutate(
         return c !== null && typeof c === 'object' && !Array.isArray(c);
       });
       const target = containers[m.at % containers.length];
-      if (target) setOwn(containerAt(doc, target) as object, m.key, m.value);
+      // Clone: fast-check may hand the same object to two mutations, which would make a cycle.
+      if (target) setOwn(containerAt(doc, target) as object, m.key, structuredClone(m.value));
       continue;
     }
     const path = paths[m.at % paths.length];
     if (!path) continue;
     const parent = containerAt(doc, path.slice(0, -1)) as Record<string | number, unknown> | unknown[];
     const last = path[path.length - 1] as string | number;
-    if (m.op === 'replace') setOwn(parent, last, m.value);
+    if (m.op === 'replace') setOwn(parent, last, structuredClone(m.value));
     else if (Array.isArray(parent)) parent.splice(last as number, 1);
     else delete parent[last];
   }
