@@ -9,6 +9,9 @@ export const ErrorCodes = {
   ISTHMUS_E_INVALID_RESOURCE: 'A mesh resource failed validation; the message names the field and the fix.',
   ISTHMUS_E_INVALID_VALUE: 'A value (duration, size, ratio, locality) could not be parsed.',
   ISTHMUS_E_NOT_FOUND: 'A named resource, service or route does not exist.',
+  ISTHMUS_E_SHED: 'A per-destination limit shed a request (queue full or timed out); answered 503.',
+  ISTHMUS_E_ABORTED: 'A request was cancelled by its caller (its AbortSignal fired) while it waited.',
+  ISTHMUS_E_BAD_HEADER: 'A header Isthmus reads (deadline, Idempotency-Key) is malformed; answered 400.',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -91,17 +91,18 @@ function resourceId(value: Record<string, unknown>): string | undefined {
   return typeof kind === 'string' && typeof name === 'string' ? `${kind}/${name}` : undefined;
 }
 
+/** One parsed YAML document: its plain value and a locator into its source, or a problem. */
+export type ParsedDocument =
+  { value: unknown; locate: LoadedResource['locate']; docIndex: number } | { diagnostic: Diagnostic };
+
 /**
- * Parses one file's text into resources. Never throws for bad input: every problem becomes a
- * diagnostic, and a document with any error yields no resource.
+ * Parses a YAML stream strictly (YAML 1.2 core schema, unique keys, bounded aliases) into plain
+ * values, skipping empty documents. Never throws: problems come back as diagnostics.
  */
-export function loadText(text: string, file: string): LoadResult {
-  const diagnostics: Diagnostic[] = [];
-  const resources: LoadedResource[] = [];
-  const rejected: string[] = [];
+export function* parseYaml(text: string, file: string): Generator<ParsedDocument> {
   const lines = new LineIndex(text);
-  // YAML 1.2 core schema only: no YAML 1.1 tags (!!set, !!omap, !!binary, !!timestamp), which
-  // would smuggle Sets, Maps, Dates and Buffers past a schema written for JSON values.
+  // YAML 1.1 tags (!!set, !!omap, !!binary, !!timestamp) are not resolved: they would smuggle
+  // Sets, Maps, Dates and Buffers past schemas written for JSON values.
   const parsed = parseAllDocuments(text, {
     uniqueKeys: true,
     strict: true,
@@ -111,43 +112,63 @@ export function loadText(text: string, file: string): LoadResult {
     prettyErrors: false,
   });
   const docs = Array.isArray(parsed) ? parsed : [];
-
-  docs.forEach((doc, docIndex) => {
+  for (const [docIndex, doc] of docs.entries()) {
     const locate = makeLocator(file, doc, lines);
     const yamlProblems = [...doc.errors, ...doc.warnings];
     for (const problem of yamlProblems) {
       const { line, col } = lines.linePos(problem.pos[0]);
-      diagnostics.push({
-        severity: 'error',
-        rule: 'yaml-syntax',
-        file,
-        line,
-        col,
-        message: (problem.message.split('\n')[0] ?? problem.message).replace(
-          / at line \d+, column \d+:?$/,
-          '',
-        ),
-        hint:
-          problem.code === 'DUPLICATE_KEY' ? 'each key may appear once per mapping' : 'fix the YAML syntax',
-      });
+      yield {
+        diagnostic: {
+          severity: 'error',
+          rule: 'yaml-syntax',
+          file,
+          line,
+          col,
+          message: (problem.message.split('\n')[0] ?? problem.message).replace(
+            / at line \d+, column \d+:?$/,
+            '',
+          ),
+          hint:
+            problem.code === 'DUPLICATE_KEY' ? 'each key may appear once per mapping' : 'fix the YAML syntax',
+        },
+      };
     }
-    if (yamlProblems.length > 0) return;
-
+    if (yamlProblems.length > 0) continue;
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: MAX_ALIASES });
     } catch (err) {
-      diagnostics.push({
-        severity: 'error',
-        rule: 'yaml-syntax',
-        ...locate([]),
-        message: err instanceof Error ? err.message : String(err),
-        hint: `aliases may expand at most ${MAX_ALIASES} times per document`,
-      });
-      return;
+      yield {
+        diagnostic: {
+          severity: 'error',
+          rule: 'yaml-syntax',
+          ...locate([]),
+          message: err instanceof Error ? err.message : String(err),
+          hint: `aliases may expand at most ${MAX_ALIASES} times per document`,
+        },
+      };
+      continue;
     }
     // An empty document (a trailing `---`, or only comments) parses as null: nothing to load.
-    if (value === null || value === undefined) return;
+    if (value === null || value === undefined) continue;
+    yield { value, locate, docIndex };
+  }
+}
+
+/**
+ * Parses one file's text into resources. Never throws for bad input: every problem becomes a
+ * diagnostic, and a document with any error yields no resource.
+ */
+export function loadText(text: string, file: string): LoadResult {
+  const diagnostics: Diagnostic[] = [];
+  const resources: LoadedResource[] = [];
+  const rejected: string[] = [];
+  for (const parsed of parseYaml(text, file)) {
+    if ('diagnostic' in parsed) {
+      diagnostics.push(parsed.diagnostic);
+      continue;
+    }
+    const { value, locate, docIndex } = parsed;
     const at = (fieldPath: (string | number)[], key = false) => locate(fieldPath, key);
 
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
@@ -159,7 +180,7 @@ export function loadText(text: string, file: string): LoadResult {
         expected: 'a mapping',
         found: describeValue(value),
       });
-      return;
+      continue;
     }
     const record = value as Record<string, unknown>;
     const id = resourceId(record);
@@ -191,7 +212,7 @@ export function loadText(text: string, file: string): LoadResult {
         found: describeValue(kind),
         ...(suggestion !== undefined && { hint: `did you mean "${suggestion}"?` }),
       });
-      return;
+      continue;
     }
     const problems = validateDocument(kind as Kind, value).filter(
       (p) => !(p.path.length === 1 && p.path[0] === 'apiVersion'),
@@ -210,10 +231,10 @@ export function loadText(text: string, file: string): LoadResult {
     }
     if (problems.length > 0 || record.apiVersion !== API_VERSION) {
       if (id !== undefined) rejected.push(id);
-      return;
+      continue;
     }
     resources.push({ resource: value as AnyResource, file, docIndex, locate });
-  });
+  }
 
   return { resources, diagnostics, files: [file], rejected };
 }

@@ -282,6 +282,22 @@ function toProblem(err: ErrorObject): SchemaProblem | undefined {
 export function validateDocument(kind: Kind, value: unknown): SchemaProblem[] {
   const validate = validators().get(kind);
   if (!validate) throw new Error(`no validator for kind ${kind}`);
+  return explain(validate, value);
+}
+
+let sharedAjv: Ajv | undefined;
+
+/**
+ * A validator for any schema built from the model's primitives (e.g. a process's bootstrap
+ * file), explaining violations the same way as resources.
+ */
+export function compileValidator(schema: object): (value: unknown) => SchemaProblem[] {
+  sharedAjv ??= createAjv();
+  const validate = sharedAjv.compile(schema);
+  return (value) => explain(validate, value);
+}
+
+function explain(validate: ValidateFunction, value: unknown): SchemaProblem[] {
   if (validate(value)) return [];
   const problems: SchemaProblem[] = [];
   const seen = new Set<string>();
