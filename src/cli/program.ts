@@ -1,5 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { isIsthmusError, IsthmusError } from '../core/errors.js';
+import { loadBootstrap } from '../dataplane/bootstrap.js';
+import { ConfigError, Proxy } from '../dataplane/proxy.js';
 import { closestMatch } from '../core/text.js';
 import { formatDurationMs } from '../core/units.js';
 import type { Diagnostic } from '../model/diagnostics.js';
@@ -231,6 +233,68 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           );
       },
     );
+
+  const runProxy = (mode: 'sidecar' | 'gateway') => async (opts: { config: string }) => {
+    const { bootstrap, diagnostics } = await loadBootstrap(opts.config);
+    for (const d of diagnostics) err(formatDiagnostic(d, se));
+    if (!bootstrap) throw new Exit(EXIT.problems);
+    if (bootstrap.spec.mode !== mode) {
+      throw new IsthmusError(
+        'ISTHMUS_E_USAGE',
+        `${opts.config} is a ${bootstrap.spec.mode} bootstrap; run it with \`isthmus ${bootstrap.spec.mode === 'sidecar' ? 'proxy' : 'gateway'}\``,
+      );
+    }
+    const log = (event: Record<string, unknown>) => out(JSON.stringify(event));
+    let proxy: Proxy;
+    try {
+      proxy = await Proxy.start(bootstrap, { log });
+    } catch (e) {
+      if (e instanceof ConfigError) {
+        for (const d of e.diagnostics) err(formatDiagnostic(d, se));
+        err(se.red(`✗ ${opts.config}: the mesh resources it names are invalid`));
+        throw new Exit(EXIT.problems);
+      }
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+        throw new IsthmusError('ISTHMUS_E_IO', `cannot listen: ${(e as Error).message}`);
+      }
+      throw e;
+    }
+    log({
+      event: 'ready',
+      mode,
+      name: bootstrap.name,
+      version: proxy.config.version,
+      listeners: proxy.addresses,
+    });
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        log({ event: 'stopping', signal });
+        process.off('SIGHUP', hup);
+        void proxy.stop().then(resolve);
+      };
+      const hup = () => void proxy.reload();
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.on('SIGHUP', hup);
+    });
+  };
+
+  program
+    .command('proxy')
+    .description('Run the sidecar proxy beside one app instance (inbound, outbound and admin listeners).')
+    .requiredOption('-c, --config <file>', 'ProxyBootstrap file (see docs/proxy.md)')
+    .addHelpText(
+      'after',
+      '\nSignals: SIGHUP reloads the mesh resources (an invalid set is rejected and the running one kept); SIGTERM stops.',
+    )
+    .action(runProxy('sidecar'));
+
+  program
+    .command('gateway')
+    .description('Run a region gateway: the door for traffic from other regions.')
+    .requiredOption('-c, --config <file>', 'ProxyBootstrap file with mode: gateway (see docs/proxy.md)')
+    .action(runProxy('gateway'));
 
   program
     .command('docs', { hidden: true })

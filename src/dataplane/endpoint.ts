@@ -18,8 +18,7 @@ export interface Endpoint {
 
 /** How an attempt against an endpoint ended, as the balancer and detectors see it. */
 export type AttemptOutcome =
-  | { ok: true; latencyMs: number }
-  | { ok: false; latencyMs: number; failure: FailureKind };
+  { ok: true; latencyMs: number } | { ok: false; latencyMs: number; failure: FailureKind };
 
 /**
  * Failure classes. `connect-failure`: refused, unreachable or connect timeout (nothing was sent);

@@ -1,0 +1,285 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
+import { IsthmusError } from '../core/errors.js';
+import { type Diagnostic } from '../model/diagnostics.js';
+import { parseYaml } from '../model/load.js';
+import { parseLocality, type Locality } from '../model/locality.js';
+import { Duration, Int, Name, OneOf, Size, Text } from '../model/primitives.js';
+import { API_VERSION, Metadata } from '../model/resources.js';
+import { formatPath } from '../model/schema-walk.js';
+import { compileValidator } from '../model/validator.js';
+
+/**
+ * The file a proxy or gateway starts from: who it is, where it listens, the mesh resources it
+ * applies and, until a control plane delivers them, the endpoints of every service. It is a
+ * local file, not a mesh resource: `isthmus validate` does not read it.
+ */
+
+const LOCALITY_PATTERN = '^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:/[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)?$';
+const HOST_PORT_PATTERN = '^(?:\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):\\d{1,5}$';
+
+const HostPort = (description: string) =>
+  Text({
+    pattern: HOST_PORT_PATTERN,
+    maxLength: 260,
+    description: `${description} (HOST:PORT; port 0 picks a free one)`,
+  });
+
+const Listener = (description: string) =>
+  Type.Object({ listen: HostPort('Address to listen on') }, { additionalProperties: false, description });
+
+const EndpointEntry = Type.Object(
+  {
+    address: Text({
+      minLength: 1,
+      maxLength: 253,
+      pattern: '^[A-Za-z0-9.:\\-\\[\\]]+$',
+      description: 'IP address or host name.',
+    }),
+    port: Int({ minimum: 1, maximum: 65535, description: 'Port.' }),
+    locality: Text({
+      pattern: LOCALITY_PATTERN,
+      maxLength: 127,
+      description: 'REGION/ZONE of the instance.',
+    }),
+    weight: Type.Optional(
+      Int({ minimum: 1, maximum: 1000, default: 1, description: 'Relative weight within its locality.' }),
+    ),
+  },
+  { additionalProperties: false, description: 'An instance of a service.' },
+);
+
+export const BootstrapSpec = Type.Object(
+  {
+    mode: OneOf(['sidecar', 'gateway'] as const, {
+      description: '`sidecar`: beside one app instance; `gateway`: the door into a region for other regions.',
+    }),
+    locality: Text({
+      pattern: LOCALITY_PATTERN,
+      maxLength: 127,
+      description: 'REGION/ZONE this process runs in.',
+    }),
+    service: Type.Optional(Name('The local app’s service (sidecar mode).')),
+    inbound: Type.Optional(
+      Type.Object(
+        { listen: HostPort('Address to listen on'), app: HostPort('Address of the local app') },
+        {
+          additionalProperties: false,
+          description: 'Inbound listener in front of the local app (sidecar mode).',
+        },
+      ),
+    ),
+    outbound: Type.Optional(
+      Listener('Outbound listener for the local app: HTTP forward proxy and Host routing (sidecar mode).'),
+    ),
+    gateway: Type.Optional(Listener('Listener for traffic from other regions (gateway mode).')),
+    admin: Listener('Admin listener: /ready, /config, /endpoints, /stats, /metrics, /degraded.'),
+    resources: Type.Array(Text({ minLength: 1, maxLength: 4096, description: 'A file or directory.' }), {
+      minItems: 1,
+      description: 'Mesh resource files or directories, relative to this file.',
+    }),
+    endpoints: Type.Record(
+      Type.String({ pattern: '^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?$' }),
+      Type.Array(EndpointEntry),
+      {
+        additionalProperties: false,
+        description: 'Instances of each service, in every region (static mode).',
+      },
+    ),
+    limits: Type.Optional(
+      Type.Object(
+        {
+          maxRetryBodyBytes: Type.Optional(
+            Size({
+              default: '1MiB',
+              min: '0B',
+              max: '64MiB',
+              description:
+                'Request bodies up to this size are buffered so the request can be retried; larger ones stream and are not retried.',
+            }),
+          ),
+          maxInflight: Type.Optional(
+            Int({
+              default: 10_000,
+              minimum: 1,
+              maximum: 1_000_000,
+              description: 'Requests in flight across all listeners; beyond it requests are shed with 503.',
+            }),
+          ),
+          headersTimeout: Type.Optional(
+            Duration({
+              default: '10s',
+              min: '100ms',
+              max: '10m',
+              description: 'Time a client has to send complete request headers (slow senders get 408).',
+            }),
+          ),
+          requestTimeout: Type.Optional(
+            Duration({
+              default: '5m',
+              min: '1s',
+              max: '24h',
+              description: 'Time a client has to send a complete request, body included.',
+            }),
+          ),
+        },
+        { additionalProperties: false, description: 'Process-wide limits.' },
+      ),
+    ),
+    seed: Type.Optional(
+      Int({
+        minimum: 0,
+        maximum: 2 ** 31 - 1,
+        description: 'Seed for balancing and jitter (replayable runs); random when absent.',
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'How a proxy or gateway starts.' },
+);
+
+export const BootstrapSchema = Type.Object(
+  {
+    apiVersion: Type.Literal(API_VERSION),
+    kind: Type.Literal('ProxyBootstrap'),
+    metadata: Metadata,
+    spec: BootstrapSpec,
+  },
+  { additionalProperties: false },
+);
+
+export type BootstrapSpec = Static<typeof BootstrapSpec>;
+
+export interface StaticEndpoint {
+  service: string;
+  address: string;
+  port: number;
+  locality: Locality;
+  weight: number;
+}
+
+export interface Bootstrap {
+  name: string;
+  file: string;
+  spec: BootstrapSpec;
+  locality: Locality;
+  /** Resource paths resolved against the bootstrap file's folder. */
+  resourcePaths: string[];
+  endpoints: StaticEndpoint[];
+}
+
+let validate: ((value: unknown) => ReturnType<ReturnType<typeof compileValidator>>) | undefined;
+
+/** Parses and validates a bootstrap file's text; every problem is a located diagnostic. */
+export function parseBootstrap(
+  text: string,
+  file: string,
+): { bootstrap?: Bootstrap; diagnostics: Diagnostic[] } {
+  validate ??= compileValidator(BootstrapSchema);
+  const diagnostics: Diagnostic[] = [];
+  const docs = [...parseYaml(text, file)];
+  const parsed = docs.filter((d) => 'value' in d);
+  for (const d of docs) if ('diagnostic' in d) diagnostics.push(d.diagnostic);
+  if (diagnostics.length > 0) return { diagnostics };
+  const doc = parsed[0];
+  if (!doc || parsed.length !== 1) {
+    return {
+      diagnostics: [
+        {
+          severity: 'error',
+          rule: 'not-a-resource',
+          file,
+          line: 1,
+          col: 1,
+          message: `a bootstrap file holds exactly one ProxyBootstrap document, found ${parsed.length}`,
+        },
+      ],
+    };
+  }
+  for (const p of validate(doc.value)) {
+    diagnostics.push({
+      severity: 'error',
+      rule: p.rule,
+      ...doc.locate(p.path, p.atKey),
+      resource: 'ProxyBootstrap',
+      path: formatPath(p.path),
+      message: p.message,
+      ...(p.expected !== undefined && { expected: p.expected }),
+      ...(p.found !== undefined && { found: p.found }),
+      ...(p.hint !== undefined && { hint: p.hint }),
+    });
+  }
+  if (diagnostics.length > 0) return { diagnostics };
+  const value = doc.value as Static<typeof BootstrapSchema>;
+  const spec = value.spec;
+  const problem = (fieldPath: (string | number)[], message: string, hint?: string) =>
+    diagnostics.push({
+      severity: 'error',
+      rule: 'missing-field',
+      ...doc.locate(fieldPath, true),
+      resource: 'ProxyBootstrap',
+      path: formatPath(fieldPath),
+      message,
+      ...(hint !== undefined && { hint }),
+    });
+  if (spec.mode === 'sidecar') {
+    if (!spec.service)
+      problem(['spec'], 'a sidecar needs `service`', 'name the service of the app beside it');
+    if (!spec.inbound && !spec.outbound) problem(['spec'], 'a sidecar needs `inbound`, `outbound` or both');
+    if (spec.gateway)
+      problem(['spec', 'gateway'], '`gateway` is for gateway mode', 'remove it or set mode: gateway');
+  } else {
+    if (!spec.gateway) problem(['spec'], 'a gateway needs a `gateway` listener');
+    if (spec.inbound || spec.outbound)
+      problem(
+        ['spec', spec.inbound ? 'inbound' : 'outbound'],
+        'inbound and outbound listeners are for sidecars',
+      );
+  }
+  if (diagnostics.length > 0) return { diagnostics };
+  const base = path.dirname(file);
+  return {
+    diagnostics,
+    bootstrap: {
+      name: value.metadata.name,
+      file,
+      spec,
+      locality: parseLocality(spec.locality),
+      resourcePaths: spec.resources.map((r) => path.resolve(base, r)),
+      endpoints: Object.entries(spec.endpoints).flatMap(([service, list]) =>
+        list.map((e) => ({
+          service,
+          address: e.address,
+          port: e.port,
+          locality: parseLocality(e.locality),
+          weight: e.weight ?? 1,
+        })),
+      ),
+    },
+  };
+}
+
+export async function loadBootstrap(
+  file: string,
+): Promise<{ bootstrap?: Bootstrap; diagnostics: Diagnostic[] }> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new IsthmusError('ISTHMUS_E_IO', `cannot read bootstrap file ${file}: ${(err as Error).message}`);
+  }
+  return parseBootstrap(text, file);
+}
+
+/** Splits `HOST:PORT` (IPv6 in brackets). */
+export function splitHostPort(text: string): { host: string; port: number } {
+  const i = text.lastIndexOf(':');
+  const host = text.slice(0, i).replace(/^\[|\]$/g, '');
+  const port = Number(text.slice(i + 1));
+  if (i <= 0 || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw new IsthmusError(
+      'ISTHMUS_E_INVALID_VALUE',
+      `invalid address ${JSON.stringify(text)}: write HOST:PORT`,
+    );
+  return { host, port };
+}

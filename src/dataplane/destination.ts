@@ -1,0 +1,153 @@
+import type { Clock } from '../core/clock.js';
+import type { Random } from '../core/random.js';
+import type { Locality } from '../model/locality.js';
+import type { MeshIndex, RoutingPlan } from '../model/mesh.js';
+import type { EffectiveTraffic } from '../model/settings.js';
+import type { AttemptOutcome, Endpoint } from './endpoint.js';
+import { UpstreamPool } from './http/upstream.js';
+import { compilePolicy, type RoutePolicy } from './policy.js';
+import { Bulkhead, ConcurrencyLimiter } from './resilience/bulkhead.js';
+import { RetryBudget } from './resilience/retry-budget.js';
+import { StaleCache } from './resilience/stale-cache.js';
+import { RouteTable } from './routing.js';
+
+/** What the request path needs from a load balancer. */
+export interface Balancer {
+  /** An endpoint not in `exclude`, preferring another locality than `avoid` when given. */
+  pick(exclude: ReadonlySet<string>, avoid?: Locality): Picked | undefined;
+  /** An attempt to `endpointId` started (counts in-flight load). */
+  begin(endpointId: string): void;
+  /** How that attempt ended. */
+  report(endpointId: string, outcome: AttemptOutcome): void;
+  /** Periodic analysis: outlier sweeps, region state transitions. */
+  evaluate(): void;
+  /** JSON view for the admin `/endpoints` page. */
+  snapshot(): unknown;
+  /** Regions currently ejected or recovering (for degradation signals). */
+  degradedRegions(): string[];
+}
+
+export interface Picked {
+  endpoint: Endpoint;
+  /** 0 for the most preferred tier. */
+  priority: number;
+  /** Whether health was ignored because too little was healthy. */
+  panic: boolean;
+}
+
+export type BalancerFactory = (input: {
+  service: string;
+  endpoints: readonly Endpoint[];
+  plan: RoutingPlan;
+  traffic: EffectiveTraffic;
+}) => Balancer;
+
+/**
+ * Everything the proxy keeps per destination service: its routes and their compiled policies,
+ * balancers (one over all replicas, one over the home region for `strong` routes), connection
+ * pools, limits, retry budgets and the stale-if-error cache. Limits, budgets, pools and the cache
+ * are per destination and sized from the service-level policy.
+ */
+export class Destination {
+  readonly name: string;
+  readonly routes: RouteTable;
+  readonly serviceLevel: RoutePolicy;
+  readonly #routePolicies = new Map<string, RoutePolicy>();
+  readonly eventual: Balancer;
+  readonly strong: Balancer | undefined;
+  readonly homeRegion: string | undefined;
+  readonly pool: UpstreamPool;
+  readonly bulkhead: Bulkhead;
+  readonly retryLimiter: ConcurrencyLimiter;
+  readonly budget: RetryBudget;
+  readonly crossRegionBudget: RetryBudget;
+  readonly staleCache: StaleCache;
+  /** Monotonic ms until which the destination counts as degraded (recent failover or fallback). */
+  degradedUntilMs = 0;
+  degradedReason = '';
+
+  constructor(input: {
+    name: string;
+    mesh: MeshIndex;
+    from: Locality;
+    /** Gateways serve their own region only: no remote tiers. */
+    localOnly: boolean;
+    endpoints: readonly Endpoint[];
+    clock: Clock;
+    random: Random;
+    balancer: BalancerFactory;
+  }) {
+    const { name, mesh, from, clock } = input;
+    this.name = name;
+    const service = mesh.services.get(name);
+    this.routes = new RouteTable(service?.resource.spec.routes);
+    this.homeRegion = service?.resource.spec.homeRegion;
+    const traffic = mesh.traffic(name).value;
+    this.serviceLevel = compilePolicy(traffic);
+    for (const r of service?.resource.spec.routes ?? [])
+      this.#routePolicies.set(r.name, compilePolicy(mesh.traffic(name, r.name).value));
+
+    const plan = mesh.routingPlan(from, name);
+    const tiers = input.localOnly ? plan.tiers.filter((t) => t.via === 'local') : plan.tiers;
+    this.eventual = input.balancer({
+      service: name,
+      endpoints: input.endpoints,
+      plan: { ...plan, tiers },
+      traffic,
+    });
+    const needsStrong = [this.serviceLevel, ...this.#routePolicies.values()].some(
+      (p) => p.consistency === 'strong',
+    );
+    if (needsStrong && this.homeRegion !== undefined) {
+      const strongTiers = tiers.filter((t) => t.region === this.homeRegion);
+      const strongPlan = mesh.routingPlan(from, name);
+      this.strong = input.balancer({
+        service: name,
+        endpoints: input.endpoints.filter((e) => e.locality.region === this.homeRegion),
+        plan: { ...strongPlan, tiers: strongTiers.length > 0 ? strongTiers : [] },
+        traffic,
+      });
+    } else {
+      this.strong = undefined;
+    }
+
+    const cb = traffic.circuitBreaker;
+    this.pool = new UpstreamPool({
+      connectTimeoutMs: this.serviceLevel.connectMs,
+      maxConnectionsPerEndpoint: cb.maxConnections,
+    });
+    this.bulkhead = Bulkhead.fromSettings(cb, { name });
+    this.retryLimiter = new ConcurrencyLimiter(cb.maxRetries);
+    this.budget = RetryBudget.fromSettings(traffic.retries.budget, clock);
+    this.crossRegionBudget = RetryBudget.fromSettings(traffic.retries.crossRegion, clock);
+    this.staleCache = StaleCache.fromSettings(traffic.fallback.staleIfError, clock);
+  }
+
+  /** The compiled policy of a route (or of the service when no route matched). */
+  policy(route: string | undefined): RoutePolicy {
+    return (route !== undefined && this.#routePolicies.get(route)) || this.serviceLevel;
+  }
+
+  balancerFor(policy: RoutePolicy): Balancer | undefined {
+    if (policy.consistency !== 'strong') return this.eventual;
+    return this.strong;
+  }
+
+  markDegraded(nowMs: number, reason: string, holdMs = 10_000): void {
+    this.degradedUntilMs = Math.max(this.degradedUntilMs, nowMs + holdMs);
+    this.degradedReason = reason;
+  }
+
+  isDegraded(nowMs: number): boolean {
+    return nowMs < this.degradedUntilMs || this.eventual.degradedRegions().length > 0;
+  }
+
+  evaluate(): void {
+    this.eventual.evaluate();
+    this.strong?.evaluate();
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}

@@ -1,0 +1,506 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { PassThrough, type Readable } from 'node:stream';
+import { FullJitterBackoff } from '../core/backoff.js';
+import type { Clock } from '../core/clock.js';
+import type { Random } from '../core/random.js';
+import { formatLocality, type Locality } from '../model/locality.js';
+import type { Destination, Picked } from './destination.js';
+import type { FailureKind } from './endpoint.js';
+import {
+  appendHeader,
+  endToEnd,
+  first,
+  forwardedFor,
+  H,
+  IDEMPOTENT_METHODS,
+  SAFE_METHODS,
+} from './http/headers.js';
+import type { AttemptResult } from './http/upstream.js';
+import { retryableStatus, type RoutePolicy } from './policy.js';
+import { ShedError } from './resilience/bulkhead.js';
+import type { Stats } from './stats.js';
+
+/** What the request path needs from the proxy around it. */
+export interface OutboundContext {
+  clock: Clock;
+  random: Random;
+  stats: Stats;
+  locality: Locality;
+  /** Bodies up to this size are buffered so the request can be retried. */
+  maxRetryBodyBytes: number;
+  /** `Via` token of this proxy, e.g. `1.1 isthmus-frontend-1`. */
+  via: string;
+  /** Deadline (monotonic ms) inherited from an inbound request with the same request id, if any. */
+  inheritedDeadline(requestId: string): number | undefined;
+}
+
+/** Error answers carry a machine-readable code in `isthmus-error` and a JSON body. */
+export function sendError(
+  res: ServerResponse,
+  status: number,
+  code: string,
+  message: string,
+  extra: Record<string, unknown> = {},
+  headers: OutgoingHttpHeaders = {},
+): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error: code, message, ...extra });
+  res.writeHead(status, {
+    ...headers,
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    [H.error]: code,
+  });
+  res.end(body);
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Reads a request body for retries: whole when it is at most `limit` bytes, otherwise a stream
+ * that replays what was read and continues with the rest (and the request is not retryable).
+ */
+async function readBody(
+  req: IncomingMessage,
+  limit: number,
+): Promise<{ buffered: Buffer } | { stream: Readable }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    const buf = chunk as Buffer;
+    size += buf.length;
+    chunks.push(buf);
+    if (size > limit) {
+      const rest = new PassThrough();
+      for (const c of chunks) rest.write(c);
+      req.pipe(rest);
+      return { stream: rest };
+    }
+  }
+  return { buffered: Buffer.concat(chunks, size) };
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  if (length !== undefined) return length !== '0';
+  return req.headers['transfer-encoding'] !== undefined;
+}
+
+type Failure = { kind: FailureKind | 'no-endpoint'; detail: string; status?: number };
+
+/**
+ * Serves one outbound request to a mesh destination: deadline → limits → attempts (balancer
+ * pick, upstream pool, retry decision) → response or fallback. Every decision shows in the
+ * response headers and the stats.
+ */
+export async function serveOutbound(
+  ctx: OutboundContext,
+  dest: Destination,
+  req: IncomingMessage,
+  res: ServerResponse,
+  target: { path: string; authority: string },
+): Promise<void> {
+  const { clock, stats } = ctx;
+  const method = req.method ?? 'GET';
+  const route = dest.routes.match(method, target.path);
+  const policy = dest.policy(route);
+  const labels = { service: dest.name, route: route ?? '' };
+  stats.inc('isthmus_requests_total', 'Requests received per destination and route.', labels);
+
+  const requestId = first(req.headers[H.requestId]) ?? randomUUID();
+  const start = clock.monotonicMs();
+  let deadline = start + policy.overallMs;
+  const inherited = ctx.inheritedDeadline(requestId);
+  if (inherited !== undefined && inherited < deadline) deadline = inherited;
+  const fromApp = Number(first(req.headers[H.deadline]));
+  if (Number.isInteger(fromApp) && fromApp >= 0 && start + fromApp < deadline) deadline = start + fromApp;
+
+  // Fault injection comes first: a drill's abort must look like the destination failing.
+  const { fault } = policy;
+  if (fault.abortRatio > 0 && ctx.random.next() < fault.abortRatio) {
+    stats.inc('isthmus_fault_injected_total', 'Faults injected.', { ...labels, fault: 'abort' });
+    sendError(res, fault.abortStatus, 'fault-injected', 'aborted by fault injection');
+    return;
+  }
+  if (fault.delayRatio > 0 && ctx.random.next() < fault.delayRatio) {
+    stats.inc('isthmus_fault_injected_total', 'Faults injected.', { ...labels, fault: 'delay' });
+    await sleep(Math.min(fault.delayMs, Math.max(0, deadline - clock.monotonicMs())));
+  }
+
+  const balancer = dest.balancerFor(policy);
+  if (!balancer) {
+    sendError(
+      res,
+      503,
+      'home-region-unavailable',
+      `${dest.name} has no home region endpoints for a strong route`,
+    );
+    return;
+  }
+
+  // The client going away cancels queued and in-flight work.
+  const abort = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) abort.abort(new Error('client closed the connection'));
+  };
+  res.once('close', onClose);
+
+  let release: (() => void) | undefined;
+  try {
+    release = await dest.bulkhead.acquire(abort.signal);
+  } catch (err) {
+    if (err instanceof ShedError) {
+      stats.inc('isthmus_shed_total', 'Requests shed by a destination limit.', {
+        ...labels,
+        reason: err.reason,
+      });
+      sendError(
+        res,
+        503,
+        'overloaded',
+        err.message,
+        { reason: err.reason },
+        { 'retry-after': String(err.retryAfterSeconds) },
+      );
+    } else if (!res.headersSent) res.destroy();
+    return;
+  }
+
+  try {
+    const safe = IDEMPOTENT_METHODS.has(method);
+    const keyed =
+      req.headers['idempotency-key'] !== undefined && policy.nonIdempotent === 'with-idempotency-key';
+    let retryable = (safe || keyed) && policy.maxAttempts > 1;
+    let body: Buffer | Readable | null = null;
+    if (hasBody(req)) {
+      if (retryable) {
+        const read = await readBody(req, ctx.maxRetryBodyBytes);
+        if ('buffered' in read) body = read.buffered;
+        else {
+          body = read.stream;
+          retryable = false;
+        }
+      } else body = req;
+    }
+
+    const headers = endToEnd(req.headers);
+    headers[H.requestId] = requestId;
+    delete headers[H.deadline];
+    appendHeader(headers, 'via', ctx.via);
+    appendHeader(headers, 'forwarded', forwardedFor(req.socket.remoteAddress, 'http', req.headers.host));
+
+    const backoff = new FullJitterBackoff(policy.backoffBaseMs, policy.backoffMaxMs, ctx.random);
+    const tried = new Set<string>();
+    let avoid: Locality | undefined;
+    let lastFailure: Failure = { kind: 'no-endpoint', detail: 'no endpoint was tried' };
+    let attempt = 0;
+    let retryRelease: (() => void) | undefined;
+
+    while (attempt < policy.maxAttempts) {
+      const remaining = deadline - clock.monotonicMs();
+      if (remaining <= 0) {
+        lastFailure = { kind: 'timeout', detail: 'the request deadline passed' };
+        break;
+      }
+      const picked: Picked | undefined = balancer.pick(tried, avoid);
+      if (!picked) {
+        if (attempt === 0) lastFailure = { kind: 'no-endpoint', detail: 'no healthy endpoint' };
+        break;
+      }
+      const { endpoint } = picked;
+      // A retry that leaves the caller's region also draws on the smaller cross-region budget,
+      // so a failing region cannot double every caller's WAN traffic.
+      if (
+        attempt > 0 &&
+        endpoint.locality.region !== ctx.locality.region &&
+        !dest.crossRegionBudget.tryAcquireRetry()
+      ) {
+        stats.inc('isthmus_retry_budget_exhausted_total', 'Retries denied by the retry budget.', {
+          service: dest.name,
+          budget: 'cross-region',
+        });
+        break;
+      }
+      attempt++;
+      tried.add(endpoint.id);
+      if (policy.propagateDeadline) headers[H.deadline] = String(Math.max(0, Math.floor(remaining)));
+      headers[H.attempt] = String(attempt);
+      const moreAllowed = () =>
+        retryable && attempt < policy.maxAttempts && deadline - clock.monotonicMs() > policy.backoffBaseMs;
+
+      balancer.begin(endpoint.id);
+      const attemptStart = clock.monotonicMs();
+      const result: AttemptResult = await dest.pool.attempt(endpoint, {
+        method,
+        path: target.path,
+        headers,
+        body,
+        timeoutMs: Math.min(policy.perTryMs, remaining),
+        signal: abort.signal,
+        accept: (status) => !(retryableStatus(policy, status) && moreAllowed() && grantRetry(dest, ctx)),
+      });
+      const latencyMs = clock.monotonicMs() - attemptStart;
+      retryRelease?.();
+      retryRelease = undefined;
+
+      if (result.kind === 'response') {
+        balancer.report(
+          endpoint.id,
+          result.status >= 500 ? { ok: false, latencyMs, failure: 'status' } : { ok: true, latencyMs },
+        );
+        commit(ctx, dest, req, res, result, {
+          attempts: attempt,
+          picked,
+          labels,
+          cacheable: method === 'GET' && policy.staleIfError.enabled,
+          authority: target.authority,
+          path: target.path,
+        });
+        return;
+      }
+      if (abort.signal.aborted) {
+        balancer.report(endpoint.id, { ok: true, latencyMs }); // the client left; not the endpoint's fault
+        return;
+      }
+      if (result.kind === 'rejected') {
+        balancer.report(endpoint.id, { ok: false, latencyMs, failure: 'status' });
+        lastFailure = { kind: 'status', detail: `status ${result.status}`, status: result.status };
+        // The retry was granted when the response was rejected.
+      } else {
+        balancer.report(endpoint.id, { ok: false, latencyMs, failure: result.failure });
+        stats.inc('isthmus_attempt_failures_total', 'Failed attempts by failure class.', {
+          ...labels,
+          failure: result.failure,
+        });
+        lastFailure = { kind: result.failure, detail: result.error.message };
+        if (body !== null && !Buffer.isBuffer(body)) break; // a streamed body cannot be sent again
+        const retryOn = result.failure === 'timeout' ? 'per-try-timeout' : result.failure;
+        if (!policy.retryOn.has(retryOn) || !moreAllowed() || !grantRetry(dest, ctx)) break;
+      }
+      if (attempt >= policy.maxAttempts) break;
+      // Retrying: hold a retry slot, pick elsewhere, back off within the deadline.
+      retryRelease = dest.retryLimiter.tryAcquire();
+      if (!retryRelease) {
+        stats.inc('isthmus_retry_limited_total', 'Retries refused by circuitBreaker.maxRetries.', labels);
+        break;
+      }
+      stats.inc('isthmus_retries_total', 'Retries started.', labels);
+      const localityTrouble = lastFailure.kind === 'connect-failure' || lastFailure.kind === 'timeout';
+      avoid =
+        policy.differentLocality === 'always' ||
+        (policy.differentLocality === 'on-connect-failure' && localityTrouble)
+          ? endpoint.locality
+          : undefined;
+      const wait = Math.min(backoff.delayMs(attempt - 1), Math.max(0, deadline - clock.monotonicMs() - 1));
+      if (wait > 0) await sleep(wait);
+    }
+    retryRelease?.();
+    fallback(ctx, dest, req, res, policy, {
+      attempts: attempt,
+      failure: lastFailure,
+      labels,
+      authority: target.authority,
+      path: target.path,
+    });
+  } finally {
+    release();
+    res.off('close', onClose);
+  }
+}
+
+/** The destination's retry budget must allow every retry. */
+function grantRetry(dest: Destination, ctx: OutboundContext): boolean {
+  if (!dest.budget.tryAcquireRetry()) {
+    ctx.stats.inc('isthmus_retry_budget_exhausted_total', 'Retries denied by the retry budget.', {
+      service: dest.name,
+      budget: 'all',
+    });
+    return false;
+  }
+  return true;
+}
+
+function explainHeaders(
+  ctx: OutboundContext,
+  dest: Destination,
+  attempts: number,
+  picked: Picked | undefined,
+): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = { [H.attempts]: String(attempts) };
+  if (picked) {
+    out[H.servedBy] = formatLocality(picked.endpoint.locality);
+    if (picked.priority > 0 || picked.panic) {
+      const reason = picked.panic ? 'panic' : `failover:p${picked.priority}`;
+      out[H.degraded] = reason;
+      dest.markDegraded(ctx.clock.monotonicMs(), reason);
+    }
+  }
+  return out;
+}
+
+function commit(
+  ctx: OutboundContext,
+  dest: Destination,
+  req: IncomingMessage,
+  res: ServerResponse,
+  result: Extract<AttemptResult, { kind: 'response' }>,
+  info: {
+    attempts: number;
+    picked: Picked;
+    labels: Record<string, string>;
+    cacheable: boolean;
+    authority: string;
+    path: string;
+  },
+): void {
+  const headers = endToEnd(result.headers);
+  Object.assign(headers, explainHeaders(ctx, dest, info.attempts, info.picked));
+  // A gateway knows the zone that served; keep its more precise answer.
+  if (result.headers[H.servedBy] !== undefined) headers[H.servedBy] = result.headers[H.servedBy];
+  appendHeader(headers, 'via', ctx.via);
+  ctx.stats.inc('isthmus_responses_total', 'Responses by status class.', {
+    ...info.labels,
+    code: `${Math.floor(result.status / 100)}xx`,
+    peer_region: info.picked.endpoint.locality.region,
+  });
+  if (info.picked.priority > 0)
+    ctx.stats.inc(
+      'isthmus_failover_responses_total',
+      'Responses served by a lower-priority tier.',
+      info.labels,
+    );
+  res.writeHead(result.status, headers);
+
+  const keep = info.cacheable && result.status < 500;
+  const limit = dest.staleCache.maxEntryBytes;
+  let kept: Buffer[] | undefined = keep ? [] : undefined;
+  let keptBytes = 0;
+  const flow = result.body.pipe({
+    onData(chunk) {
+      if (kept) {
+        keptBytes += chunk.length;
+        if (keptBytes > limit) kept = undefined;
+        else kept.push(chunk);
+      }
+      return res.write(chunk);
+    },
+    onEnd() {
+      res.end();
+      if (kept) {
+        dest.staleCache.store(
+          { method: 'GET', authority: info.authority, pathWithQuery: info.path, headers: req.headers },
+          {
+            status: result.status,
+            headers: endToEnd(result.headers) as Record<string, string>,
+            body: Buffer.concat(kept, keptBytes),
+          },
+        );
+      }
+    },
+    onError() {
+      // Headers are gone; the only honest signal left is an aborted response.
+      res.destroy();
+    },
+  });
+  res.on('drain', () => flow.resume());
+  res.once('close', () => {
+    if (!res.writableFinished) flow.abort(new Error('client closed the connection'));
+  });
+}
+
+function fallback(
+  ctx: OutboundContext,
+  dest: Destination,
+  req: IncomingMessage,
+  res: ServerResponse,
+  policy: RoutePolicy,
+  info: {
+    attempts: number;
+    failure: Failure;
+    labels: Record<string, string>;
+    authority: string;
+    path: string;
+  },
+): void {
+  if (res.headersSent || res.destroyed) return;
+  const method = req.method ?? 'GET';
+  const now = ctx.clock.monotonicMs();
+  if (policy.staleIfError.enabled && (method === 'GET' || method === 'HEAD')) {
+    const hit = dest.staleCache.lookup({
+      method: 'GET',
+      authority: info.authority,
+      pathWithQuery: info.path,
+      headers: req.headers,
+    });
+    if (hit && hit.ageMs <= policy.staleIfError.maxAgeMs) {
+      ctx.stats.inc('isthmus_fallback_total', 'Responses served by a fallback.', {
+        ...info.labels,
+        fallback: 'stale',
+      });
+      dest.markDegraded(now, 'stale-if-error');
+      res.writeHead(hit.entry.status, {
+        ...(hit.entry.headers as OutgoingHttpHeaders),
+        [H.fallback]: 'stale',
+        [H.staleness]: String(Math.round(hit.ageMs)),
+        [H.attempts]: String(info.attempts),
+        [H.degraded]: 'stale-if-error',
+        warning: '110 - "Response is Stale"',
+      });
+      res.end(method === 'HEAD' ? undefined : hit.entry.body);
+      return;
+    }
+  }
+  if (policy.staticFallback.enabled) {
+    ctx.stats.inc('isthmus_fallback_total', 'Responses served by a fallback.', {
+      ...info.labels,
+      fallback: 'static',
+    });
+    dest.markDegraded(now, 'static-fallback');
+    res.writeHead(policy.staticFallback.status, {
+      'content-type': policy.staticFallback.contentType,
+      'content-length': Buffer.byteLength(policy.staticFallback.body),
+      [H.fallback]: 'static',
+      [H.attempts]: String(info.attempts),
+      [H.degraded]: 'static-fallback',
+    });
+    res.end(policy.staticFallback.body);
+    return;
+  }
+  const f = info.failure;
+  ctx.stats.inc('isthmus_responses_total', 'Responses by status class.', {
+    ...info.labels,
+    code: '5xx',
+    peer_region: '',
+  });
+  const strong = policy.consistency === 'strong';
+  if (f.kind === 'no-endpoint') {
+    sendError(
+      res,
+      503,
+      strong ? 'home-region-unavailable' : 'no-healthy-endpoint',
+      strong
+        ? `${dest.name} is served only by its home region ${dest.homeRegion ?? ''}, which has no healthy endpoint`
+        : `${dest.name} has no healthy endpoint`,
+      { attempts: info.attempts },
+      { [H.attempts]: String(info.attempts) },
+    );
+    return;
+  }
+  const status = f.kind === 'timeout' ? 504 : (f.status ?? 502);
+  const code =
+    f.kind === 'timeout' ? 'upstream-timeout' : f.kind === 'status' ? 'upstream-error' : `upstream-${f.kind}`;
+  sendError(
+    res,
+    status,
+    code,
+    `${dest.name}: ${f.detail}`,
+    { attempts: info.attempts },
+    { [H.attempts]: String(info.attempts) },
+  );
+}
+
+export type { IncomingHttpHeaders };
