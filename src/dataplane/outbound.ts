@@ -206,7 +206,9 @@ export async function serveOutbound(
         lastFailure = { kind: 'timeout', detail: 'the request deadline passed' };
         break;
       }
-      const picked: Picked | undefined = balancer.pick(tried, avoid);
+      // Another endpoint is preferred for a retry, but with none left the same one may try again.
+      const picked: Picked | undefined =
+        balancer.pick(tried, avoid) ?? (attempt > 0 ? balancer.pick(new Set(), avoid) : undefined);
       if (!picked) {
         if (attempt === 0) lastFailure = { kind: 'no-endpoint', detail: 'no healthy endpoint' };
         break;
@@ -232,6 +234,7 @@ export async function serveOutbound(
       const moreAllowed = () =>
         retryable && attempt < policy.maxAttempts && deadline - clock.monotonicMs() > policy.backoffBaseMs;
 
+      let rejectedFor: 'retry' | 'fallback' | undefined;
       balancer.begin(endpoint.id);
       const attemptStart = clock.monotonicMs();
       const result: AttemptResult = await dest.pool.attempt(endpoint, {
@@ -241,7 +244,18 @@ export async function serveOutbound(
         body,
         timeoutMs: Math.min(policy.perTryMs, remaining),
         signal: abort.signal,
-        accept: (status) => !(retryableStatus(policy, status) && moreAllowed() && grantRetry(dest, ctx)),
+        accept: (status) => {
+          if (retryableStatus(policy, status) && moreAllowed() && grantRetry(dest, ctx)) {
+            rejectedFor = 'retry';
+            return false;
+          }
+          // A final 5xx is an error a fallback may answer instead (as stale-if-error means).
+          if (status >= 500 && fallbackAvailable(dest, policy, method, req, target)) {
+            rejectedFor = 'fallback';
+            return false;
+          }
+          return true;
+        },
       });
       const latencyMs = clock.monotonicMs() - attemptStart;
       retryRelease?.();
@@ -269,7 +283,8 @@ export async function serveOutbound(
       if (result.kind === 'rejected') {
         balancer.report(endpoint.id, { ok: false, latencyMs, failure: 'status' });
         lastFailure = { kind: 'status', detail: `status ${result.status}`, status: result.status };
-        // The retry was granted when the response was rejected.
+        if (rejectedFor === 'fallback') break;
+        // Otherwise the retry was granted when the response was rejected.
       } else {
         balancer.report(endpoint.id, { ok: false, latencyMs, failure: result.failure });
         stats.inc('isthmus_attempt_failures_total', 'Failed attempts by failure class.', {
@@ -310,6 +325,24 @@ export async function serveOutbound(
     release();
     res.off('close', onClose);
   }
+}
+
+function fallbackAvailable(
+  dest: Destination,
+  policy: RoutePolicy,
+  method: string,
+  req: IncomingMessage,
+  target: { path: string; authority: string },
+): boolean {
+  if (policy.staticFallback.enabled) return true;
+  if (!policy.staleIfError.enabled || (method !== 'GET' && method !== 'HEAD')) return false;
+  const hit = dest.staleCache.lookup({
+    method: 'GET',
+    authority: target.authority,
+    pathWithQuery: target.path,
+    headers: req.headers,
+  });
+  return hit !== undefined && hit.ageMs <= policy.staleIfError.maxAgeMs;
 }
 
 /** The destination's retry budget must allow every retry. */

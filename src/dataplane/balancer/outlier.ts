@@ -157,24 +157,26 @@ export class OutlierDetector {
 
   #successRateOutliers(group: Group, nowMs: number): void {
     const { minRequests, minEndpoints, stdevFactor } = this.config.successRate;
+    const judged = (rec: OutlierRecord) => rec.state !== 'ejected' && rec.intervalRequests >= minRequests;
+    const rateOf = (rec: OutlierRecord) => rec.intervalSuccesses / rec.intervalRequests;
     let n = 0;
     let sum = 0;
-    let sumSq = 0;
     for (const rec of group.records) {
-      if (rec.state === 'ejected' || rec.intervalRequests < minRequests) continue;
-      const rate = rec.intervalSuccesses / rec.intervalRequests;
+      if (!judged(rec)) continue;
       n++;
-      sum += rate;
-      sumSq += rate * rate;
+      sum += rateOf(rec);
     }
     if (n < minEndpoints || n === 0) return;
     const mean = sum / n;
-    const stdev = Math.sqrt(Math.max(0, sumSq / n - mean * mean));
+    let squares = 0;
+    for (const rec of group.records) if (judged(rec)) squares += (rateOf(rec) - mean) ** 2;
+    const stdev = Math.sqrt(squares / n);
     const threshold = mean - stdevFactor * stdev;
     for (const rec of group.records) {
-      if (rec.state !== 'healthy' || rec.intervalRequests < minRequests) continue;
-      const rate = rec.intervalSuccesses / rec.intervalRequests;
-      if (rate < threshold) {
+      if (rec.state !== 'healthy' || !judged(rec)) continue;
+      const rate = rateOf(rec);
+      // The tolerance keeps rounding in the mean from ejecting endpoints that are all equal.
+      if (rate < threshold - 1e-9) {
         this.#eject(
           rec,
           `success rate ${pct(rate)} below ${pct(threshold)} (locality mean ${pct(mean)} − ${stdevFactor} × stdev ${pct(stdev)})`,

@@ -1,0 +1,225 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import type { Proxy } from '../../src/dataplane/proxy.js';
+import { FakeUpstream } from '../support/fake-upstream.js';
+import { call, meshDir, raw, startProxy } from '../support/proxy-harness.js';
+
+const API = 'apiVersion: isthmus.dev/v1alpha1';
+
+const mesh = (extra: string) => ({
+  'mesh.yaml': `${API}
+kind: Region
+metadata: {name: us-east}
+spec:
+  zones: [{name: us-east-a}]
+---
+${API}
+kind: Service
+metadata: {name: catalog}
+spec:
+  ports: [{name: http, port: 8080}]
+---
+${API}
+kind: Service
+metadata: {name: recs}
+spec:
+  ports: [{name: http, port: 8080}]
+---
+${API}
+kind: Service
+metadata: {name: slow}
+spec:
+  ports: [{name: http, port: 8080}]
+---
+${API}
+kind: Service
+metadata: {name: frontend}
+spec:
+  ports: [{name: http, port: 8080}]
+---
+${API}
+kind: TrafficPolicy
+metadata: {name: base}
+spec:
+  targetRef: {kind: Mesh}
+  timeouts: {connect: 200ms, perTry: 300ms, overall: 1s}
+  retries: {backoff: {base: 1ms, max: 2ms}}
+  healthChecks: {enabled: false}
+  outlierDetection: {consecutiveFailures: 0, successRate: {enabled: false}, latency: {enabled: false}}
+---
+${API}
+kind: TrafficPolicy
+metadata: {name: recs}
+spec:
+  targetRef: {kind: Service, name: recs}
+  retries: {maxAttempts: 1}
+  fallback: {static: {enabled: true, status: 200, body: '{"items":[]}'}}
+  degradation: {flags: [recs-off]}
+---
+${API}
+kind: TrafficPolicy
+metadata: {name: slow}
+spec:
+  targetRef: {kind: Service, name: slow}
+  circuitBreaker: {maxRequests: 1, maxPendingRequests: 0, retryAfter: 3s}
+  timeouts: {perTry: 2s, overall: 2s}
+${extra}`,
+});
+
+describe('proxy: fallbacks, shedding, budgets', () => {
+  let catalog: FakeUpstream;
+  let recs: FakeUpstream;
+  let slow: FakeUpstream;
+  let proxy: Proxy;
+  let cleanup: () => Promise<void>;
+
+  before(async () => {
+    [catalog, recs, slow] = await Promise.all([
+      FakeUpstream.start('catalog'),
+      FakeUpstream.start('recs'),
+      FakeUpstream.start('slow'),
+    ]);
+    const m = await meshDir(mesh(''));
+    cleanup = m.cleanup;
+    proxy = await startProxy({
+      locality: 'us-east/us-east-a',
+      resources: m.dir,
+      endpoints: [
+        { service: 'catalog', port: catalog.port, locality: 'us-east/us-east-a' },
+        { service: 'recs', port: recs.port, locality: 'us-east/us-east-a' },
+        { service: 'slow', port: slow.port, locality: 'us-east/us-east-a' },
+      ],
+    });
+  });
+  after(async () => {
+    await proxy.stop();
+    await Promise.all([catalog, recs, slow].map((f) => f.stop()));
+    await cleanup();
+  });
+
+  it('serves the last good response of a read, marked stale, when every attempt fails', async () => {
+    catalog.behavior = { kind: 'ok', body: '{"products":[1,2,3]}' };
+    const fresh = await call(proxy.addresses.outbound!, { host: 'catalog', path: '/products?page=1' });
+    assert.equal(fresh.status, 200);
+    catalog.behavior = { kind: 'reset' };
+    const stale = await call(proxy.addresses.outbound!, { host: 'catalog', path: '/products?page=1' });
+    assert.equal(stale.status, 200);
+    assert.equal(stale.body, '{"products":[1,2,3]}');
+    assert.equal(stale.headers['isthmus-fallback'], 'stale');
+    assert.match(stale.headers['isthmus-staleness-ms'] ?? '', /^\d+$/);
+    // Another page was never cached: no stale answer to give.
+    const miss = await call(proxy.addresses.outbound!, { host: 'catalog', path: '/products?page=2' });
+    assert.equal(miss.status, 502);
+    assert.equal(miss.headers['isthmus-error'], 'upstream-reset');
+  });
+
+  it('answers with the static fallback and tells the app which flags are on', async () => {
+    recs.behavior = { kind: 'status', status: 500 };
+    const r = await call(proxy.addresses.outbound!, { host: 'recs', path: '/for/me' });
+    assert.equal(r.status, 200);
+    assert.equal(r.body, '{"items":[]}');
+    assert.equal(r.headers['isthmus-fallback'], 'static');
+    const degraded = JSON.parse((await call(proxy.addresses.admin!, { path: '/degraded' })).body) as {
+      destinations: string[];
+      flags: string[];
+    };
+    assert.deepEqual(degraded.destinations.includes('recs'), true);
+    assert.deepEqual(degraded.flags, ['recs-off']);
+  });
+
+  it('sheds at once with 503 and Retry-After when the destination is at its limit', async () => {
+    slow.behavior = { kind: 'ok', delayMs: 400 };
+    const first = call(proxy.addresses.outbound!, { host: 'slow', path: '/' });
+    await new Promise((r) => setTimeout(r, 50));
+    const started = Date.now();
+    const second = await call(proxy.addresses.outbound!, { host: 'slow', path: '/' });
+    assert.equal(second.status, 503);
+    assert.equal(second.headers['retry-after'], '3');
+    assert.equal(second.headers['isthmus-error'], 'overloaded');
+    assert.ok(Date.now() - started < 200, 'shed without waiting');
+    assert.equal((await first).status, 200);
+  });
+
+  it('keeps retries within the budget under sustained failure (no retry storm)', async () => {
+    catalog.behavior = { kind: 'status', status: 503 };
+    catalog.take();
+    const n = 200;
+    for (let i = 0; i < n; i++) await call(proxy.addresses.outbound!, { host: 'catalog', path: `/x/${i}` });
+    const attempts = catalog.take().length;
+    // Budget: 20% of requests plus 10 per second over the window; a single endpoint means every
+    // retry lands on it. Without a budget, 3 attempts per request would be 600.
+    const seconds = 10;
+    assert.ok(attempts <= n + Math.ceil(0.2 * n) + 10 * seconds, `${attempts} attempts for ${n} requests`);
+    assert.ok(attempts > n, 'some retries were still allowed');
+    const stats = JSON.parse((await call(proxy.addresses.admin!, { path: '/stats' })).body) as {
+      destinations: { catalog: { retryBudget: { denied: number } } };
+    };
+    assert.ok(stats.destinations.catalog.retryBudget.denied > 0);
+  });
+
+  it('answers malformed requests with 4xx and keeps serving', async () => {
+    catalog.behavior = { kind: 'ok' };
+    const badName = await raw(
+      proxy.addresses.outbound!,
+      'GET / HTTP/1.1\r\nhost: catalog\r\nbad header: x\r\n\r\n',
+    );
+    assert.match(badName, /^HTTP\/1\.1 400 /);
+    const smuggle = await raw(
+      proxy.addresses.outbound!,
+      'POST / HTTP/1.1\r\nhost: catalog\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n',
+    );
+    assert.match(smuggle, /^HTTP\/1\.1 400 /);
+    const huge = await raw(
+      proxy.addresses.outbound!,
+      `GET / HTTP/1.1\r\nhost: catalog\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`,
+    );
+    assert.match(huge, /^HTTP\/1\.1 431 /);
+    const ok = await call(proxy.addresses.outbound!, { host: 'catalog', path: '/after' });
+    assert.equal(ok.status, 200);
+  });
+});
+
+describe('proxy: CONNECT egress', () => {
+  let tcp: Server;
+  let tcpPort = 0;
+  let proxy: Proxy;
+  let cleanup: () => Promise<void>;
+
+  before(async () => {
+    tcp = createServer((s) => s.end('hello from outside'));
+    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', () => r()));
+    tcpPort = (tcp.address() as { port: number }).port;
+    const m = await meshDir(
+      mesh(`---
+${API}
+kind: ExternalService
+metadata: {name: payments}
+spec:
+  host: localhost
+  ports: [${tcpPort}]
+  protocol: tls`),
+    );
+    cleanup = m.cleanup;
+    proxy = await startProxy({ locality: 'us-east/us-east-a', resources: m.dir, endpoints: [] });
+  });
+  after(async () => {
+    await proxy.stop();
+    tcp.close();
+    await cleanup();
+  });
+
+  it('tunnels to a declared external service and refuses anything else', async () => {
+    const ok = await raw(
+      proxy.addresses.outbound!,
+      `CONNECT localhost:${tcpPort} HTTP/1.1\r\nhost: localhost:${tcpPort}\r\n\r\n`,
+    );
+    assert.match(ok, /^HTTP\/1\.1 200 Connection Established\r\n\r\nhello from outside/);
+    const refused = await raw(
+      proxy.addresses.outbound!,
+      'CONNECT example.org:443 HTTP/1.1\r\nhost: example.org:443\r\n\r\n',
+    );
+    assert.match(refused, /^HTTP\/1\.1 403 /);
+    assert.match(refused, /not a declared ExternalService/);
+  });
+});

@@ -1,0 +1,122 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { request } from 'undici';
+import { parseBootstrap } from '../../src/dataplane/bootstrap.js';
+import { Proxy } from '../../src/dataplane/proxy.js';
+
+/** A temporary folder of mesh resources, removed by `cleanup`. */
+export async function meshDir(
+  files: Record<string, string>,
+): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'isthmus-mesh-'));
+  for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+export interface EndpointSpec {
+  service: string;
+  port: number;
+  locality: string;
+  address?: string;
+}
+
+/** Starts a proxy in this process from a generated bootstrap; throws with diagnostics if invalid. */
+export async function startProxy(input: {
+  name?: string;
+  mode?: 'sidecar' | 'gateway';
+  service?: string;
+  locality: string;
+  resources: string;
+  endpoints: EndpointSpec[];
+  inboundApp?: number;
+  extra?: string;
+}): Promise<Proxy> {
+  const mode = input.mode ?? 'sidecar';
+  const byService = new Map<string, EndpointSpec[]>();
+  for (const e of input.endpoints) byService.set(e.service, [...(byService.get(e.service) ?? []), e]);
+  const endpoints = [...byService]
+    .map(
+      ([s, list]) =>
+        `    ${s}:\n${list.map((e) => `      - {address: ${e.address ?? '127.0.0.1'}, port: ${e.port}, locality: ${e.locality}}`).join('\n')}`,
+    )
+    .join('\n');
+  const listeners =
+    mode === 'gateway'
+      ? '  gateway: {listen: 127.0.0.1:0}'
+      : [
+          '  outbound: {listen: 127.0.0.1:0}',
+          input.inboundApp !== undefined
+            ? `  inbound: {listen: 127.0.0.1:0, app: 127.0.0.1:${input.inboundApp}}`
+            : '',
+        ]
+          .filter(Boolean)
+          .join('\n');
+  const text = `apiVersion: isthmus.dev/v1alpha1
+kind: ProxyBootstrap
+metadata: {name: ${input.name ?? 'test-proxy'}}
+spec:
+  mode: ${mode}
+${mode === 'sidecar' ? `  service: ${input.service ?? 'frontend'}\n` : ''}  locality: ${input.locality}
+${listeners}
+  admin: {listen: 127.0.0.1:0}
+  resources: [${input.resources}]
+  seed: 42
+${input.extra ?? ''}
+  endpoints:
+${endpoints || '    {}'}
+`;
+  const { bootstrap, diagnostics } = parseBootstrap(text, path.join(input.resources, 'bootstrap.yaml'));
+  if (!bootstrap) throw new Error(`invalid bootstrap:\n${JSON.stringify(diagnostics, null, 2)}\n${text}`);
+  return Proxy.start(bootstrap, { evaluateIntervalMs: 50 });
+}
+
+export interface Reply {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** One request through a listener, with the body read whole. */
+export async function call(
+  address: string,
+  init: {
+    method?: string;
+    path?: string;
+    host?: string;
+    headers?: Record<string, string>;
+    body?: string;
+  } = {},
+): Promise<Reply> {
+  const r = await request(`http://${address}${init.path ?? '/'}`, {
+    method: (init.method ?? 'GET') as 'GET',
+    headers: { ...(init.host !== undefined && { host: init.host }), ...init.headers },
+    ...(init.body !== undefined && { body: init.body }),
+  });
+  const body = await r.body.text();
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(r.headers)) headers[k] = Array.isArray(v) ? v.join(', ') : String(v);
+  return { status: r.statusCode, headers, body };
+}
+
+/**
+ * Writes raw bytes to a listener and returns everything it answers until it closes the
+ * connection or `waitMs` passes. For absolute-form targets and malformed requests that an HTTP
+ * client would refuse to send.
+ */
+export async function raw(address: string, text: string, waitMs = 2000): Promise<string> {
+  const { createConnection } = await import('node:net');
+  const i = address.lastIndexOf(':');
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ host: address.slice(0, i), port: Number(address.slice(i + 1)) });
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => socket.destroy(), waitMs);
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', (e) => (chunks.length ? undefined : reject(e)));
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    });
+    socket.write(text);
+  });
+}
