@@ -267,6 +267,7 @@ export async function serveOutbound(
           result.status >= 500 ? { ok: false, latencyMs, failure: 'status' } : { ok: true, latencyMs },
         );
         commit(ctx, dest, req, res, result, {
+          requestId,
           attempts: attempt,
           picked,
           labels,
@@ -382,6 +383,7 @@ function commit(
   res: ServerResponse,
   result: Extract<AttemptResult, { kind: 'response' }>,
   info: {
+    requestId: string;
     attempts: number;
     picked: Picked;
     labels: Record<string, string>;
@@ -395,6 +397,8 @@ function commit(
   // A gateway knows the zone that served; keep its more precise answer.
   if (result.headers[H.servedBy] !== undefined) headers[H.servedBy] = result.headers[H.servedBy];
   appendHeader(headers, 'via', ctx.via);
+  // The correlation id goes back to the caller too, so a client can quote it.
+  headers[H.requestId] ??= info.requestId;
   ctx.stats.inc('isthmus_responses_total', 'Responses by status class.', {
     ...info.labels,
     code: `${Math.floor(result.status / 100)}xx`,

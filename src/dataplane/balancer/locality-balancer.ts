@@ -31,8 +31,20 @@ export type EndpointHealth = OutlierState | 'unhealthy';
 
 /** A health transition, for logs and the event stream. `atMs` is wall-clock epoch ms. */
 export type BalancerEvent =
-  | { readonly kind: 'endpoint'; readonly id: string; readonly health: EndpointHealth; readonly reason: string; readonly atMs: number }
-  | { readonly kind: 'region'; readonly region: string; readonly state: RegionState; readonly reason: string; readonly atMs: number };
+  | {
+      readonly kind: 'endpoint';
+      readonly id: string;
+      readonly health: EndpointHealth;
+      readonly reason: string;
+      readonly atMs: number;
+    }
+  | {
+      readonly kind: 'region';
+      readonly region: string;
+      readonly state: RegionState;
+      readonly reason: string;
+      readonly atMs: number;
+    };
 
 /** Per-attempt pick options. */
 export interface PickOptions {
@@ -252,7 +264,9 @@ export class LocalityBalancer {
         });
       }
     }
-    this.#outlier.setEndpoints([...next.values()].map((s) => ({ id: s.endpoint.id, locality: s.localityKey })));
+    this.#outlier.setEndpoints(
+      [...next.values()].map((s) => ({ id: s.endpoint.id, locality: s.localityKey })),
+    );
     this.#slots.clear();
     for (const [id, slot] of next) {
       slot.outlier = this.#outlier.get(id) as OutlierRecord;

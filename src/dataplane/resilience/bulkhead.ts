@@ -114,7 +114,8 @@ export class Bulkhead {
     if (!(Number.isInteger(maxPendingRequests) && maxPendingRequests >= 0)) {
       throw new RangeError(`bulkhead maxPendingRequests must be an integer ≥ 0, got ${maxPendingRequests}`);
     }
-    if (!(pendingTimeoutMs > 0)) throw new RangeError(`bulkhead pendingTimeoutMs must be > 0, got ${pendingTimeoutMs}`);
+    if (!(pendingTimeoutMs > 0))
+      throw new RangeError(`bulkhead pendingTimeoutMs must be > 0, got ${pendingTimeoutMs}`);
     if (!(retryAfterMs >= 0)) throw new RangeError(`bulkhead retryAfterMs must be ≥ 0, got ${retryAfterMs}`);
     this.maxRequests = maxRequests;
     this.maxPendingRequests = maxPendingRequests;
@@ -259,7 +260,10 @@ export class Bulkhead {
   }
 
   #abortedError(signal: AbortSignal): AbortedError {
-    return new AbortedError(`${this.#name}: request cancelled by its caller while waiting for a slot`, signal.reason);
+    return new AbortedError(
+      `${this.#name}: request cancelled by its caller while waiting for a slot`,
+      signal.reason,
+    );
   }
 }
 
@@ -274,7 +278,8 @@ export class ConcurrencyLimiter {
 
   /** `max`: slots at once (integer ≥ 0; 0 denies everything). */
   constructor(max: number) {
-    if (!(Number.isInteger(max) && max >= 0)) throw new RangeError(`limit must be an integer ≥ 0, got ${max}`);
+    if (!(Number.isInteger(max) && max >= 0))
+      throw new RangeError(`limit must be an integer ≥ 0, got ${max}`);
     this.max = max;
   }
 

@@ -58,7 +58,8 @@ export class Deadline {
 
   /** `budgetMs`: time left from now, in milliseconds (negative counts as 0). */
   constructor(clock: Clock, budgetMs: number) {
-    if (Number.isNaN(budgetMs)) throw new RangeError('deadline budget must be a number of milliseconds, got NaN');
+    if (Number.isNaN(budgetMs))
+      throw new RangeError('deadline budget must be a number of milliseconds, got NaN');
     this.#clock = clock;
     this.expiresAtMs = clock.monotonicMs() + Math.max(0, budgetMs);
   }

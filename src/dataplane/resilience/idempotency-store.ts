@@ -131,7 +131,8 @@ export class IdempotencyStore {
     if (!(Number.isInteger(maxEntries) && maxEntries >= 1)) {
       throw new RangeError(`idempotency maxEntries must be an integer ≥ 1, got ${maxEntries}`);
     }
-    if (!(maxEntryBytes >= 0)) throw new RangeError(`idempotency maxEntryBytes must be ≥ 0, got ${maxEntryBytes}`);
+    if (!(maxEntryBytes >= 0))
+      throw new RangeError(`idempotency maxEntryBytes must be ≥ 0, got ${maxEntryBytes}`);
     this.windowMs = windowMs;
     this.maxEntries = maxEntries;
     this.maxEntryBytes = maxEntryBytes;

@@ -58,8 +58,10 @@ export class RetryBudget {
 
   constructor(options: RetryBudgetOptions) {
     const { ratio, minPerSecond, windowMs, buckets = 10, clock } = options;
-    if (!(ratio >= 0 && ratio <= 1)) throw new RangeError(`retry budget ratio must be in [0, 1], got ${ratio}`);
-    if (!(minPerSecond >= 0)) throw new RangeError(`retry budget minPerSecond must be ≥ 0, got ${minPerSecond}`);
+    if (!(ratio >= 0 && ratio <= 1))
+      throw new RangeError(`retry budget ratio must be in [0, 1], got ${ratio}`);
+    if (!(minPerSecond >= 0))
+      throw new RangeError(`retry budget minPerSecond must be ≥ 0, got ${minPerSecond}`);
     if (!(windowMs > 0)) throw new RangeError(`retry budget windowMs must be > 0, got ${windowMs}`);
     if (!(Number.isInteger(buckets) && buckets >= 1)) {
       throw new RangeError(`retry budget buckets must be a positive integer, got ${buckets}`);

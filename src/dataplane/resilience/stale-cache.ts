@@ -166,7 +166,8 @@ export class StaleCache {
       throw new RangeError(`stale cache maxEntries must be an integer ≥ 1, got ${maxEntries}`);
     }
     if (!(maxBytes > 0)) throw new RangeError(`stale cache maxBytes must be > 0, got ${maxBytes}`);
-    if (!(maxEntryBytes > 0)) throw new RangeError(`stale cache maxEntryBytes must be > 0, got ${maxEntryBytes}`);
+    if (!(maxEntryBytes > 0))
+      throw new RangeError(`stale cache maxEntryBytes must be > 0, got ${maxEntryBytes}`);
     this.maxAgeMs = maxAgeMs;
     this.maxEntries = maxEntries;
     this.maxBytes = maxBytes;

@@ -6,11 +6,8 @@ import type { Endpoint } from '../../../src/dataplane/endpoint.js';
 import { region, service, yamlStream } from '../../support/mesh-fixtures.js';
 
 /** Mutable deep copy of a readonly settings type, so a test can tweak one field. */
-type Mutable<T> = T extends ReadonlyArray<infer U>
-  ? U[]
-  : T extends object
-    ? { -readonly [K in keyof T]: Mutable<T[K]> }
-    : T;
+type Mutable<T> =
+  T extends ReadonlyArray<infer U> ? U[] : T extends object ? { -readonly [K in keyof T]: Mutable<T[K]> } : T;
 
 /** The built-in traffic settings, as a fresh mutable copy. */
 export function defaults(): Mutable<EffectiveTraffic> {

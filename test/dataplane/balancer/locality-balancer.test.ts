@@ -94,7 +94,11 @@ describe('locality balancer: tiers and failover', () => {
     const [zone, region, usEast, apSouth] = plan.tiers as [Tier, Tier, Tier, Tier];
     balancer.setTiers([zone, region, apSouth, usEast]);
     assert.deepEqual([...picks(200)], [['gw-ap', 200]]);
-    assert.equal(balancer.snapshot().endpoints.find((e) => e.id === 'za-0')?.health, 'unhealthy', 'state kept');
+    assert.equal(
+      balancer.snapshot().endpoints.find((e) => e.id === 'za-0')?.health,
+      'unhealthy',
+      'state kept',
+    );
   });
 
   it('panics below the threshold and then picks among all endpoints', () => {
@@ -140,7 +144,10 @@ describe('locality balancer: retries', () => {
   it('prefers another locality: another zone, or another region', () => {
     const { balancer, za, us, ap, down } = setup();
     const otherZone = tally(500, () => balancer.pick({ preferOtherLocalityThan: CALLER })?.endpoint.id);
-    assert.ok([...otherZone.keys()].every((id) => id?.startsWith('za-')), [...otherZone.keys()].join());
+    assert.ok(
+      [...otherZone.keys()].every((id) => id?.startsWith('za-')),
+      [...otherZone.keys()].join(),
+    );
     const otherRegion = balancer.pick({ preferOtherLocalityThan: { region: 'eu-west' } });
     assert.equal(otherRegion?.endpoint.id, 'gw-us');
     assert.equal(otherRegion?.reason, 'fallback');
@@ -284,7 +291,10 @@ describe('locality balancer: region health', () => {
     // Every local endpoint answers 40% of the time: no outlier within the locality, but the region is bad.
     for (let k = 0; k < 10; k++) {
       for (const e of [...zb, ...za]) {
-        balancer.report(e.id, k % 5 < 2 ? { ok: true, latencyMs: 2 } : { ok: false, latencyMs: 2, failure: 'status' });
+        balancer.report(
+          e.id,
+          k % 5 < 2 ? { ok: true, latencyMs: 2 } : { ok: false, latencyMs: 2, failure: 'status' },
+        );
       }
     }
     balancer.evaluate();

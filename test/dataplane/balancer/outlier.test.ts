@@ -46,7 +46,10 @@ describe('outlier detection: consecutive failures', () => {
   });
 
   it('un-ejects when the time is up and ejects for n × base the n-th time, up to the maximum', () => {
-    const { d, rec } = detector({ [LOCAL]: 10 }, config((s) => (s.outlierDetection.maxEjectionTime = '25s')));
+    const { d, rec } = detector(
+      { [LOCAL]: 10 },
+      config((s) => (s.outlierDetection.maxEjectionTime = '25s')),
+    );
     const r = rec(`${LOCAL}#0`);
     let now = 0;
     const lengths: number[] = [];
@@ -79,7 +82,10 @@ describe('outlier detection: consecutive failures', () => {
   });
 
   it('counts 0 as off', () => {
-    const { d, rec } = detector({ [LOCAL]: 10 }, config((s) => (s.outlierDetection.consecutiveFailures = 0)));
+    const { d, rec } = detector(
+      { [LOCAL]: 10 },
+      config((s) => (s.outlierDetection.consecutiveFailures = 0)),
+    );
     const r = rec(`${LOCAL}#0`);
     fail(d, r, 50, 0);
     assert.equal(r.state, 'healthy');

@@ -35,7 +35,8 @@ class FakeTimers implements Timers {
     const until = this.#clock.monotonicMs() + ms;
     for (;;) {
       let due: [number, { atMs: number; callback: () => void }] | undefined;
-      for (const entry of this.#pending) if (entry[1].atMs <= until && (!due || entry[1].atMs < due[1].atMs)) due = entry;
+      for (const entry of this.#pending)
+        if (entry[1].atMs <= until && (!due || entry[1].atMs < due[1].atMs)) due = entry;
       if (!due) break;
       this.#clock.advance(due[1].atMs - this.#clock.monotonicMs());
       this.#pending.delete(due[0]);
@@ -221,7 +222,10 @@ describe('bulkhead', () => {
       maxRetries: 2,
       retryAfter: '3s',
     });
-    assert.deepEqual([b.maxRequests, b.maxPendingRequests, b.pendingTimeoutMs, b.retryAfterSeconds], [4, 8, 250, 3]);
+    assert.deepEqual(
+      [b.maxRequests, b.maxPendingRequests, b.pendingTimeoutMs, b.retryAfterSeconds],
+      [4, 8, 250, 3],
+    );
   });
 });
 

@@ -22,7 +22,13 @@ function store(options: Partial<ConstructorParameters<typeof IdempotencyStore>[0
   const clock = new ManualClock();
   return {
     clock,
-    store: new IdempotencyStore({ windowMs: 60_000, maxEntries: 100, maxEntryBytes: 1024, clock, ...options }),
+    store: new IdempotencyStore({
+      windowMs: 60_000,
+      maxEntries: 100,
+      maxEntryBytes: 1024,
+      clock,
+      ...options,
+    }),
   };
 }
 
@@ -55,7 +61,11 @@ describe('idempotency store', () => {
     assert.deepEqual(s.begin(SCOPE, 'k', OTHER_FP), { state: 'mismatch' });
     s.complete(SCOPE, 'k', FP, created());
     assert.deepEqual(s.begin(SCOPE, 'k', OTHER_FP), { state: 'mismatch' });
-    assert.equal(s.complete(SCOPE, 'k', OTHER_FP, created('other')), false, 'the other request cannot overwrite');
+    assert.equal(
+      s.complete(SCOPE, 'k', OTHER_FP, created('other')),
+      false,
+      'the other request cannot overwrite',
+    );
     const replay = s.begin(SCOPE, 'k', FP);
     assert.equal(replay.state === 'replay' && replay.response.body?.toString(), '{"id":7}');
     assert.equal(s.stats().mismatches, 2);
@@ -151,14 +161,32 @@ describe('idempotency store', () => {
 describe('Idempotency-Key header', () => {
   it('accepts one printable key, trimmed', () => {
     assert.equal(parseIdempotencyKey(undefined), undefined);
-    assert.equal(parseIdempotencyKey(' 8e03978e-40d5-43e8-bc93-6894a57f9324 '), '8e03978e-40d5-43e8-bc93-6894a57f9324');
+    assert.equal(
+      parseIdempotencyKey(' 8e03978e-40d5-43e8-bc93-6894a57f9324 '),
+      '8e03978e-40d5-43e8-bc93-6894a57f9324',
+    );
     assert.equal(parseIdempotencyKey(['"abc"']), '"abc"');
-    assert.equal(parseIdempotencyKey('x'.repeat(MAX_IDEMPOTENCY_KEY_LENGTH))?.length, MAX_IDEMPOTENCY_KEY_LENGTH);
+    assert.equal(
+      parseIdempotencyKey('x'.repeat(MAX_IDEMPOTENCY_KEY_LENGTH))?.length,
+      MAX_IDEMPOTENCY_KEY_LENGTH,
+    );
   });
 
   it('rejects repeated, empty, overlong and non-printable keys', () => {
-    for (const value of [['a', 'b'], [], '', '   ', 'x'.repeat(MAX_IDEMPOTENCY_KEY_LENGTH + 1), 'a\tb', 'ключ']) {
-      assert.throws(() => parseIdempotencyKey(value), { code: 'ISTHMUS_E_BAD_HEADER' }, JSON.stringify(value));
+    for (const value of [
+      ['a', 'b'],
+      [],
+      '',
+      '   ',
+      'x'.repeat(MAX_IDEMPOTENCY_KEY_LENGTH + 1),
+      'a\tb',
+      'ключ',
+    ]) {
+      assert.throws(
+        () => parseIdempotencyKey(value),
+        { code: 'ISTHMUS_E_BAD_HEADER' },
+        JSON.stringify(value),
+      );
     }
   });
 

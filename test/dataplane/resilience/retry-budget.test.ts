@@ -29,7 +29,10 @@ describe('retry budget', () => {
     // The first window starts empty, so it is allowed exactly the full amount.
     assert.equal(grantedPerWindow[0], 210);
     const stats = budget.stats();
-    assert.equal(stats.granted, grantedPerWindow.reduce((a, b) => a + b, 0));
+    assert.equal(
+      stats.granted,
+      grantedPerWindow.reduce((a, b) => a + b, 0),
+    );
     assert.equal(stats.denied, 5000 - stats.granted);
   });
 
@@ -86,7 +89,11 @@ describe('retry budget', () => {
     const budget = new RetryBudget({ ratio: 1, minPerSecond: 0, windowMs: 1000, buckets: 4, clock });
     for (let i = 0; i < 3; i++) budget.recordRequest();
     clock.advance(1000);
-    assert.equal(budget.tryAcquireRetry(), false, 'the requests of the last window no longer pay for retries');
+    assert.equal(
+      budget.tryAcquireRetry(),
+      false,
+      'the requests of the last window no longer pay for retries',
+    );
   });
 
   it('a cross-region retry needs both budgets and takes from both or neither', () => {

@@ -137,7 +137,10 @@ describe('stale cache', () => {
     }
     assert.equal(c.size, 0);
     // Authorized requests may be kept when the origin says the response is public.
-    assert.equal(c.store(get('/12', { authorization: 'Bearer t' }), ok('x', { 'cache-control': 'public' })), true);
+    assert.equal(
+      c.store(get('/12', { authorization: 'Bearer t' }), ok('x', { 'cache-control': 'public' })),
+      true,
+    );
     assert.equal(isStaleCacheable({ ...get('/'), method: 'HEAD' }, ok('')), true);
   });
 
@@ -154,7 +157,10 @@ describe('stale cache', () => {
       { enabled: true, maxAge: '5m', maxEntries: 1000, maxBytes: '16MiB', maxEntryBytes: '256KiB' },
       new ManualClock(),
     );
-    assert.deepEqual([c.maxAgeMs, c.maxEntries, c.maxBytes, c.maxEntryBytes], [300_000, 1000, 16 << 20, 256 << 10]);
+    assert.deepEqual(
+      [c.maxAgeMs, c.maxEntries, c.maxBytes, c.maxEntryBytes],
+      [300_000, 1000, 16 << 20, 256 << 10],
+    );
   });
 });
 
@@ -163,16 +169,31 @@ describe('cacheKey', () => {
     cacheKey('GET', 'Catalog', '/items?page=2', headers, vary);
 
   it('includes method, authority (any case) and path with query', () => {
-    assert.equal(cacheKey('GET', 'catalog', '/a', {}, undefined), cacheKey('GET', 'CATALOG', '/a', {}, undefined));
-    assert.notEqual(cacheKey('GET', 'catalog', '/a', {}, undefined), cacheKey('HEAD', 'catalog', '/a', {}, undefined));
-    assert.notEqual(cacheKey('GET', 'catalog', '/a?x=1', {}, undefined), cacheKey('GET', 'catalog', '/a', {}, undefined));
-    assert.notEqual(cacheKey('GET', 'catalog', '/a', {}, undefined), cacheKey('GET', 'orders', '/a', {}, undefined));
+    assert.equal(
+      cacheKey('GET', 'catalog', '/a', {}, undefined),
+      cacheKey('GET', 'CATALOG', '/a', {}, undefined),
+    );
+    assert.notEqual(
+      cacheKey('GET', 'catalog', '/a', {}, undefined),
+      cacheKey('HEAD', 'catalog', '/a', {}, undefined),
+    );
+    assert.notEqual(
+      cacheKey('GET', 'catalog', '/a?x=1', {}, undefined),
+      cacheKey('GET', 'catalog', '/a', {}, undefined),
+    );
+    assert.notEqual(
+      cacheKey('GET', 'catalog', '/a', {}, undefined),
+      cacheKey('GET', 'orders', '/a', {}, undefined),
+    );
   });
 
   it('ignores headers the Vary does not name and distinguishes those it does', () => {
     assert.equal(key({ accept: 'a' }), key({ accept: 'b' }));
     assert.notEqual(key({ accept: 'a' }, 'Accept'), key({ accept: 'b' }, 'Accept'));
-    assert.equal(key({ accept: 'a', 'x-other': '1' }, 'accept'), key({ accept: 'a', 'x-other': '2' }, 'Accept'));
+    assert.equal(
+      key({ accept: 'a', 'x-other': '1' }, 'accept'),
+      key({ accept: 'a', 'x-other': '2' }, 'Accept'),
+    );
     assert.notEqual(key({}, 'accept'), key({ accept: '' }, 'accept'), 'absent differs from empty');
   });
 

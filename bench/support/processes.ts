@@ -1,0 +1,222 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
+
+/** A child process started pinned to one core, in its own process group. */
+export interface Pinned {
+  readonly name: string;
+  readonly pid: number;
+  readonly child: ChildProcess;
+  /** Resolves when the process has exited (never rejects). */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** The last few KiB of its stdout and stderr, for error messages. */
+  tail(): string;
+}
+
+const TAIL_BYTES = 8 * 1024;
+
+/**
+ * Every process the benchmark starts. Each runs in its own process group (`detached`), so a
+ * proxy's workers (nginx) go with it, and Ctrl-C in the terminal reaches only the benchmark,
+ * which then stops them itself: no orphans either way.
+ */
+export class Processes {
+  readonly #running = new Set<Pinned>();
+  readonly #taskset: string;
+
+  constructor(tasksetPath: string) {
+    this.#taskset = tasksetPath;
+  }
+
+  /**
+   * Starts `command args` under `taskset -c core`. `onLine` receives stdout lines; output is
+   * always drained so a chatty child never blocks on a full pipe.
+   */
+  start(
+    name: string,
+    core: number,
+    command: string,
+    args: readonly string[],
+    options: { cwd?: string; env?: NodeJS.ProcessEnv; onLine?: (line: string) => void } = {},
+  ): Pinned {
+    const child = spawn(this.#taskset, ['-c', String(core), command, ...args], {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    if (child.pid === undefined) throw new Error(`cannot start ${name} (${command})`);
+    let tail = '';
+    const keep = (text: string) => {
+      tail = (tail + text).slice(-TAIL_BYTES);
+    };
+    let partial = '';
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      keep(chunk);
+      if (!options.onLine) return;
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) options.onLine(line);
+    });
+    child.stderr?.setEncoding('utf8').on('data', keep);
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      child.once('exit', (code, signal) => resolve({ code, signal }));
+      child.once('error', (err) => {
+        keep(`\n${err.message}\n`);
+        resolve({ code: null, signal: null });
+      });
+    });
+    const pinned: Pinned = { name, pid: child.pid, child, exited, tail: () => tail };
+    this.#running.add(pinned);
+    void exited.then(() => this.#running.delete(pinned));
+    return pinned;
+  }
+
+  /** SIGTERM to the process group, SIGKILL after `graceMs` if it is still there. */
+  async stop(p: Pinned, graceMs = 3000): Promise<void> {
+    if (!this.#running.has(p)) return;
+    signalGroup(p.pid, 'SIGTERM');
+    const timer = setTimeout(() => signalGroup(p.pid, 'SIGKILL'), graceMs);
+    await p.exited;
+    clearTimeout(timer);
+    // Workers of a group whose leader already left (nginx) must not survive it.
+    signalGroup(p.pid, 'SIGKILL');
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.#running].map((p) => this.stop(p)));
+  }
+
+  /** Last resort from a synchronous `exit` handler. */
+  killAllNow(): void {
+    for (const p of this.#running) signalGroup(p.pid, 'SIGKILL');
+  }
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+/** A port that was free a moment ago on 127.0.0.1, for servers that cannot listen on port 0. */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Parent pid of every process, from /proc/PID/stat (the field after the parenthesised name). */
+function parents(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(entry), Number(fields[1]));
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return out;
+}
+
+function rssBytesOf(pid: number): number {
+  try {
+    const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Resident memory of a process and all its descendants, bytes. */
+export function treeRssBytes(rootPid: number): number {
+  const parentOf = parents();
+  const tree = new Set([rootPid]);
+  // Descendants may be listed before their parents: repeat until nothing is added.
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, ppid] of parentOf)
+      if (!tree.has(pid) && tree.has(ppid)) {
+        tree.add(pid);
+        grew = true;
+      }
+  }
+  let total = 0;
+  for (const pid of tree) total += rssBytesOf(pid);
+  return total;
+}
+
+/** Samples a process tree's RSS every `intervalMs` (default 100) and keeps the peak. */
+export class RssSampler {
+  #peakBytes = 0;
+  #samples = 0;
+  #lastBytes = 0;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(
+    readonly rootPid: number,
+    intervalMs = 100,
+  ) {
+    this.#sample();
+    this.#timer = setInterval(() => this.#sample(), intervalMs);
+  }
+
+  #sample(): void {
+    const bytes = treeRssBytes(this.rootPid);
+    this.#lastBytes = bytes;
+    this.#samples++;
+    if (bytes > this.#peakBytes) this.#peakBytes = bytes;
+  }
+
+  /** Stops sampling; returns the peak and the last sample. */
+  stop(): { peakBytes: number; lastBytes: number; samples: number } {
+    clearInterval(this.#timer);
+    this.#sample();
+    return { peakBytes: this.#peakBytes, lastBytes: this.#lastBytes, samples: this.#samples };
+  }
+}
+
+/** Busy share of each CPU between two readings of /proc/stat. */
+export class CpuMeter {
+  readonly #start: Map<string, { busy: number; total: number }>;
+
+  constructor() {
+    this.#start = readCpuTimes();
+  }
+
+  /** Busy percentage per core since construction, e.g. `{ cpu0: 98.5, cpu1: 64.0 }`. */
+  busyPercent(): Record<string, number> {
+    const end = readCpuTimes();
+    const out: Record<string, number> = {};
+    for (const [cpu, e] of end) {
+      const s = this.#start.get(cpu);
+      if (!s || e.total === s.total) continue;
+      out[cpu] = Math.round((1000 * (e.busy - s.busy)) / (e.total - s.total)) / 10;
+    }
+    return out;
+  }
+}
+
+function readCpuTimes(): Map<string, { busy: number; total: number }> {
+  const out = new Map<string, { busy: number; total: number }>();
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const m = /^(cpu\d+)\s+(.*)$/.exec(line);
+    if (!m?.[1] || m[2] === undefined) continue;
+    const v = m[2].trim().split(/\s+/).map(Number);
+    // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+    const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+    const idle = (v[3] ?? 0) + (v[4] ?? 0);
+    out.set(m[1], { busy: total - idle, total });
+  }
+  return out;
+}
