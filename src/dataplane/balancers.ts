@@ -29,6 +29,7 @@ export function localityBalancers(input: {
       begin: (id) => lb.begin(id),
       report: (id, outcome) => lb.report(id, outcome),
       evaluate: () => lb.evaluate(),
+      setActiveHealth: (id, healthy) => lb.setActiveHealth(id, healthy),
       snapshot: () => lb.snapshot(),
       degradedRegions: () =>
         lb

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { IsthmusError } from '../core/errors.js';
-import { type Diagnostic } from '../model/diagnostics.js';
+import { compareDiagnostics, type Diagnostic } from '../model/diagnostics.js';
 import { parseYaml } from '../model/load.js';
 import { parseLocality, type Locality } from '../model/locality.js';
 import { Duration, Int, Name, OneOf, Size, Text } from '../model/primitives.js';
@@ -17,12 +17,14 @@ import { compileValidator } from '../model/validator.js';
  */
 
 const LOCALITY_PATTERN = '^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:/[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)?$';
-const HOST_PORT_PATTERN = '^(?:\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):\\d{1,5}$';
+const PORT = '(?:6553[0-5]|655[0-2]\\d|65[0-4]\\d{2}|6[0-4]\\d{3}|[1-5]\\d{4}|\\d{1,4})';
+const HOST_PORT_PATTERN = `^(?:\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):${PORT}$`;
 
 const HostPort = (description: string) =>
-  Text({
+  Type.String({
     pattern: HOST_PORT_PATTERN,
     maxLength: 260,
+    'x-unit': 'host-port',
     description: `${description} (HOST:PORT; port 0 picks a free one)`,
   });
 
@@ -209,9 +211,14 @@ export function parseBootstrap(
       ...(p.hint !== undefined && { hint: p.hint }),
     });
   }
-  if (diagnostics.length > 0) return { diagnostics };
+  const schemaProblems = diagnostics.length;
   const value = doc.value as Static<typeof BootstrapSchema>;
-  const spec = value.spec;
+  // Mode checks run even when the schema found problems, so one run reports everything.
+  const spec = (
+    value !== null && typeof value === 'object' && value.spec && typeof value.spec === 'object'
+      ? value.spec
+      : {}
+  ) as BootstrapSpec;
   const problem = (fieldPath: (string | number)[], message: string, hint?: string) =>
     diagnostics.push({
       severity: 'error',
@@ -228,7 +235,7 @@ export function parseBootstrap(
     if (!spec.inbound && !spec.outbound) problem(['spec'], 'a sidecar needs `inbound`, `outbound` or both');
     if (spec.gateway)
       problem(['spec', 'gateway'], '`gateway` is for gateway mode', 'remove it or set mode: gateway');
-  } else {
+  } else if (spec.mode === 'gateway') {
     if (!spec.gateway) problem(['spec'], 'a gateway needs a `gateway` listener');
     if (spec.inbound || spec.outbound)
       problem(
@@ -236,7 +243,8 @@ export function parseBootstrap(
         'inbound and outbound listeners are for sidecars',
       );
   }
-  if (diagnostics.length > 0) return { diagnostics };
+  diagnostics.sort(compareDiagnostics);
+  if (diagnostics.length > 0 || schemaProblems > 0) return { diagnostics };
   const base = path.dirname(file);
   return {
     diagnostics,

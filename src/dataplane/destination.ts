@@ -4,6 +4,7 @@ import type { Locality } from '../model/locality.js';
 import type { MeshIndex, RoutingPlan } from '../model/mesh.js';
 import type { EffectiveTraffic } from '../model/settings.js';
 import type { AttemptOutcome, Endpoint } from './endpoint.js';
+import { HealthChecker } from './health-checker.js';
 import { UpstreamPool } from './http/upstream.js';
 import { compilePolicy, type RoutePolicy } from './policy.js';
 import { Bulkhead, ConcurrencyLimiter } from './resilience/bulkhead.js';
@@ -25,6 +26,8 @@ export interface Balancer {
   snapshot(): unknown;
   /** Regions currently ejected or recovering (for degradation signals). */
   degradedRegions(): string[];
+  /** Result of active health checks for an endpoint. */
+  setActiveHealth(endpointId: string, healthy: boolean): void;
 }
 
 export interface Picked {
@@ -62,6 +65,7 @@ export class Destination {
   readonly budget: RetryBudget;
   readonly crossRegionBudget: RetryBudget;
   readonly staleCache: StaleCache;
+  readonly healthChecker: HealthChecker;
   /** Monotonic ms until which the destination counts as degraded (recent failover or fallback). */
   degradedUntilMs = 0;
   degradedReason = '';
@@ -121,6 +125,16 @@ export class Destination {
     this.budget = RetryBudget.fromSettings(traffic.retries.budget, clock);
     this.crossRegionBudget = RetryBudget.fromSettings(traffic.retries.crossRegion, clock);
     this.staleCache = StaleCache.fromSettings(traffic.fallback.staleIfError, clock);
+    this.healthChecker = new HealthChecker(
+      traffic.healthChecks,
+      input.endpoints,
+      (id, healthy) => {
+        this.eventual.setActiveHealth(id, healthy);
+        this.strong?.setActiveHealth(id, healthy);
+      },
+      input.random,
+    );
+    this.healthChecker.start();
   }
 
   /** The compiled policy of a route (or of the service when no route matched). */
@@ -148,6 +162,7 @@ export class Destination {
   }
 
   close(): Promise<void> {
+    this.healthChecker.stop();
     return this.pool.close();
   }
 }

@@ -25,6 +25,8 @@ export function unitText(schema: JsonSchema): string {
           : '';
   if (unit === 'duration') return `a duration${bounds}, written with a unit: 250ms, 5s, 1m30s, 2h`;
   if (unit === 'size') return `a size${bounds}, written with a unit: 512B, 64KiB, 16MiB, 1GiB`;
+  if (unit === 'host-port')
+    return 'an address HOST:PORT with a port from 0 to 65535, e.g. 127.0.0.1:15001 or [::1]:15001';
   if (unit === 'name')
     return 'a name of lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters';
   return `text matching /${schema.pattern}/`;

@@ -22,7 +22,7 @@ export interface JsonSchema {
   maxLength?: number;
   uniqueItems?: boolean;
   required?: string[];
-  'x-unit'?: 'duration' | 'size' | 'ratio' | 'name';
+  'x-unit'?: 'duration' | 'size' | 'ratio' | 'name' | 'host-port';
   'x-min'?: string;
   'x-max'?: string;
   [key: string]: unknown;

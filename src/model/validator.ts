@@ -172,7 +172,7 @@ function toProblem(err: ErrorObject): SchemaProblem | undefined {
           ? `${String(data)} is ${err.keyword === 'x-min' ? 'below the minimum' : 'above the maximum'} ${String(schema[err.keyword])}`
           : err.keyword === 'type'
             ? `expected ${shortType(schema)}, found ${typeof data === 'object' ? (Array.isArray(data) ? 'a list' : data === null ? 'null' : 'a mapping') : `a ${typeof data}`}`
-            : `not a valid ${unit === 'duration' || unit === 'size' || unit === 'name' ? unit : 'value'}`,
+            : `not a valid ${unit === 'duration' || unit === 'size' || unit === 'name' ? unit : unit === 'host-port' ? 'address' : 'value'}`,
         expected,
         found,
         ...(hint !== undefined && { hint }),

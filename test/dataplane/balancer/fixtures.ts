@@ -11,7 +11,7 @@ type Mutable<T> =
 
 /** The built-in traffic settings, as a fresh mutable copy. */
 export function defaults(): Mutable<EffectiveTraffic> {
-  return structuredClone(new MeshIndex([]).traffic().value) as Mutable<EffectiveTraffic>;
+  return structuredClone(new MeshIndex([]).traffic().value);
 }
 
 /** Three regions: eu-west (zones a, b), us-east (a) at 80ms, ap-south (a) at 150ms from eu-west. */

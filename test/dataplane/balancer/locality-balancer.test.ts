@@ -304,6 +304,10 @@ describe('locality balancer: region health', () => {
     const p = balancer.pick();
     assert.equal(p?.endpoint.id, 'gw-us');
     assert.equal(p?.reason, 'primary');
+    // A retry that excluded the gateway falls back to the next region, not into the ejected one.
+    const retry = balancer.pick({ exclude: new Set(['gw-us']) });
+    assert.equal(retry?.endpoint.id, 'gw-ap');
+    assert.equal(retry?.reason, 'fallback');
   });
 
   it('returns a JSON-able snapshot', () => {

@@ -1,0 +1,130 @@
+import type { OpenLoopResult } from '../open-loop.js';
+import type { WrkResult } from './wrk.js';
+
+/** The proxies under test, in the order they run and print. */
+export const PEERS = ['isthmus', 'nginx', 'haproxy', 'fastify', 'undici'] as const;
+export type PeerName = (typeof PEERS)[number];
+
+export const PEER_LABEL: Record<PeerName, string> = {
+  isthmus: 'Isthmus sidecar',
+  nginx: 'nginx proxy_pass',
+  haproxy: 'HAProxy',
+  fastify: '@fastify/http-proxy',
+  undici: 'undici pass-through (floor)',
+};
+
+/** One proxy's measurements. */
+export interface PeerResult {
+  peer: PeerName;
+  wrk: WrkResult;
+  /** Peak resident memory of the proxy's process tree during warm-up and run, bytes. */
+  peakRssBytes: number;
+  /** Resident memory when the measured run ended, bytes (compare with the peak for growth). */
+  endRssBytes: number;
+  /** Busy share of each core during the measured run, percent. */
+  cpuBusyPercent: Record<string, number>;
+}
+
+export interface AddedLatency {
+  rate: number;
+  direct: OpenLoopResult;
+  isthmus: OpenLoopResult;
+  addedP50Us: number;
+  addedP99Us: number;
+}
+
+export interface Target {
+  name: string;
+  /** Undefined when the peers it needs were not run. */
+  pass?: boolean;
+  detail: string;
+}
+
+/** The goals from the issue: throughput against two peers, memory, latency added at a fixed rate. */
+export function evaluateTargets(results: readonly PeerResult[], added: AddedLatency | undefined): Target[] {
+  const by = (p: PeerName) => results.find((r) => r.peer === p);
+  const isthmus = by('isthmus');
+  const ratio = (peer: PeerName, min: number): Target => {
+    const other = by(peer);
+    const name = `throughput ≥ ${min}× ${PEER_LABEL[peer]}`;
+    if (!isthmus || !other) return { name, detail: 'not run' };
+    const r = isthmus.wrk.requestsPerSec / other.wrk.requestsPerSec;
+    return { name, pass: r >= min, detail: `${r.toFixed(2)}×` };
+  };
+  const mb = isthmus ? isthmus.peakRssBytes / 2 ** 20 : undefined;
+  return [
+    ratio('fastify', 2),
+    ratio('nginx', 0.3),
+    {
+      name: 'peak RSS ≤ 80 MB',
+      ...(mb !== undefined && { pass: mb <= 80 }),
+      detail: mb !== undefined ? `${mb.toFixed(1)} MB` : 'not run',
+    },
+    {
+      name: `added p99 ≤ 1 ms at ${added?.rate ?? 2000} req/s`,
+      ...(added && { pass: added.addedP99Us <= 1000 && added.isthmus.failed === 0 }),
+      detail: added
+        ? `${ms(added.addedP99Us)} ms${added.isthmus.failed ? `, ${added.isthmus.failed} failed` : ''}`
+        : 'not run',
+    },
+  ];
+}
+
+/** Microseconds as milliseconds with three decimals. */
+export function ms(us: number): string {
+  return (us / 1000).toFixed(3);
+}
+
+function errorCount(r: WrkResult): number {
+  const e = r.errors;
+  return e.connect + e.read + e.write + e.timeout + e.status;
+}
+
+/** The results table, the added-latency lines and the targets, as printed text. */
+export function formatReport(
+  results: readonly PeerResult[],
+  added: AddedLatency | undefined,
+  targets: readonly Target[],
+): string {
+  const isthmus = results.find((r) => r.peer === 'isthmus');
+  const header = ['peer', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'peak RSS MB', 'Isthmus/peer', 'errors'];
+  const rows = results.map((r) => [
+    PEER_LABEL[r.peer],
+    Math.round(r.wrk.requestsPerSec).toLocaleString('en-US'),
+    ms(r.wrk.p50Us),
+    ms(r.wrk.p99Us),
+    ms(r.wrk.p999Us),
+    (r.peakRssBytes / 2 ** 20).toFixed(1),
+    isthmus ? `${(isthmus.wrk.requestsPerSec / r.wrk.requestsPerSec).toFixed(2)}×` : '-',
+    String(errorCount(r.wrk)),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]?.length ?? 0)));
+  const line = (cells: readonly string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
+  const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
+
+  // A proxy that did not keep its core busy was held back by the load generator's core instead.
+  for (const r of results) {
+    const core0 = r.cpuBusyPercent.cpu0;
+    if (core0 !== undefined && core0 < 90)
+      out.push(
+        `note: ${PEER_LABEL[r.peer]} kept core 0 only ${core0}% busy (core 1: ${r.cpuBusyPercent.cpu1 ?? '?'}%): its figure is bounded by the load generator and upstream, not by the proxy`,
+      );
+    if (errorCount(r.wrk) > 0) out.push(`warning: ${PEER_LABEL[r.peer]} had errors: ${JSON.stringify(r.wrk.errors)}`);
+  }
+
+  out.push('');
+  if (added) {
+    const l = (label: string, o: OpenLoopResult) =>
+      `${label}: p50 ${ms(o.p50Us)} ms, p99 ${ms(o.p99Us)} ms, p99.9 ${ms(o.p999Us)} ms (${o.ok}/${o.sent} ok, sender lag ≤ ${ms(o.maxSendLagUs)} ms)`;
+    out.push(`Latency at ${added.rate} req/s, open loop, ${added.direct.durationSec}s:`);
+    out.push(`  ${l('direct to upstream', added.direct)}`);
+    out.push(`  ${l('through Isthmus   ', added.isthmus)}`);
+    out.push(`  added by Isthmus: p50 +${ms(added.addedP50Us)} ms, p99 +${ms(added.addedP99Us)} ms`);
+    out.push('');
+  }
+  out.push('Targets:');
+  for (const t of targets)
+    out.push(`  ${t.pass === undefined ? 'n/a ' : t.pass ? 'PASS' : 'MISS'}  ${t.name}: ${t.detail}`);
+  return out.join('\n');
+}

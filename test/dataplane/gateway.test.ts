@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Proxy } from '../../src/dataplane/proxy.js';
+import { FakeUpstream } from '../support/fake-upstream.js';
+import { call, meshDir, startProxy } from '../support/proxy-harness.js';
+
+const API = 'apiVersion: isthmus.dev/v1alpha1';
+
+/**
+ * A cross-region path as in production: a sidecar in us-east sends to eu-west's gateway (a real
+ * Proxy in gateway mode), which balances over eu-west's own instances only.
+ */
+describe('gateway', () => {
+  let euA: FakeUpstream;
+  let euB: FakeUpstream;
+  let usApp: FakeUpstream;
+  let gateway: Proxy;
+  let sidecar: Proxy;
+  let cleanups: (() => Promise<void>)[] = [];
+
+  before(async () => {
+    [euA, euB, usApp] = await Promise.all([
+      FakeUpstream.start('eu-a'),
+      FakeUpstream.start('eu-b'),
+      FakeUpstream.start('us-app'),
+    ]);
+    const resources = (gatewayPort: number) => ({
+      'mesh.yaml': `${API}
+kind: Region
+metadata: {name: us-east}
+spec:
+  zones: [{name: us-east-a}]
+  latencyHints: {eu-west: 80ms}
+---
+${API}
+kind: Region
+metadata: {name: eu-west}
+spec:
+  zones: [{name: eu-west-a}, {name: eu-west-b}]
+  gateway: {address: 127.0.0.1, port: ${gatewayPort}}
+---
+${API}
+kind: Service
+metadata: {name: catalog}
+spec:
+  ports: [{name: http, port: 8080}]
+---
+${API}
+kind: Service
+metadata: {name: frontend}
+spec:
+  ports: [{name: http, port: 8080}]
+---
+${API}
+kind: TrafficPolicy
+metadata: {name: base}
+spec:
+  targetRef: {kind: Mesh}
+  timeouts: {connect: 200ms, perTry: 500ms, overall: 2s}
+  healthChecks: {enabled: false}
+`,
+    });
+    const endpoints = [
+      { service: 'catalog', port: usApp.port, locality: 'us-east/us-east-a' },
+      { service: 'catalog', port: euA.port, locality: 'eu-west/eu-west-a' },
+      { service: 'catalog', port: euB.port, locality: 'eu-west/eu-west-b' },
+    ];
+    // The gateway's own port is only known once it listens: start it with a placeholder mesh.
+    const gwMesh = await meshDir(resources(1));
+    cleanups.push(gwMesh.cleanup);
+    gateway = await startProxy({
+      name: 'gw-eu-west',
+      mode: 'gateway',
+      locality: 'eu-west/eu-west-a',
+      resources: gwMesh.dir,
+      endpoints,
+    });
+    const gatewayPort = Number(gateway.addresses.gateway!.split(':')[1]);
+    const sidecarMesh = await meshDir(resources(gatewayPort));
+    cleanups.push(sidecarMesh.cleanup);
+    sidecar = await startProxy({ locality: 'us-east/us-east-a', resources: sidecarMesh.dir, endpoints });
+  });
+  after(async () => {
+    await sidecar.stop();
+    await gateway.stop();
+    await Promise.all([euA, euB, usApp].map((f) => f.stop()));
+    for (const c of cleanups) await c();
+    cleanups = [];
+  });
+
+  it('carries traffic to another region through its gateway when the local region fails', async () => {
+    usApp.behavior = { kind: 'reset' };
+    const r = await call(sidecar.addresses.outbound!, { host: 'catalog', path: '/products' });
+    assert.equal(r.status, 200);
+    assert.match(r.headers['x-served-by'] ?? '', /^eu-[ab]$/);
+    // The gateway names the zone that served; the sidecar keeps that more precise answer.
+    assert.match(r.headers['isthmus-served-by'] ?? '', /^eu-west\/eu-west-[ab]$/);
+    assert.match(r.headers.via ?? '', /isthmus-gw-eu-west/);
+  });
+
+  it('balances only over its own region and fails over between its zones', async () => {
+    euA.behavior = { kind: 'reset' };
+    euA.take();
+    euB.take();
+    usApp.take();
+    for (let i = 0; i < 5; i++) {
+      const r = await call(gateway.addresses.gateway!, { host: 'catalog', path: `/p/${i}` });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['x-served-by'], 'eu-b');
+    }
+    assert.equal(usApp.take().length, 0, 'a gateway never sends traffic on to another region');
+  });
+});
