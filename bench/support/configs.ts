@@ -71,7 +71,7 @@ http {
 export function haproxy(port: number, upstreamPort: number): string {
   return `global
   nbthread 1
-  maxconn 20000
+  maxconn 4096
 
 defaults
   mode http

@@ -234,7 +234,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       },
     );
 
-  const runProxy = (mode: 'sidecar' | 'gateway') => async (opts: { config: string }) => {
+  const runProxy = (mode: 'sidecar' | 'gateway') => async (opts: { config: string; check?: boolean }) => {
     const { bootstrap, diagnostics } = await loadBootstrap(opts.config);
     for (const d of diagnostics) err(formatDiagnostic(d, se));
     if (!bootstrap) throw new Exit(EXIT.problems);
@@ -243,6 +243,13 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         'ISTHMUS_E_USAGE',
         `${opts.config} is a ${bootstrap.spec.mode} bootstrap; run it with \`isthmus ${bootstrap.spec.mode === 'sidecar' ? 'proxy' : 'gateway'}\``,
       );
+    }
+    if (opts.check) {
+      const result = await validatePaths(bootstrap.resourcePaths);
+      const code = report(result, `${opts.config}: the mesh resources it names are invalid`);
+      if (code === EXIT.ok)
+        out(so.green(`✓ ${opts.config} and ${plural(result.resources.length, 'resource')} valid`));
+      throw new Exit(code);
     }
     const log = (event: Record<string, unknown>) => out(JSON.stringify(event));
     let proxy: Proxy;
@@ -284,6 +291,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .command('proxy')
     .description('Run the sidecar proxy beside one app instance (inbound, outbound and admin listeners).')
     .requiredOption('-c, --config <file>', 'ProxyBootstrap file (see docs/proxy.md)')
+    .option('--check', 'validate the bootstrap file and the resources it names, then exit')
     .addHelpText(
       'after',
       '\nSignals: SIGHUP reloads the mesh resources (an invalid set is rejected and the running one kept); SIGTERM stops.',
@@ -294,6 +302,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .command('gateway')
     .description('Run a region gateway: the door for traffic from other regions.')
     .requiredOption('-c, --config <file>', 'ProxyBootstrap file with mode: gateway (see docs/proxy.md)')
+    .option('--check', 'validate the bootstrap file and the resources it names, then exit')
     .action(runProxy('gateway'));
 
   program

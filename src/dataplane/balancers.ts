@@ -28,6 +28,7 @@ export function localityBalancers(input: {
       },
       begin: (id) => lb.begin(id),
       report: (id, outcome) => lb.report(id, outcome),
+      cancel: (id) => lb.cancel(id),
       evaluate: () => lb.evaluate(),
       setActiveHealth: (id, healthy) => lb.setActiveHealth(id, healthy),
       snapshot: () => lb.snapshot(),

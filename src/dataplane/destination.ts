@@ -20,6 +20,8 @@ export interface Balancer {
   begin(endpointId: string): void;
   /** How that attempt ended. */
   report(endpointId: string, outcome: AttemptOutcome): void;
+  /** The attempt was abandoned by the caller (client gone, hedge lost): no verdict on the endpoint. */
+  cancel(endpointId: string): void;
   /** Periodic analysis: outlier sweeps, region state transitions. */
   evaluate(): void;
   /** JSON view for the admin `/endpoints` page. */

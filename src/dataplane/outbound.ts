@@ -278,7 +278,7 @@ export async function serveOutbound(
         return;
       }
       if (abort.signal.aborted) {
-        balancer.report(endpoint.id, { ok: true, latencyMs }); // the client left; not the endpoint's fault
+        balancer.cancel(endpoint.id); // the client left: no verdict on the endpoint
         return;
       }
       if (result.kind === 'rejected') {

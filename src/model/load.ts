@@ -202,6 +202,7 @@ export function loadText(text: string, file: string): LoadResult {
     const kind = record.kind;
     if (typeof kind !== 'string' || !(KINDS as string[]).includes(kind)) {
       const suggestion = typeof kind === 'string' ? closestMatch(kind, KINDS) : undefined;
+      const local = kind === 'ProxyBootstrap';
       diagnostics.push({
         ...base,
         rule: kind === undefined ? 'missing-field' : 'unknown-kind',
@@ -210,7 +211,11 @@ export function loadText(text: string, file: string): LoadResult {
         message: kind === undefined ? 'missing required field "kind"' : 'unknown kind',
         expected: `one of ${listOr(KINDS)}`,
         found: describeValue(kind),
-        ...(suggestion !== undefined && { hint: `did you mean "${suggestion}"?` }),
+        ...(local
+          ? {
+              hint: 'a ProxyBootstrap is a process’s own start-up file, not a mesh resource: keep it out of resource folders and check it with `isthmus proxy --check -c FILE`',
+            }
+          : suggestion !== undefined && { hint: `did you mean "${suggestion}"?` }),
       });
       continue;
     }
