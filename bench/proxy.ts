@@ -3,7 +3,7 @@
  * undici pass-through, side by side in one run on loopback, then the latency Isthmus adds at a
  * fixed moderate rate. See docs/performance.md.
  *
- * Usage: npm run bench:proxy -- [--duration 10] [--warmup 3] [--connections 64] [--rate 2000]
+ * Usage: npm run bench:proxy -- [--duration 10] [--warmup 5] [--connections 64] [--rate 2000]
  *          [--latency-duration 10] [--peers isthmus,nginx,haproxy,fastify,undici] [--save]
  * Every flag also reads an environment variable: BENCH_DURATION, BENCH_WARMUP, …
  *
@@ -66,7 +66,7 @@ interface Options {
 const USAGE = `Usage: npm run bench:proxy -- [options]
 
   --duration SECONDS          measured wrk run per proxy (env BENCH_DURATION, default 10)
-  --warmup SECONDS            wrk warm-up before each run (env BENCH_WARMUP, default 3)
+  --warmup SECONDS            wrk warm-up before each run (env BENCH_WARMUP, default 5)
   --connections N             wrk connections, one thread (env BENCH_CONNECTIONS, default 64)
   --rate N                    open-loop rate for the added latency, req/s (env BENCH_RATE, default 2000)
   --latency-duration SECONDS  open-loop run, each of direct and Isthmus (env BENCH_LATENCY_DURATION, default 10)
@@ -92,12 +92,21 @@ function parseOptions(argv: string[]): Options | undefined {
     strict: true,
   });
   if (values.help) return undefined;
-  const int = (flag: string, value: string | undefined, env: string, fallback: number, min: number, max: number) => {
+  const int = (
+    flag: string,
+    value: string | undefined,
+    env: string,
+    fallback: number,
+    min: number,
+    max: number,
+  ) => {
     const text = value ?? process.env[env];
     if (text === undefined || text === '') return fallback;
     const n = Number(text.replace(/s$/, ''));
     if (!Number.isInteger(n) || n < min || n > max)
-      throw new UsageError(`--${flag} (${env}) must be a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`);
+      throw new UsageError(
+        `--${flag} (${env}) must be a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`,
+      );
     return n;
   };
   const peerText = values.peers ?? process.env.BENCH_PEERS;
@@ -107,10 +116,17 @@ function parseOptions(argv: string[]): Options | undefined {
       throw new UsageError(`unknown peer ${JSON.stringify(p)} in --peers: use ${PEERS.join(', ')}`);
   return {
     durationSec: int('duration', values.duration, 'BENCH_DURATION', 10, 1, 600),
-    warmupSec: int('warmup', values.warmup, 'BENCH_WARMUP', 3, 0, 120),
+    warmupSec: int('warmup', values.warmup, 'BENCH_WARMUP', 5, 0, 120),
     connections: int('connections', values.connections, 'BENCH_CONNECTIONS', 64, 1, 10_000),
     rate: int('rate', values.rate, 'BENCH_RATE', 2000, 1, 100_000),
-    latencyDurationSec: int('latency-duration', values['latency-duration'], 'BENCH_LATENCY_DURATION', 10, 1, 600),
+    latencyDurationSec: int(
+      'latency-duration',
+      values['latency-duration'],
+      'BENCH_LATENCY_DURATION',
+      10,
+      1,
+      600,
+    ),
     // Keep the table's order whatever order the flag lists.
     peers: PEERS.filter((p) => peers.includes(p)),
     save: values.save,
@@ -132,7 +148,9 @@ async function check(address: string, deadlineMs = READY_TIMEOUT_MS): Promise<vo
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error(`${address} did not serve the 1 KiB body as Host: ${SERVICE} within ${deadlineMs} ms (last: ${last})`);
+  throw new Error(
+    `${address} did not serve the 1 KiB body as Host: ${SERVICE} within ${deadlineMs} ms (last: ${last})`,
+  );
 }
 
 function alive(p: Pinned): boolean {
@@ -168,9 +186,14 @@ async function startNode(procs: Processes, name: string, args: string[]): Promis
   let timer: NodeJS.Timeout | undefined;
   const outcome = await Promise.race([
     ready,
-    p.exited.then(({ code, signal }) => new Error(`${name} exited (${code ?? signal}) before it was ready:\n${p.tail()}`)),
+    p.exited.then(
+      ({ code, signal }) => new Error(`${name} exited (${code ?? signal}) before it was ready:\n${p.tail()}`),
+    ),
     new Promise<Error>((resolve) => {
-      timer = setTimeout(() => resolve(new Error(`${name} not ready within ${READY_TIMEOUT_MS} ms:\n${p.tail()}`)), READY_TIMEOUT_MS);
+      timer = setTimeout(
+        () => resolve(new Error(`${name} not ready within ${READY_TIMEOUT_MS} ms:\n${p.tail()}`)),
+        READY_TIMEOUT_MS,
+      );
     }),
   ]);
   clearTimeout(timer);
@@ -195,6 +218,7 @@ class Bench {
   readonly #options: Options;
   readonly #lua: string;
   #upstreamPort = 0;
+  #upstreamPid = 0;
   /** Isthmus's counters and log events from the throughput run, for the report. */
   isthmusDiagnostics: Record<string, unknown> = {};
 
@@ -234,6 +258,7 @@ class Bench {
     this.#upstreamPort = await freePort();
     const p = await this.#nginx('upstream', LOAD_CORE, (dir) => upstreamNginx(dir, this.#upstreamPort));
     await this.#checkStarted(p, `127.0.0.1:${this.#upstreamPort}`);
+    this.#upstreamPid = p.pid;
   }
 
   async #checkStarted(p: Pinned, address: string): Promise<void> {
@@ -261,7 +286,8 @@ class Bench {
     const listeners = node.ready.listeners as Record<string, string> | undefined;
     const address = listeners?.outbound;
     const admin = listeners?.admin;
-    if (!address || !admin) throw new Error(`Isthmus ready event names no outbound/admin listener: ${JSON.stringify(node.ready)}`);
+    if (!address || !admin)
+      throw new Error(`Isthmus ready event names no outbound/admin listener: ${JSON.stringify(node.ready)}`);
     await this.#checkStarted(node.process, address);
     return {
       process: node.process,
@@ -269,7 +295,7 @@ class Bench {
       events: node.events,
       after: async () => {
         const r = await request(`http://${admin}/stats`, { headersTimeout: 5000 });
-        return { stats: (await r.body.json()) as unknown, events: node.events };
+        return { stats: await r.body.json(), events: node.events };
       },
     };
   }
@@ -280,7 +306,9 @@ class Bench {
         return this.startIsthmus();
       case 'nginx': {
         const port = await freePort();
-        const p = await this.#nginx('nginx-proxy', PROXY_CORE, (dir) => proxyNginx(dir, port, this.#upstreamPort));
+        const p = await this.#nginx('nginx-proxy', PROXY_CORE, (dir) =>
+          proxyNginx(dir, port, this.#upstreamPort),
+        );
         await this.#checkStarted(p, `127.0.0.1:${port}`);
         return { process: p, address: `127.0.0.1:${port}` };
       }
@@ -329,9 +357,9 @@ class Bench {
     try {
       const sampler = new RssSampler(running.process.pid);
       if (this.#options.warmupSec > 0) await this.#wrk(running.address, this.#options.warmupSec, false);
-      const cpu = new CpuMeter();
+      const cpu = new CpuMeter([running.process.pid, this.#upstreamPid]);
       const output = await this.#wrk(running.address, this.#options.durationSec, true);
-      const cpuBusyPercent = cpu.busyPercent();
+      const { busyPercent, foreignPercent } = cpu.stop();
       const rss = sampler.stop();
       if (!alive(running.process))
         throw new Error(`${PEER_LABEL[peer]} died during the run:\n${running.process.tail()}`);
@@ -341,15 +369,17 @@ class Bench {
         wrk: parseWrkOutput(output),
         peakRssBytes: rss.peakBytes,
         endRssBytes: rss.lastBytes,
-        cpuBusyPercent,
+        cpuBusyPercent: busyPercent,
+        foreignCpuPercent: foreignPercent,
       };
     } finally {
       await this.#procs.stop(running.process);
     }
   }
 
-  async #openLoop(address: string): Promise<OpenLoopResult> {
+  async #openLoop(address: string, proxy?: Pinned): Promise<OpenLoopResult & { foreignCpuPercent: number }> {
     let result: OpenLoopResult | undefined;
+    const cpu = new CpuMeter([this.#upstreamPid, ...(proxy ? [proxy.pid] : [])]);
     const p = this.#procs.start(
       'open-loop',
       LOAD_CORE,
@@ -381,8 +411,10 @@ class Bench {
     );
     const { code, signal } = await p.exited;
     clearTimeout(guard);
-    if (code !== 0 || !result) throw new Error(`the open-loop generator failed (${code ?? signal}):\n${p.tail()}`);
-    return result;
+    const { foreignPercent } = cpu.stop();
+    if (code !== 0 || !result)
+      throw new Error(`the open-loop generator failed (${code ?? signal}):\n${p.tail()}`);
+    return { ...result, foreignCpuPercent: foreignPercent };
   }
 
   /** p50/p99 at a fixed rate, direct to the upstream and through a fresh, warmed-up Isthmus. */
@@ -391,8 +423,9 @@ class Bench {
     const running = await this.startIsthmus();
     try {
       if (this.#options.warmupSec > 0) await this.#wrk(running.address, this.#options.warmupSec, false);
-      const isthmus = await this.#openLoop(running.address);
-      if (!alive(running.process)) throw new Error(`Isthmus died during the latency run:\n${running.process.tail()}`);
+      const isthmus = await this.#openLoop(running.address, running.process);
+      if (!alive(running.process))
+        throw new Error(`Isthmus died during the latency run:\n${running.process.tail()}`);
       return {
         rate: this.#options.rate,
         direct,
@@ -427,7 +460,10 @@ function machine(tools: Tools): Record<string, unknown> {
 function gitRevision(): string | undefined {
   const head = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' });
   if (head.status !== 0) return undefined;
-  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: repoRoot, encoding: 'utf8' });
+  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], {
+    cwd: repoRoot,
+    encoding: 'utf8',
+  });
   return `${head.stdout.trim()}${dirty.stdout.trim() ? '-dirty' : ''}`;
 }
 
@@ -450,12 +486,17 @@ async function main(): Promise<number> {
     return 3;
   }
 
+  // Read before pinning: afterwards this process sees one CPU.
+  const info = machine(tools);
   // This process only samples and waits; it shares core 1 so that core 0 is the proxy's alone.
-  execFileSync(tools.taskset, ['-a', '-p', '-c', String(LOAD_CORE), String(process.pid)], { stdio: 'ignore' });
+  execFileSync(tools.taskset, ['-a', '-p', '-c', String(LOAD_CORE), String(process.pid)], {
+    stdio: 'ignore',
+  });
 
   const procs = new Processes(tools.taskset);
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'isthmus-bench-'));
   let cleaning: Promise<void> | undefined;
+  let interrupted = false;
   const cleanup = () =>
     (cleaning ??= (async () => {
       await procs.stopAll();
@@ -464,14 +505,15 @@ async function main(): Promise<number> {
   process.on('exit', () => procs.killAllNow());
   for (const signal of ['SIGINT', 'SIGTERM'] as const)
     process.once(signal, () => {
+      interrupted = true;
       console.error(`\n${signal}: stopping every process the benchmark started…`);
       void cleanup().finally(() => process.exit(130));
     });
 
   const o = options;
   const perPeerSec = o.warmupSec + o.durationSec + 2;
-  const estimateSec = o.peers.length * perPeerSec + 2 * (OPEN_LOOP_WARMUP_SEC + o.latencyDurationSec) + o.warmupSec + 5;
-  const info = machine(tools);
+  const estimateSec =
+    o.peers.length * perPeerSec + 2 * (OPEN_LOOP_WARMUP_SEC + o.latencyDurationSec) + o.warmupSec + 5;
   console.log(
     `Proxy benchmark: ${o.peers.length} proxies on core ${PROXY_CORE}; upstream (nginx, ${BODY.length} B body) and load on core ${LOAD_CORE}.\n` +
       `wrk -t1 -c${o.connections} -d${o.durationSec}s after ${o.warmupSec}s warm-up; open loop at ${o.rate} req/s for ${o.latencyDurationSec}s. About ${Math.ceil(estimateSec / 60)} min.\n` +
@@ -498,7 +540,9 @@ async function main(): Promise<number> {
     console.log(`\n${formatReport(results, added, targets)}`);
     const events = (bench.isthmusDiagnostics.events as unknown[] | undefined) ?? [];
     if (events.length > 0)
-      console.log(`\nIsthmus logged ${events.length} event(s) under load, first: ${JSON.stringify(events[0])}`);
+      console.log(
+        `\nIsthmus logged ${events.length} event(s) under load, first: ${JSON.stringify(events[0])}`,
+      );
 
     if (o.save) {
       const date = new Date().toISOString().slice(0, 10);
@@ -521,6 +565,8 @@ async function main(): Promise<number> {
     }
     return 0;
   } catch (err) {
+    // Once interrupted, the processes it was using were stopped under it: nothing to report.
+    if (interrupted) return 130;
     console.error(`\nproxy benchmark failed: ${err instanceof Error ? err.message : String(err)}`);
     return 1;
   } finally {

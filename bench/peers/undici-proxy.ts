@@ -8,7 +8,7 @@
  */
 import http, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Pool, type Dispatcher } from 'undici';
+import { Pool } from 'undici';
 
 const upstream = process.argv[2];
 if (!upstream) {
@@ -39,11 +39,12 @@ function endToEnd(headers: IncomingHttpHeaders): Record<string, string | string[
 const pool = new Pool(upstream, { connections: 128, pipelining: 1, keepAliveTimeout: 60_000 });
 
 const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
-  const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+  const hasBody =
+    req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
   pool.stream(
     {
       path: req.url ?? '/',
-      method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+      method: req.method ?? 'GET',
       headers: endToEnd(req.headers),
       body: hasBody ? req : null,
     },

@@ -140,19 +140,8 @@ function rssBytesOf(pid: number): number {
 
 /** Resident memory of a process and all its descendants, bytes. */
 export function treeRssBytes(rootPid: number): number {
-  const parentOf = parents();
-  const tree = new Set([rootPid]);
-  // Descendants may be listed before their parents: repeat until nothing is added.
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const [pid, ppid] of parentOf)
-      if (!tree.has(pid) && tree.has(ppid)) {
-        tree.add(pid);
-        grew = true;
-      }
-  }
   let total = 0;
-  for (const pid of tree) total += rssBytesOf(pid);
+  for (const pid of descendants(rootPid)) total += rssBytesOf(pid);
   return total;
 }
 
@@ -186,29 +175,86 @@ export class RssSampler {
   }
 }
 
-/** Busy share of each CPU between two readings of /proc/stat. */
-export class CpuMeter {
-  readonly #start: Map<string, { busy: number; total: number }>;
-
-  constructor() {
-    this.#start = readCpuTimes();
-  }
-
-  /** Busy percentage per core since construction, e.g. `{ cpu0: 98.5, cpu1: 64.0 }`. */
-  busyPercent(): Record<string, number> {
-    const end = readCpuTimes();
-    const out: Record<string, number> = {};
-    for (const [cpu, e] of end) {
-      const s = this.#start.get(cpu);
-      if (!s || e.total === s.total) continue;
-      out[cpu] = Math.round((1000 * (e.busy - s.busy)) / (e.total - s.total)) / 10;
-    }
-    return out;
+/** utime + stime of one process (and, with `children`, of its reaped children), clock ticks. */
+function cpuTicksOf(pid: number | 'self', children = false): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields from the third on (state) follow the parenthesised name; utime is the 14th.
+    const f = stat
+      .slice(stat.lastIndexOf(')') + 2)
+      .split(' ')
+      .map(Number);
+    return (f[11] ?? 0) + (f[12] ?? 0) + (children ? (f[13] ?? 0) + (f[14] ?? 0) : 0);
+  } catch {
+    return 0;
   }
 }
 
-function readCpuTimes(): Map<string, { busy: number; total: number }> {
-  const out = new Map<string, { busy: number; total: number }>();
+/** A process and all its descendants (listed in any order in /proc, hence the repeat). */
+function descendants(rootPid: number): Set<number> {
+  const parentOf = parents();
+  const tree = new Set([rootPid]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [pid, ppid] of parentOf)
+      if (!tree.has(pid) && tree.has(ppid)) {
+        tree.add(pid);
+        grew = true;
+      }
+  }
+  return tree;
+}
+
+interface CpuReading {
+  cores: ReturnType<typeof readCpuTimes>;
+  /** CPU time of the benchmark's own processes, clock ticks. */
+  oursTicks: number;
+}
+
+/**
+ * Busy share of each core during a run, and how much of the machine processes *other* than the
+ * benchmark's used meanwhile: on a shared machine that is what makes a run unrepresentative.
+ * Our processes are this one (with its reaped children, e.g. a finished wrk) and the trees of
+ * `roots`; read the end after short-lived children have exited.
+ */
+export class CpuMeter {
+  readonly #roots: readonly number[];
+  readonly #start: CpuReading;
+
+  constructor(roots: readonly number[]) {
+    this.#roots = roots;
+    this.#start = this.#read();
+  }
+
+  #read(): CpuReading {
+    let oursTicks = cpuTicksOf('self', true);
+    for (const root of this.#roots) for (const pid of descendants(root)) oursTicks += cpuTicksOf(pid);
+    return { cores: readCpuTimes(), oursTicks };
+  }
+
+  /** Percent busy per core (`cpu0`, `cpu1`), and `foreign`: others' CPU, percent of one core. */
+  stop(): { busyPercent: Record<string, number>; foreignPercent: number } {
+    const end = this.#read();
+    const busyPercent: Record<string, number> = {};
+    let busyTicks = 0;
+    let wallTicks = 0;
+    for (const [cpu, e] of end.cores) {
+      const s = this.#start.cores.get(cpu);
+      if (!s || e.total === s.total) continue;
+      busyPercent[cpu] = Math.round((1000 * (e.busy - s.busy)) / (e.total - s.total)) / 10;
+      busyTicks += e.processBusy - s.processBusy;
+      wallTicks = Math.max(wallTicks, e.total - s.total);
+    }
+    const foreign = busyTicks - (end.oursTicks - this.#start.oursTicks);
+    return {
+      busyPercent,
+      foreignPercent: wallTicks > 0 ? Math.max(0, Math.round((1000 * foreign) / wallTicks) / 10) : 0,
+    };
+  }
+}
+
+function readCpuTimes(): Map<string, { busy: number; processBusy: number; total: number }> {
+  const out = new Map<string, { busy: number; processBusy: number; total: number }>();
   for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
     const m = /^(cpu\d+)\s+(.*)$/.exec(line);
     if (!m?.[1] || m[2] === undefined) continue;
@@ -216,7 +262,9 @@ function readCpuTimes(): Map<string, { busy: number; total: number }> {
     // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
     const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
     const idle = (v[3] ?? 0) + (v[4] ?? 0);
-    out.set(m[1], { busy: total - idle, total });
+    // Interrupt time is charged to no process, so compare processes with user + nice + system.
+    const processBusy = (v[0] ?? 0) + (v[1] ?? 0) + (v[2] ?? 0);
+    out.set(m[1], { busy: total - idle, processBusy, total });
   }
   return out;
 }

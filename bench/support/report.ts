@@ -23,12 +23,14 @@ export interface PeerResult {
   endRssBytes: number;
   /** Busy share of each core during the measured run, percent. */
   cpuBusyPercent: Record<string, number>;
+  /** CPU used by processes outside the benchmark during the run, percent of one core. */
+  foreignCpuPercent: number;
 }
 
 export interface AddedLatency {
   rate: number;
-  direct: OpenLoopResult;
-  isthmus: OpenLoopResult;
+  direct: OpenLoopResult & { foreignCpuPercent: number };
+  isthmus: OpenLoopResult & { foreignCpuPercent: number };
   addedP50Us: number;
   addedP99Us: number;
 }
@@ -70,6 +72,9 @@ export function evaluateTargets(results: readonly PeerResult[], added: AddedLate
   ];
 }
 
+/** Above this much CPU used by other processes during a run, the report says so. */
+const FOREIGN_NOTE_PERCENT = 5;
+
 /** Microseconds as milliseconds with three decimals. */
 export function ms(us: number): string {
   return (us / 1000).toFixed(3);
@@ -110,7 +115,12 @@ export function formatReport(
       out.push(
         `note: ${PEER_LABEL[r.peer]} kept core 0 only ${core0}% busy (core 1: ${r.cpuBusyPercent.cpu1 ?? '?'}%): its figure is bounded by the load generator and upstream, not by the proxy`,
       );
-    if (errorCount(r.wrk) > 0) out.push(`warning: ${PEER_LABEL[r.peer]} had errors: ${JSON.stringify(r.wrk.errors)}`);
+    if (r.foreignCpuPercent >= FOREIGN_NOTE_PERCENT)
+      out.push(
+        `note: other processes on this machine used ${r.foreignCpuPercent}% of a core during the ${PEER_LABEL[r.peer]} run: its figures are disturbed`,
+      );
+    if (errorCount(r.wrk) > 0)
+      out.push(`warning: ${PEER_LABEL[r.peer]} had errors: ${JSON.stringify(r.wrk.errors)}`);
   }
 
   out.push('');
@@ -121,6 +131,12 @@ export function formatReport(
     out.push(`  ${l('direct to upstream', added.direct)}`);
     out.push(`  ${l('through Isthmus   ', added.isthmus)}`);
     out.push(`  added by Isthmus: p50 +${ms(added.addedP50Us)} ms, p99 +${ms(added.addedP99Us)} ms`);
+    for (const [label, o] of [
+      ['direct', added.direct],
+      ['Isthmus', added.isthmus],
+    ] as const)
+      if (o.foreignCpuPercent >= FOREIGN_NOTE_PERCENT)
+        out.push(`  note: other processes used ${o.foreignCpuPercent}% of a core during the ${label} run`);
     out.push('');
   }
   out.push('Targets:');

@@ -5,6 +5,7 @@ import type { MeshIndex, RoutingPlan } from '../model/mesh.js';
 import type { EffectiveTraffic } from '../model/settings.js';
 import type { AttemptOutcome, Endpoint } from './endpoint.js';
 import { HealthChecker } from './health-checker.js';
+import { LatencyWindow } from './latency-window.js';
 import { UpstreamPool } from './http/upstream.js';
 import { compilePolicy, type RoutePolicy } from './policy.js';
 import { Bulkhead, ConcurrencyLimiter } from './resilience/bulkhead.js';
@@ -68,6 +69,8 @@ export class Destination {
   readonly crossRegionBudget: RetryBudget;
   readonly staleCache: StaleCache;
   readonly healthChecker: HealthChecker;
+  /** Latencies of recent successful attempts (drives hedging). */
+  readonly latencies = new LatencyWindow();
   /** Monotonic ms until which the destination counts as degraded (recent failover or fallback). */
   degradedUntilMs = 0;
   degradedReason = '';

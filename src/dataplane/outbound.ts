@@ -5,7 +5,7 @@ import { FullJitterBackoff } from '../core/backoff.js';
 import type { Clock } from '../core/clock.js';
 import type { Random } from '../core/random.js';
 import { formatLocality, type Locality } from '../model/locality.js';
-import type { Destination, Picked } from './destination.js';
+import type { Balancer, Destination, Picked } from './destination.js';
 import type { FailureKind } from './endpoint.js';
 import {
   appendHeader,
@@ -171,6 +171,9 @@ export async function serveOutbound(
   }
 
   try {
+    // Budgets are ratios of original requests; retries and hedges never count as requests.
+    dest.budget.recordRequest();
+    dest.crossRegionBudget.recordRequest();
     const safe = IDEMPOTENT_METHODS.has(method);
     const keyed =
       req.headers['idempotency-key'] !== undefined && policy.nonIdempotent === 'with-idempotency-key';
@@ -207,18 +210,18 @@ export async function serveOutbound(
         break;
       }
       // Another endpoint is preferred for a retry, but with none left the same one may try again.
-      const picked: Picked | undefined =
+      let picked: Picked | undefined =
         balancer.pick(tried, avoid) ?? (attempt > 0 ? balancer.pick(new Set(), avoid) : undefined);
       if (!picked) {
         if (attempt === 0) lastFailure = { kind: 'no-endpoint', detail: 'no healthy endpoint' };
         break;
       }
-      const { endpoint } = picked;
+      const first = picked.endpoint;
       // A retry that leaves the caller's region also draws on the smaller cross-region budget,
       // so a failing region cannot double every caller's WAN traffic.
       if (
         attempt > 0 &&
-        endpoint.locality.region !== ctx.locality.region &&
+        first.locality.region !== ctx.locality.region &&
         !dest.crossRegionBudget.tryAcquireRetry()
       ) {
         stats.inc('isthmus_retry_budget_exhausted_total', 'Retries denied by the retry budget.', {
@@ -228,36 +231,75 @@ export async function serveOutbound(
         break;
       }
       attempt++;
-      tried.add(endpoint.id);
+      tried.add(first.id);
       if (policy.propagateDeadline) headers[H.deadline] = String(Math.max(0, Math.floor(remaining)));
       headers[H.attempt] = String(attempt);
       const moreAllowed = () =>
         retryable && attempt < policy.maxAttempts && deadline - clock.monotonicMs() > policy.backoffBaseMs;
 
       let rejectedFor: 'retry' | 'fallback' | undefined;
-      balancer.begin(endpoint.id);
+      let winner: Picked | undefined;
+      const accept = (status: number): boolean => {
+        if (winner) return false; // a hedge already answered: drop this one
+        if (retryableStatus(policy, status) && moreAllowed() && grantRetry(dest, ctx)) {
+          rejectedFor = 'retry';
+          return false;
+        }
+        // A final 5xx is an error a fallback may answer instead (as stale-if-error means).
+        if (status >= 500 && fallbackAvailable(dest, policy, method, req, target)) {
+          rejectedFor = 'fallback';
+          return false;
+        }
+        return true;
+      };
+      const launch = (p: Picked, signal: AbortSignal) => {
+        balancer.begin(p.endpoint.id);
+        return dest.pool.attempt(p.endpoint, {
+          method,
+          path: target.path,
+          headers,
+          body,
+          timeoutMs: Math.min(policy.perTryMs, remaining),
+          signal,
+          accept: (status) => {
+            const ok = accept(status);
+            if (ok) winner = p;
+            return ok;
+          },
+        });
+      };
+      // Hedge the first attempt of a safe read once it is slower than the destination's usual.
+      const hedgeAfter =
+        attempt === 1 && policy.hedging.enabled && SAFE_METHODS.has(method)
+          ? Math.max(
+              policy.hedging.minDelayMs,
+              dest.latencies.quantile(policy.hedging.afterQuantile, clock.monotonicMs()) ?? Infinity,
+            )
+          : Infinity;
       const attemptStart = clock.monotonicMs();
-      const result: AttemptResult = await dest.pool.attempt(endpoint, {
-        method,
-        path: target.path,
-        headers,
-        body,
-        timeoutMs: Math.min(policy.perTryMs, remaining),
-        signal: abort.signal,
-        accept: (status) => {
-          if (retryableStatus(policy, status) && moreAllowed() && grantRetry(dest, ctx)) {
-            rejectedFor = 'retry';
-            return false;
+      const raced = await race(ctx, {
+        balancer,
+        primary: picked,
+        launch,
+        hedgeAfterMs: hedgeAfter < remaining ? hedgeAfter : Infinity,
+        maxHedges: policy.hedging.maxHedges,
+        pickHedge: () => {
+          const p = balancer.pick(tried, undefined);
+          if (p && dest.budget.tryAcquireRetry()) {
+            tried.add(p.endpoint.id);
+            stats.inc('isthmus_hedges_total', 'Hedged attempts started.', labels);
+            return p;
           }
-          // A final 5xx is an error a fallback may answer instead (as stale-if-error means).
-          if (status >= 500 && fallbackAvailable(dest, policy, method, req, target)) {
-            rejectedFor = 'fallback';
-            return false;
-          }
-          return true;
+          return undefined;
         },
+        signal: abort.signal,
+        started: attemptStart,
       });
-      const latencyMs = clock.monotonicMs() - attemptStart;
+      const result = raced.result;
+      const latencyMs = raced.latencyMs;
+      attempt += raced.hedges;
+      picked = raced.picked;
+      const endpoint = picked.endpoint;
       retryRelease?.();
       retryRelease = undefined;
 
@@ -266,6 +308,7 @@ export async function serveOutbound(
           endpoint.id,
           result.status >= 500 ? { ok: false, latencyMs, failure: 'status' } : { ok: true, latencyMs },
         );
+        if (result.status < 500) dest.latencies.add(latencyMs);
         commit(ctx, dest, req, res, result, {
           requestId,
           attempts: attempt,
@@ -325,6 +368,100 @@ export async function serveOutbound(
   } finally {
     release();
     res.off('close', onClose);
+  }
+}
+
+/**
+ * Runs the primary attempt and, when it is slower than `hedgeAfterMs`, up to `maxHedges` hedges
+ * on other endpoints: the first accepted response wins and the others are cancelled. Without
+ * hedging this is just the primary attempt.
+ */
+async function race(
+  ctx: OutboundContext,
+  input: {
+    balancer: Balancer;
+    primary: Picked;
+    launch: (p: Picked, signal: AbortSignal) => Promise<AttemptResult>;
+    hedgeAfterMs: number;
+    maxHedges: number;
+    pickHedge: () => Picked | undefined;
+    signal: AbortSignal;
+    started: number;
+  },
+): Promise<{ result: AttemptResult; picked: Picked; latencyMs: number; hedges: number }> {
+  const { balancer } = input;
+  if (!Number.isFinite(input.hedgeAfterMs)) {
+    const result = await input.launch(input.primary, input.signal);
+    return { result, picked: input.primary, latencyMs: ctx.clock.monotonicMs() - input.started, hedges: 0 };
+  }
+  type Running = { picked: Picked; abort: AbortController; started: number; done: boolean };
+  const running: Running[] = [];
+  const onAbort = () => running.forEach((r) => r.abort.abort(input.signal.reason));
+  input.signal.addEventListener('abort', onAbort, { once: true });
+  let hedges = 0;
+  try {
+    return await new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const failed: { picked: Picked; latencyMs: number; failure: FailureKind }[] = [];
+      const start = (p: Picked) => {
+        const r: Running = {
+          picked: p,
+          abort: new AbortController(),
+          started: ctx.clock.monotonicMs(),
+          done: false,
+        };
+        running.push(r);
+        void input.launch(p, r.abort.signal).then((result) => {
+          r.done = true;
+          const latencyMs = ctx.clock.monotonicMs() - r.started;
+          if (result.kind === 'response') {
+            clearTimeout(timer);
+            // The others are cancelled: their verdict is unknown, not a failure.
+            for (const other of running) {
+              if (other.done) continue;
+              other.abort.abort(new Error('hedge lost'));
+              balancer.cancel(other.picked.endpoint.id);
+            }
+            for (const f of failed)
+              balancer.report(f.picked.endpoint.id, {
+                ok: false,
+                latencyMs: f.latencyMs,
+                failure: f.failure,
+              });
+            resolve({ result, picked: p, latencyMs, hedges });
+            return;
+          }
+          if (!running.every((x) => x.done)) {
+            failed.push({
+              picked: p,
+              latencyMs,
+              failure: result.kind === 'failed' ? result.failure : 'status',
+            });
+            return;
+          }
+          // Everything launched has failed: the caller's retry logic takes over from the last one.
+          clearTimeout(timer);
+          for (const f of failed)
+            balancer.report(f.picked.endpoint.id, { ok: false, latencyMs: f.latencyMs, failure: f.failure });
+          resolve({ result, picked: p, latencyMs, hedges });
+        });
+      };
+      const scheduleHedge = () => {
+        timer = setTimeout(() => {
+          timer = undefined;
+          if (running.every((x) => x.done)) return;
+          const p = input.pickHedge();
+          if (!p) return;
+          hedges++;
+          start(p);
+          if (hedges < input.maxHedges) scheduleHedge();
+        }, input.hedgeAfterMs);
+      };
+      start(input.primary);
+      scheduleHedge();
+    });
+  } finally {
+    input.signal.removeEventListener('abort', onAbort);
   }
 }
 

@@ -223,3 +223,76 @@ spec:
     assert.match(refused, /not a declared ExternalService/);
   });
 });
+
+describe('proxy: hedging', () => {
+  let fast: FakeUpstream;
+  let stuck: FakeUpstream;
+  let proxy: Proxy;
+  let cleanup: () => Promise<void>;
+
+  before(async () => {
+    [fast, stuck] = await Promise.all([FakeUpstream.start('fast'), FakeUpstream.start('stuck')]);
+    const m = await meshDir(
+      mesh(`---
+${API}
+kind: TrafficPolicy
+metadata: {name: hedge}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  hedging: {enabled: true, afterQuantile: 0.9, minDelay: 30ms}
+  timeouts: {perTry: 900ms, overall: 1s}
+  retries: {maxAttempts: 1}`),
+    );
+    cleanup = m.cleanup;
+    proxy = await startProxy({
+      locality: 'us-east/us-east-a',
+      resources: m.dir,
+      endpoints: [
+        { service: 'catalog', port: fast.port, locality: 'us-east/us-east-a' },
+        { service: 'catalog', port: stuck.port, locality: 'us-east/us-east-a' },
+      ],
+    });
+  });
+  after(async () => {
+    await proxy.stop();
+    await Promise.all([fast, stuck].map((f) => f.stop()));
+    await cleanup();
+  });
+
+  it('answers a read from a second endpoint when the first is slower than usual', async () => {
+    // Learn the usual latency, then make one endpoint hang.
+    for (let i = 0; i < 40; i++)
+      assert.equal((await call(proxy.addresses.outbound!, { host: 'catalog', path: '/warm' })).status, 200);
+    stuck.behavior = { kind: 'hang' };
+    stuck.take();
+    const started = Date.now();
+    const replies = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        call(proxy.addresses.outbound!, { host: 'catalog', path: `/p/${i}` }),
+      ),
+    );
+    assert.ok(
+      replies.every((r) => r.status === 200 && r.headers['x-served-by'] === 'fast'),
+      JSON.stringify(replies.map((r) => r.status)),
+    );
+    assert.ok(Date.now() - started < 800, 'no read waited for its per-try timeout');
+    const hedged = replies.filter((r) => r.headers['isthmus-attempts'] === '2').length;
+    const stuckHits = stuck.take().length;
+    assert.ok(stuckHits > 0, 'some reads were first sent to the stuck endpoint');
+    assert.equal(hedged, stuckHits, 'each of them was hedged to the other endpoint');
+  });
+
+  it('never hedges a write', async () => {
+    stuck.behavior = { kind: 'hang' };
+    fast.take();
+    stuck.take();
+    const replies = await Promise.all(
+      Array.from({ length: 6 }, () =>
+        call(proxy.addresses.outbound!, { method: 'POST', host: 'catalog', path: '/w', body: 'x' }),
+      ),
+    );
+    const total = fast.take().length + stuck.take().length;
+    assert.equal(total, 6, 'one attempt per write');
+    assert.ok(replies.every((r) => r.headers['isthmus-attempts'] === '1'));
+  });
+});

@@ -179,7 +179,7 @@ export class UpstreamPool {
         {
           origin,
           path: request.path,
-          method: request.method as Dispatcher.HttpMethod,
+          method: request.method,
           headers: request.headers as Record<string, string | string[]>,
           body: request.body,
           // We decide about retries; undici must never replay a request by itself.

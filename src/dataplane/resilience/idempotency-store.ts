@@ -18,7 +18,7 @@ export interface RememberedResponse {
   readonly headers: HeaderMap;
   /** The body; undefined when `truncated`. */
   readonly body: Buffer | undefined;
-  /** The response was larger than `maxEntryBytes`: only status and headers were kept, so a replay answers 409. */
+  /** Larger than `maxEntryBytes`: only status and headers were kept, so a replay answers 409. */
   readonly truncated: boolean;
 }
 
@@ -41,7 +41,7 @@ export interface IdempotencyStoreOptions {
   readonly windowMs: number;
   /** Keys remembered at most (≥ 1); the oldest is forgotten first. */
   readonly maxEntries: number;
-  /** Largest response remembered whole, in bytes (body + headers); larger ones keep status and headers only. */
+  /** Largest response remembered whole, in bytes (body + headers); larger ones keep status and headers. */
   readonly maxEntryBytes: number;
   readonly clock: Clock;
 }
