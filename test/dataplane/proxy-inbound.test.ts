@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Proxy } from '../../src/dataplane/proxy.js';
 import { FakeUpstream } from '../support/fake-upstream.js';
@@ -142,11 +144,9 @@ describe('proxy: inbound side', () => {
     const before = JSON.parse((await call(ordersSidecar.addresses.admin!, { path: '/config' })).body) as {
       version: string;
     };
-    const { writeFile } = await import('node:fs/promises');
-    const { dirname, join } = await import('node:path');
-    const dir = dirname(ordersSidecar.bootstrap.file);
+    const dir = path.dirname(ordersSidecar.bootstrap.file);
     await writeFile(
-      join(dir, 'broken.yaml'),
+      path.join(dir, 'broken.yaml'),
       `${API}\nkind: TrafficPolicy\nmetadata: {name: bad}\nspec:\n  targetRef: {kind: Mesh}\n  retrys: {}\n`,
     );
     const reload = await call(ordersSidecar.addresses.admin!, { method: 'POST', path: '/reload' });
