@@ -1,8 +1,40 @@
 import type { Clock } from '../core/clock.js';
 import type { Random } from '../core/random.js';
 import type { Locality } from '../model/locality.js';
-import { LocalityBalancer, type BalancerEvent } from './balancer/locality-balancer.js';
+import type { Tier } from '../model/mesh.js';
+import { LocalityBalancer, type BalancerEvent, type BalancerSnapshot } from './balancer/locality-balancer.js';
 import type { Balancer, BalancerFactory } from './destination.js';
+
+/** How often remote tiers are reconsidered against measured latency, ms. */
+const REORDER_EVERY_MS = 2_000;
+/** A region moves ahead of another only when it is this much faster (hysteresis against flapping). */
+const REORDER_MARGIN = 1.2;
+
+/**
+ * Remote tiers in order of measured latency through each region's gateway, falling back to the
+ * declared hint for regions not measured yet. The current order is kept unless some region is
+ * more than REORDER_MARGIN faster than one ahead of it.
+ */
+export function reorderRemoteTiers(tiers: readonly Tier[], snapshot: BalancerSnapshot): Tier[] | undefined {
+  const measured = new Map<string, number>();
+  for (const e of snapshot.endpoints) {
+    if (e.kind !== 'gateway' || e.latencyMs === null) continue;
+    const region = e.locality.split('/')[0] as string;
+    measured.set(region, Math.min(measured.get(region) ?? Infinity, e.latencyMs));
+  }
+  const remote = tiers.filter((t) => t.tier === 'remote');
+  if (remote.length < 2 || measured.size === 0) return undefined;
+  const key = (t: Tier) => measured.get(t.region) ?? t.rttHintMs ?? Infinity;
+  const outOfOrder = remote.some((t, i) =>
+    remote.slice(i + 1).some((later) => key(t) > REORDER_MARGIN * key(later)),
+  );
+  if (!outOfOrder) return undefined;
+  const sorted = [...remote].sort((a, b) => key(a) - key(b));
+  let r = 0;
+  return tiers
+    .map((t) => (t.tier === 'remote' ? (sorted[r++] as Tier) : t))
+    .map((t, priority) => ({ ...t, priority }));
+}
 
 /** Adapts the locality-aware balancer to what the request path needs. */
 export function localityBalancers(input: {
@@ -10,6 +42,7 @@ export function localityBalancers(input: {
   clock: Clock;
   random: Random;
   onEvent?: (service: string, event: BalancerEvent) => void;
+  onReorder?: (service: string, regions: string[]) => void;
 }): BalancerFactory {
   return ({ service, endpoints, plan, traffic }): Balancer & { inner: LocalityBalancer } => {
     const lb = new LocalityBalancer({
@@ -19,7 +52,10 @@ export function localityBalancers(input: {
       random: input.random,
       ...(input.onEvent && { onEvent: (e: BalancerEvent) => input.onEvent?.(service, e) }),
     });
-    lb.setEndpoints(endpoints, plan.tiers);
+    let tiers: readonly Tier[] = plan.tiers;
+    lb.setEndpoints(endpoints, tiers);
+    const regions = [...new Set(tiers.map((t) => t.region))];
+    let lastReorderMs = input.clock.monotonicMs();
     return {
       inner: lb,
       pick(exclude, avoid) {
@@ -29,14 +65,25 @@ export function localityBalancers(input: {
       begin: (id) => lb.begin(id),
       report: (id, outcome) => lb.report(id, outcome),
       cancel: (id) => lb.cancel(id),
-      evaluate: () => lb.evaluate(),
+      evaluate() {
+        lb.evaluate();
+        const now = input.clock.monotonicMs();
+        if (now - lastReorderMs < REORDER_EVERY_MS) return;
+        lastReorderMs = now;
+        const next = reorderRemoteTiers(tiers, lb.snapshot());
+        if (next) {
+          tiers = next;
+          lb.setTiers(tiers);
+          input.onReorder?.(
+            service,
+            tiers.filter((t) => t.tier === 'remote').map((t) => t.region),
+          );
+        }
+      },
       setActiveHealth: (id, healthy) => lb.setActiveHealth(id, healthy),
       snapshot: () => lb.snapshot(),
-      degradedRegions: () =>
-        lb
-          .snapshot()
-          .regions.filter((r) => r.state !== 'healthy')
-          .map((r) => r.region),
+      // Cheap (no snapshot): asked on every inbound request for the degradation headers.
+      degradedRegions: () => regions.filter((r) => (lb.region(r)?.state ?? 'healthy') !== 'healthy'),
     };
   };
 }

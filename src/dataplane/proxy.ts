@@ -126,6 +126,12 @@ export class Proxy {
         });
         this.#log({ event: `${event.kind}-health`, service, ...event });
       },
+      onReorder: (service, regions) => {
+        this.stats.inc('isthmus_remote_reorders_total', 'Remote tiers reordered by measured latency.', {
+          service,
+        });
+        this.#log({ event: 'remote-tiers-reordered', service, regions });
+      },
     });
   }
 
