@@ -295,7 +295,8 @@ class Bench {
       events: node.events,
       after: async () => {
         const r = await request(`http://${admin}/stats`, { headersTimeout: 5000 });
-        return { stats: await r.body.json(), events: node.events };
+        // A copy: the stop that follows adds its own event.
+        return { stats: await r.body.json(), events: [...node.events] };
       },
     };
   }
@@ -368,6 +369,7 @@ class Bench {
         peer,
         wrk: parseWrkOutput(output),
         peakRssBytes: rss.peakBytes,
+        idleRssBytes: rss.firstBytes,
         endRssBytes: rss.lastBytes,
         cpuBusyPercent: busyPercent,
         foreignCpuPercent: foreignPercent,

@@ -148,6 +148,7 @@ export function treeRssBytes(rootPid: number): number {
 /** Samples a process tree's RSS every `intervalMs` (default 100) and keeps the peak. */
 export class RssSampler {
   #peakBytes = 0;
+  #firstBytes: number | undefined;
   #samples = 0;
   #lastBytes = 0;
   readonly #timer: NodeJS.Timeout;
@@ -163,15 +164,21 @@ export class RssSampler {
   #sample(): void {
     const bytes = treeRssBytes(this.rootPid);
     this.#lastBytes = bytes;
+    this.#firstBytes ??= bytes;
     this.#samples++;
     if (bytes > this.#peakBytes) this.#peakBytes = bytes;
   }
 
-  /** Stops sampling; returns the peak and the last sample. */
-  stop(): { peakBytes: number; lastBytes: number; samples: number } {
+  /** Stops sampling; returns the peak, the first and the last sample. */
+  stop(): { peakBytes: number; firstBytes: number; lastBytes: number; samples: number } {
     clearInterval(this.#timer);
     this.#sample();
-    return { peakBytes: this.#peakBytes, lastBytes: this.#lastBytes, samples: this.#samples };
+    return {
+      peakBytes: this.#peakBytes,
+      firstBytes: this.#firstBytes ?? 0,
+      lastBytes: this.#lastBytes,
+      samples: this.#samples,
+    };
   }
 }
 

@@ -19,6 +19,8 @@ export interface PeerResult {
   wrk: WrkResult;
   /** Peak resident memory of the proxy's process tree during warm-up and run, bytes. */
   peakRssBytes: number;
+  /** Resident memory before any load (started and answered one request), bytes. */
+  idleRssBytes: number;
   /** Resident memory when the measured run ended, bytes (compare with the peak for growth). */
   endRssBytes: number;
   /** Busy share of each core during the measured run, percent. */
@@ -60,7 +62,10 @@ export function evaluateTargets(results: readonly PeerResult[], added: AddedLate
     {
       name: 'peak RSS ≤ 80 MB',
       ...(mb !== undefined && { pass: mb <= 80 }),
-      detail: mb !== undefined ? `${mb.toFixed(1)} MB` : 'not run',
+      detail:
+        isthmus && mb !== undefined
+          ? `${mb.toFixed(1)} MB (${(isthmus.idleRssBytes / 2 ** 20).toFixed(1)} MB before load)`
+          : 'not run',
     },
     {
       name: `added p99 ≤ 1 ms at ${added?.rate ?? 2000} req/s`,

@@ -438,6 +438,8 @@ export class Proxy {
     const server = http.createServer({
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,
+      // Node checks those timeouts on this period (30 s by default): check often enough to honour them.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, limits.headersTimeoutMs / 2)),
       keepAliveTimeout: 65_000,
       // Reject what Node's parser tolerates only for compatibility: obsolete line folding etc.
       insecureHTTPParser: false,

@@ -296,3 +296,55 @@ spec:
     assert.ok(replies.every((r) => r.headers['isthmus-attempts'] === '1'));
   });
 });
+
+describe('proxy: slow senders and admission', () => {
+  let app: FakeUpstream;
+  let proxy: Proxy;
+  let cleanup: () => Promise<void>;
+
+  before(async () => {
+    app = await FakeUpstream.start('catalog');
+    const m = await meshDir(mesh(''));
+    cleanup = m.cleanup;
+    proxy = await startProxy({
+      locality: 'us-east/us-east-a',
+      resources: m.dir,
+      endpoints: [{ service: 'catalog', port: app.port, locality: 'us-east/us-east-a' }],
+      extra: '  limits: {headersTimeout: 300ms, maxInflight: 2}',
+    });
+  });
+  after(async () => {
+    await proxy.stop();
+    await app.stop();
+    await cleanup();
+  });
+
+  it('answers 408 to a client that does not finish its headers in time', async () => {
+    const started = Date.now();
+    const reply = await raw(
+      proxy.addresses.outbound!,
+      'GET / HTTP/1.1\r\nhost: catalog\r\nx-partial: ',
+      3000,
+    );
+    assert.match(reply, /^HTTP\/1\.1 408 /);
+    assert.ok(Date.now() - started < 2500);
+  });
+
+  it('sheds beyond the proxy-wide in-flight limit and serves again once below it', async () => {
+    app.behavior = { kind: 'ok', delayMs: 200 };
+    const held = [
+      call(proxy.addresses.outbound!, { host: 'catalog', path: '/1' }),
+      call(proxy.addresses.outbound!, { host: 'catalog', path: '/2' }),
+    ];
+    await new Promise((r) => setTimeout(r, 50));
+    const shed = await call(proxy.addresses.outbound!, { host: 'catalog', path: '/3' });
+    assert.equal(shed.status, 503);
+    assert.equal(shed.headers['retry-after'], '1');
+    assert.deepEqual(
+      (await Promise.all(held)).map((r) => r.status),
+      [200, 200],
+    );
+    app.behavior = { kind: 'ok' };
+    assert.equal((await call(proxy.addresses.outbound!, { host: 'catalog', path: '/4' })).status, 200);
+  });
+});
