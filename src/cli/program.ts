@@ -1,19 +1,21 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { isIsthmusError, IsthmusError } from '../core/errors.js';
-import { loadBootstrap } from '../dataplane/bootstrap.js';
-import { ConfigError, Proxy } from '../dataplane/proxy.js';
+import type { Proxy } from '../dataplane/proxy.js';
 import { closestMatch } from '../core/text.js';
 import { formatDurationMs } from '../core/units.js';
 import type { Diagnostic } from '../model/diagnostics.js';
-import { diffMeshes } from '../model/diff.js';
 import { describeOrigin, type Effective } from '../model/effective.js';
 import { formatLocality, parseLocality, type Locality } from '../model/locality.js';
 import { MeshIndex } from '../model/mesh.js';
-import { meshJsonSchema, policyReference } from '../model/reference.js';
 import { KINDS, resourceSchema, type Kind } from '../model/resources.js';
 import { leavesOf, getIn, type JsonSchema } from '../model/schema-walk.js';
 import { PartitionSettings, TelemetrySettings, TrafficSettings } from '../model/settings.js';
-import { validatePaths, type ValidationResult } from '../model/validate.js';
+import type { ValidationResult } from '../model/validate.js';
+
+// Heavy modules (the YAML parser, schema compiler, HTTP client) are loaded by the commands that
+// need them, so a long-running proxy does not carry what only `validate` uses.
+const validatePaths = async (paths: readonly string[]) =>
+  (await import('../model/validate.js')).validatePaths(paths);
 import {
   formatDiagnostic,
   formatDiff,
@@ -126,7 +128,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .command('schema')
     .description('Print the JSON Schema of mesh resources (for editors and other tools).')
     .addOption(new Option('--kind <kind>', 'only the schema of one kind').choices(KINDS))
-    .action((opts: { kind?: Kind }) => {
+    .action(async (opts: { kind?: Kind }) => {
+      const { meshJsonSchema } = await import('../model/reference.js');
       out(JSON.stringify(opts.kind ? resourceSchema(opts.kind) : meshJsonSchema(), null, 2));
     });
 
@@ -140,6 +143,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .action(async (oldPath: string, newPath: string, opts: { json?: boolean; exitCode?: boolean }) => {
       const before = await loadOrExit([oldPath], `old (${oldPath})`);
       const after = await loadOrExit([newPath], `new (${newPath})`);
+      const { diffMeshes } = await import('../model/diff.js');
       const diff = diffMeshes(
         before.resources.map((r) => r.resource),
         after.resources.map((r) => r.resource),
@@ -235,7 +239,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     );
 
   const runProxy = (mode: 'sidecar' | 'gateway') => async (opts: { config: string; check?: boolean }) => {
-    const { bootstrap, diagnostics } = await loadBootstrap(opts.config);
+    const { loadBootstrapInWorker } = await import('../dataplane/load-config.js');
+    const { ConfigError, Proxy } = await import('../dataplane/proxy.js');
+    const { bootstrap, diagnostics } = await loadBootstrapInWorker(opts.config);
     for (const d of diagnostics) err(formatDiagnostic(d, se));
     if (!bootstrap) throw new Exit(EXIT.problems);
     if (bootstrap.spec.mode !== mode) {
@@ -309,7 +315,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .command('docs', { hidden: true })
     .description('Print generated reference documents.')
     .argument('<which>', 'policies | schema')
-    .action((which: string) => {
+    .action(async (which: string) => {
+      const { meshJsonSchema, policyReference } = await import('../model/reference.js');
       if (which === 'policies') out(policyReference());
       else if (which === 'schema') out(JSON.stringify(meshJsonSchema(), null, 2));
       else throw new IsthmusError('ISTHMUS_E_USAGE', `unknown document "${which}": use policies or schema`);

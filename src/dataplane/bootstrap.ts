@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { IsthmusError } from '../core/errors.js';
+import { splitHostPort } from './address.js';
 import { compareDiagnostics, type Diagnostic } from '../model/diagnostics.js';
 import { parseYaml } from '../model/load.js';
 import { parseLocality, type Locality } from '../model/locality.js';
@@ -279,15 +280,4 @@ export async function loadBootstrap(
   return parseBootstrap(text, file);
 }
 
-/** Splits `HOST:PORT` (IPv6 in brackets). */
-export function splitHostPort(text: string): { host: string; port: number } {
-  const i = text.lastIndexOf(':');
-  const host = text.slice(0, i).replace(/^\[|\]$/g, '');
-  const port = Number(text.slice(i + 1));
-  if (i <= 0 || !Number.isInteger(port) || port < 0 || port > 65535)
-    throw new IsthmusError(
-      'ISTHMUS_E_INVALID_VALUE',
-      `invalid address ${JSON.stringify(text)}: write HOST:PORT`,
-    );
-  return { host, port };
-}
+export { splitHostPort };

@@ -7,9 +7,9 @@ import { formatDurationMs, parseDurationMs, parseSizeBytes } from '../core/units
 import type { Diagnostic } from '../model/diagnostics.js';
 import { formatLocality } from '../model/locality.js';
 import { MeshIndex } from '../model/mesh.js';
-import { printResources } from '../model/print.js';
-import { validatePaths } from '../model/validate.js';
-import { splitHostPort, type Bootstrap, type StaticEndpoint } from './bootstrap.js';
+import { canonical } from '../model/canonical.js';
+import { splitHostPort } from './address.js';
+import type { Bootstrap, StaticEndpoint } from './bootstrap.js';
 import { localityBalancers } from './balancers.js';
 import { Destination, type BalancerFactory } from './destination.js';
 import type { Endpoint } from './endpoint.js';
@@ -18,6 +18,7 @@ import { UpstreamPool } from './http/upstream.js';
 import { serveInbound, type InboundContext } from './inbound.js';
 import { sendError, serveOutbound, type OutboundContext } from './outbound.js';
 import { IdempotencyStore } from './resilience/idempotency-store.js';
+import { loadConfigInWorker } from './load-config.js';
 import { serviceHost } from './routing.js';
 import { Stats } from './stats.js';
 
@@ -153,7 +154,7 @@ export class Proxy {
   }
 
   async #load(): Promise<RunningConfig> {
-    const result = await validatePaths(this.bootstrap.resourcePaths);
+    const result = await loadConfigInWorker(this.bootstrap.resourcePaths);
     if (!result.ok) throw new ConfigError(result.diagnostics);
     const mesh = new MeshIndex(result.resources);
     const gateway = this.bootstrap.spec.mode === 'gateway';
@@ -174,7 +175,7 @@ export class Proxy {
       );
     }
     const version = createHash('sha256')
-      .update(printResources(result.resources.map((r) => r.resource)))
+      .update(JSON.stringify(result.resources.map((r) => canonical(r.resource))))
       .update(JSON.stringify(this.bootstrap.endpoints))
       .digest('hex')
       .slice(0, 16);
