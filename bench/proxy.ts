@@ -403,7 +403,9 @@ class Bench {
       ],
       {
         onLine: (line) => {
-          if (line.startsWith('{"event":"result"')) result = JSON.parse(line) as OpenLoopResult;
+          if (!line.startsWith('{"event":"result"')) return;
+          const { event: _event, ...measured } = JSON.parse(line) as OpenLoopResult & { event: string };
+          result = measured;
         },
       },
     );
@@ -562,7 +564,13 @@ async function main(): Promise<number> {
         targets,
         isthmus: bench.isthmusDiagnostics,
       };
-      await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+      // Formatted as `npm run lint` (prettier --check) expects of a file in the repository.
+      const prettier = await import('prettier');
+      const style = (await prettier.resolveConfig(file)) ?? {};
+      await writeFile(
+        file,
+        await prettier.format(JSON.stringify(report, null, 2), { ...style, filepath: file }),
+      );
       console.log(`\nSaved ${path.relative(process.cwd(), file)}`);
     }
     return 0;
