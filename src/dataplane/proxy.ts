@@ -229,7 +229,15 @@ export class Proxy {
     for (const [id, until] of this.#deadlines) if (until < now) this.#deadlines.delete(id);
   }
 
+  #limitsCache: ReturnType<Proxy['computeLimits']> | undefined;
+
+  /** Process-wide limits, parsed once (they are read on every request). */
   #limits() {
+    this.#limitsCache ??= this.computeLimits();
+    return this.#limitsCache;
+  }
+
+  private computeLimits() {
     const l = this.bootstrap.spec.limits ?? {};
     return {
       maxRetryBodyBytes: parseSizeBytes(l.maxRetryBodyBytes ?? '1MiB'),
@@ -239,8 +247,10 @@ export class Proxy {
     };
   }
 
+  #outbound: OutboundContext | undefined;
+
   #outboundContext(): OutboundContext {
-    return {
+    return (this.#outbound ??= {
       clock: this.#clock,
       random: this.#random,
       stats: this.stats,
@@ -248,7 +258,7 @@ export class Proxy {
       maxRetryBodyBytes: this.#limits().maxRetryBodyBytes,
       via: this.#via,
       inheritedDeadline: (id) => this.#deadlines.get(id),
-    };
+    });
   }
 
   degradation(): { destinations: string[]; flags: string[] } {
@@ -402,11 +412,15 @@ export class Proxy {
     socket.once('close', () => upstream.destroy());
   }
 
+  #inbound: InboundContext | undefined;
+
+  /** Built once per configuration (the idempotency store belongs to the configuration). */
   #inboundContext(): InboundContext {
+    if (this.#inbound && this.#inbound.idempotency === this.#idempotency) return this.#inbound;
     const spec = this.bootstrap.spec;
     const app = splitHostPort(spec.inbound?.app ?? '127.0.0.1:1');
     this.#appPool ??= new UpstreamPool({ connectTimeoutMs: 1000, maxConnectionsPerEndpoint: 1024 });
-    return {
+    return (this.#inbound = {
       clock: this.#clock,
       stats: this.stats,
       service: spec.service ?? '',
@@ -427,7 +441,7 @@ export class Proxy {
         if (this.#deadlines.size < 100_000) this.#deadlines.set(id, until);
       },
       degradation: () => this.degradation(),
-    };
+    });
   }
 
   #serve(
@@ -565,6 +579,7 @@ export class Proxy {
       case '/stats':
         json(200, {
           inflight: this.#inflight,
+          memory: process.memoryUsage(),
           counters: this.stats.toJSON(),
           destinations: Object.fromEntries(
             [...cfg.destinations.values()].map((d) => [
