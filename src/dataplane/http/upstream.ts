@@ -126,7 +126,6 @@ export class UpstreamPool {
           if (failed) s.onError(failed);
           else if (ended) s.onEnd(ended);
           else if (paused) controller?.pause();
-          else controller?.resume();
           return {
             resume: () => controller?.resume(),
             abort: (err) => controller?.abort(err),
@@ -148,7 +147,8 @@ export class UpstreamPool {
             settle({ kind: 'rejected', status: statusCode, headers });
             return;
           }
-          c.pause(); // until the caller pipes the body somewhere
+          // The caller pipes the body within the same turn of the event loop; what arrives before
+          // that (at most a read or two) waits in `pending`, so no pause/resume round trip is needed.
           settle({ kind: 'response', status: statusCode, headers, body });
         },
         onResponseData(c, chunk) {
