@@ -81,6 +81,7 @@ export function localityBalancers(input: {
         }
       },
       setActiveHealth: (id, healthy) => lb.setActiveHealth(id, healthy),
+      expectedLatencyMs: (id) => lb.expectedLatencyMs(id),
       snapshot: () => lb.snapshot(),
       // Cheap (no snapshot): asked on every inbound request for the degradation headers.
       degradedRegions: () => regions.filter((r) => (lb.region(r)?.state ?? 'healthy') !== 'healthy'),

@@ -29,6 +29,8 @@ export interface Balancer {
   snapshot(): unknown;
   /** Regions currently ejected or recovering (for degradation signals). */
   degradedRegions(): string[];
+  /** Smoothed latency of an endpoint, ms, once measured. */
+  expectedLatencyMs(endpointId: string): number | undefined;
   /** Result of active health checks for an endpoint. */
   setActiveHealth(endpointId: string, healthy: boolean): void;
 }

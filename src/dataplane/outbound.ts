@@ -217,6 +217,16 @@ export async function serveOutbound(
         break;
       }
       const first = picked.endpoint;
+      // No retry is started that the remaining budget cannot finish: it would only add load.
+      const expected = attempt > 0 ? balancer.expectedLatencyMs(first.id) : undefined;
+      if (expected !== undefined && expected > remaining) {
+        stats.inc(
+          'isthmus_retries_skipped_total',
+          'Retries not started because the deadline could not fit them.',
+          labels,
+        );
+        break;
+      }
       // A retry that leaves the caller's region also draws on the smaller cross-region budget,
       // so a failing region cannot double every caller's WAN traffic.
       if (

@@ -348,3 +348,49 @@ describe('proxy: slow senders and admission', () => {
     assert.equal((await call(proxy.addresses.outbound!, { host: 'catalog', path: '/4' })).status, 200);
   });
 });
+
+describe('proxy: deadline-aware retries', () => {
+  let app: FakeUpstream;
+  let proxy: Proxy;
+  let cleanup: () => Promise<void>;
+
+  before(async () => {
+    app = await FakeUpstream.start('catalog');
+    const m = await meshDir(
+      mesh(`---
+${API}
+kind: TrafficPolicy
+metadata: {name: tight}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  timeouts: {perTry: 700ms, overall: 800ms}
+  fallback: {staleIfError: {enabled: false}}`),
+    );
+    cleanup = m.cleanup;
+    proxy = await startProxy({
+      locality: 'us-east/us-east-a',
+      resources: m.dir,
+      endpoints: [{ service: 'catalog', port: app.port, locality: 'us-east/us-east-a' }],
+    });
+  });
+  after(async () => {
+    await proxy.stop();
+    await app.stop();
+    await cleanup();
+  });
+
+  it('does not start a retry the remaining deadline cannot finish', async () => {
+    app.behavior = { kind: 'ok', delayMs: 400 };
+    for (let i = 0; i < 3; i++)
+      assert.equal((await call(proxy.addresses.outbound!, { host: 'catalog', path: '/learn' })).status, 200);
+    app.behavior = { kind: 'ok', status: 503, delayMs: 450 };
+    app.take();
+    const r = await call(proxy.addresses.outbound!, { host: 'catalog', path: '/x' });
+    // 450 ms spent, 350 ms left, and this endpoint usually takes ~400 ms: no second attempt.
+    assert.equal(r.status, 503);
+    assert.equal(r.headers['isthmus-attempts'], '1');
+    assert.equal(app.take().length, 1);
+    const metrics = (await call(proxy.addresses.admin!, { path: '/metrics' })).body;
+    assert.match(metrics, /isthmus_retries_skipped_total\{[^}]*service="catalog"[^}]*\} 1/);
+  });
+});

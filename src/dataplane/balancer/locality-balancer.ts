@@ -466,6 +466,12 @@ export class LocalityBalancer {
     return this.#healthOf(slot);
   }
 
+  /** Smoothed latency of an endpoint's attempts, ms; undefined until measured. O(1). */
+  expectedLatencyMs(endpointId: string): number | undefined {
+    const slot = this.#slots.get(endpointId);
+    return slot !== undefined && slot.latency.samples > 0 ? slot.latency.smoothMs : undefined;
+  }
+
   /** A JSON-able view of everything the balancer knows; not for the request path. */
   snapshot(): BalancerSnapshot {
     const now = this.#clock.monotonicMs();
