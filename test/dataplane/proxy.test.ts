@@ -241,3 +241,75 @@ describe('proxy: locality failover and retries', () => {
     );
   });
 });
+
+describe('proxy: failback after a region heals', () => {
+  let local: FakeUpstream;
+  let euWest: FakeUpstream;
+  let proxy: Proxy;
+  let cleanup: () => Promise<void>;
+
+  before(async () => {
+    [local, euWest] = await Promise.all([FakeUpstream.start('us-east-a'), FakeUpstream.start('gw-eu-west')]);
+    const mesh = await meshDir(
+      meshFiles(
+        { euWest: euWest.port, apSouth: 9 },
+        `---
+${API}
+kind: TrafficPolicy
+metadata: {name: quick-regions}
+spec:
+  targetRef: {kind: Service, name: catalog}
+  outlierDetection: {consecutiveFailures: 2, baseEjectionTime: 300ms, interval: 200ms}
+  localityFailover:
+    regionHealth: {ejectAfter: 100ms, readmitAfter: 400ms, window: 1s}
+    failback: {slowStart: 400ms}`,
+      ),
+    );
+    cleanup = mesh.cleanup;
+    proxy = await startProxy({
+      locality: 'us-east/us-east-a',
+      resources: mesh.dir,
+      endpoints: [
+        { service: 'catalog', port: local.port, locality: 'us-east/us-east-a' },
+        { service: 'catalog', port: 9, locality: 'eu-west/eu-west-a' },
+      ],
+    });
+  });
+  after(async () => {
+    await proxy.stop();
+    await Promise.all([local, euWest].map((f) => f.stop()));
+    await cleanup();
+  });
+
+  const servedBy = async (n: number) => {
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < n; i++) {
+      const r = await call(proxy.addresses.outbound!, { host: 'catalog', path: '/products' });
+      assert.equal(r.status, 200, 'every read succeeds, through failover and failback');
+      const where = r.headers['isthmus-served-by'] ?? '?';
+      counts[where] = (counts[where] ?? 0) + 1;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    return counts;
+  };
+
+  it('moves traffic away while the local region fails and back once it is healthy again, without flapping', async () => {
+    assert.deepEqual(await servedBy(5), { 'us-east/us-east-a': 5 });
+    local.behavior = { kind: 'reset' };
+    const during = await servedBy(20);
+    assert.ok((during['eu-west'] ?? 0) >= 18, JSON.stringify(during));
+    local.behavior = { kind: 'ok' };
+    // The failures age out of the 1 s window, then readmitAfter 400 ms and a 400 ms ramp: with
+    // traffic flowing, within 3 s of the heal nearly everything is local again.
+    const healedAt = Date.now();
+    while (Date.now() - healedAt < 3000) await servedBy(5);
+    const healed = await servedBy(20);
+    assert.ok((healed['us-east/us-east-a'] ?? 0) >= 19, JSON.stringify(healed));
+    const endpoints = JSON.parse((await call(proxy.addresses.admin!, { path: '/endpoints' })).body) as {
+      catalog: { eventual: { regions: { region: string; state: string; flaps: number }[] } };
+    };
+    const usEast = endpoints.catalog.eventual.regions.find((r) => r.region === 'us-east');
+    assert.equal(usEast?.state, 'healthy');
+    assert.ok((usEast?.flaps ?? 0) <= 1, `flaps: ${usEast?.flaps}`);
+  });
+});
