@@ -4,6 +4,7 @@ import type { Clock } from '../core/clock.js';
 import { isIsthmusError } from '../core/errors.js';
 import type { Endpoint } from './endpoint.js';
 import { appendHeader, endToEnd, first, forwardedFor, H, SAFE_METHODS } from './http/headers.js';
+import { relay } from './http/relay.js';
 import type { UpstreamPool } from './http/upstream.js';
 import { sendError } from './outbound.js';
 import { parseDeadlineHeader } from './resilience/deadline.js';
@@ -206,37 +207,26 @@ export async function serveInbound(
   const out = endToEnd(result.headers);
   appendHeader(out, 'via', ctx.via);
   res.writeHead(result.status, out);
-  const limit = ctx.idempotency?.maxEntryBytes ?? 0;
-  let kept: Buffer[] | undefined = replayScope ? [] : undefined;
-  let keptBytes = 0;
-  let truncated = false;
-  const flow = result.body.pipe({
-    onData(chunk) {
-      if (kept && !truncated) {
-        keptBytes += chunk.length;
-        if (keptBytes > limit) truncated = true;
-        else kept.push(chunk);
-      }
-      return res.write(chunk);
-    },
-    onEnd() {
-      res.end();
-      if (replayScope && ctx.idempotency && kept) {
-        // An over-long body is remembered by status and headers only (the store marks it truncated).
-        const remembered = truncated ? Buffer.alloc(limit + 1) : Buffer.concat(kept, keptBytes);
-        ctx.idempotency.complete(replayScope.scope, replayScope.key, replayScope.fingerprint, {
-          status: result.status,
-          headers: endToEnd(result.headers) as Record<string, string>,
-          body: remembered,
-        });
-        kept = undefined;
-      }
-    },
-    onError() {
-      if (replayScope && ctx.idempotency)
-        ctx.idempotency.abandon(replayScope.scope, replayScope.key, replayScope.fingerprint);
-      res.destroy();
-    },
-  });
-  res.on('drain', () => flow.resume());
+  const store = ctx.idempotency;
+  const abandon = () => {
+    if (replayScope && store) store.abandon(replayScope.scope, replayScope.key, replayScope.fingerprint);
+  };
+  relay(
+    res,
+    result.body,
+    replayScope && store
+      ? {
+          limit: store.maxEntryBytes,
+          done: (body) => {
+            // An over-long body is remembered by status and headers only (the store marks it truncated).
+            store.complete(replayScope.scope, replayScope.key, replayScope.fingerprint, {
+              status: result.status,
+              headers: endToEnd(result.headers) as Record<string, string>,
+              body,
+            });
+          },
+        }
+      : undefined,
+    abandon,
+  );
 }

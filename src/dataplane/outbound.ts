@@ -16,6 +16,7 @@ import {
   IDEMPOTENT_METHODS,
   SAFE_METHODS,
 } from './http/headers.js';
+import { relay } from './http/relay.js';
 import type { AttemptResult } from './http/upstream.js';
 import { retryableStatus, type RoutePolicy } from './policy.js';
 import { ShedError } from './resilience/bulkhead.js';
@@ -559,41 +560,29 @@ function commit(
     );
   res.writeHead(result.status, headers);
 
-  const keep = info.cacheable && result.status < 500;
-  const limit = dest.staleCache.maxEntryBytes;
-  let kept: Buffer[] | undefined = keep ? [] : undefined;
-  let keptBytes = 0;
-  const flow = result.body.pipe({
-    onData(chunk) {
-      if (kept) {
-        keptBytes += chunk.length;
-        if (keptBytes > limit) kept = undefined;
-        else kept.push(chunk);
-      }
-      return res.write(chunk);
-    },
-    onEnd() {
-      res.end();
-      if (kept) {
-        dest.staleCache.store(
-          { method: 'GET', authority: info.authority, pathWithQuery: info.path, headers: req.headers },
-          {
-            status: result.status,
-            headers: endToEnd(result.headers) as Record<string, string>,
-            body: Buffer.concat(kept, keptBytes),
+  const request = {
+    method: 'GET',
+    authority: info.authority,
+    pathWithQuery: info.path,
+    headers: req.headers,
+  };
+  relay(
+    res,
+    result.body,
+    info.cacheable && result.status < 500
+      ? {
+          limit: dest.staleCache.maxEntryBytes,
+          done: (body) => {
+            if (body)
+              dest.staleCache.store(request, {
+                status: result.status,
+                headers: endToEnd(result.headers) as Record<string, string>,
+                body,
+              });
           },
-        );
-      }
-    },
-    onError() {
-      // Headers are gone; the only honest signal left is an aborted response.
-      res.destroy();
-    },
-  });
-  res.on('drain', () => flow.resume());
-  res.once('close', () => {
-    if (!res.writableFinished) flow.abort(new Error('client closed the connection'));
-  });
+        }
+      : undefined,
+  );
 }
 
 function fallback(

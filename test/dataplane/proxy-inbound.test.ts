@@ -106,6 +106,26 @@ describe('proxy: inbound side', () => {
     assert.equal(reused.headers['isthmus-error'], 'idempotency-key-reused');
   });
 
+  it('remembers a response too large to replay by its status only, and answers a repeat with 409', async () => {
+    app.take();
+    app.behavior = { kind: 'ok', status: 201, body: 'x'.repeat(100_000) };
+    const send = () =>
+      call(frontendSidecar.addresses.outbound!, {
+        method: 'POST',
+        host: 'orders',
+        path: '/exports',
+        body: '{}',
+        headers: { 'idempotency-key': 'export-7' },
+      });
+    const first = await send();
+    assert.equal(first.status, 201);
+    assert.equal(first.body.length, 100_000, 'the large body streams through whole');
+    const again = await send();
+    assert.equal(again.status, 409);
+    assert.equal(again.headers['isthmus-error'], 'idempotent-replay-unavailable');
+    assert.equal(app.take().length, 1, 'still applied once');
+  });
+
   it('propagates the remaining deadline to the next hop and the app', async () => {
     app.take();
     app.behavior = { kind: 'ok' };

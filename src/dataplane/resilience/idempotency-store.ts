@@ -202,18 +202,20 @@ export class IdempotencyStore {
     scope: string,
     key: string,
     fingerprint: string,
-    response: { status: number; headers: HeaderMap; body: Buffer },
+    /** `body` undefined: the response was too long to keep (remembered as `truncated`). */
+    response: { status: number; headers: HeaderMap; body: Buffer | undefined },
   ): boolean {
     this.#sweep();
     const id = entryId(scope, key);
     const entry = this.#entries.get(id);
     if (entry && (entry.fingerprint !== fingerprint || entry.response !== undefined)) return false;
     const headers = storableHeaders(response.headers);
-    const truncated = response.body.length + headerBytes(headers) > this.maxEntryBytes;
+    const body = response.body;
+    const truncated = body === undefined || body.length + headerBytes(headers) > this.maxEntryBytes;
     const remembered: RememberedResponse = Object.freeze({
       status: response.status,
       headers,
-      body: truncated ? undefined : response.body,
+      body: truncated ? undefined : body,
       truncated,
     });
     if (entry) this.#remove(id, entry);
