@@ -12,6 +12,7 @@ import { Bulkhead, ConcurrencyLimiter } from './resilience/bulkhead.js';
 import { RetryBudget } from './resilience/retry-budget.js';
 import { StaleCache } from './resilience/stale-cache.js';
 import { RouteTable } from './routing.js';
+import type { Stats } from './stats.js';
 
 /** What the request path needs from a load balancer. */
 export interface Balancer {
@@ -152,6 +153,34 @@ export class Destination {
   balancerFor(policy: RoutePolicy): Balancer | undefined {
     if (policy.consistency !== 'strong') return this.eventual;
     return this.strong;
+  }
+
+  readonly #counters = new Map<string, { inc(by?: number): void }>();
+
+  /** A cached counter handle: the request path asks for the same few series over and over. */
+  counter(stats: Stats, name: string, help: string, labels: Record<string, string>): { inc(by?: number): void } {
+    let key = name;
+    for (const k in labels) key += `\u0000${labels[k]}`;
+    let c = this.#counters.get(key);
+    if (!c) {
+      c = stats.counter(name, help, labels);
+      this.#counters.set(key, c);
+    }
+    return c;
+  }
+
+  readonly #lastStoredMs = new Map<string, number>();
+
+  /**
+   * Whether a fresh copy of this response should go to the stale cache: at most once a second per
+   * resource, since a stale answer a second older is no worse and copying every body costs.
+   */
+  shouldRefreshStale(resource: string, nowMs: number): boolean {
+    const last = this.#lastStoredMs.get(resource);
+    if (last !== undefined && nowMs - last < 1000) return false;
+    if (this.#lastStoredMs.size > 2 * this.staleCache.maxEntries) this.#lastStoredMs.clear();
+    this.#lastStoredMs.set(resource, nowMs);
+    return true;
   }
 
   markDegraded(nowMs: number, reason: string, holdMs = 10_000): void {

@@ -59,6 +59,19 @@ export function sendError(
   res.end(body);
 }
 
+const STATUS_CLASS: Record<number, string> = { 1: '1xx', 2: '2xx', 3: '3xx', 4: '4xx', 5: '5xx' };
+
+/** `region/zone` of an endpoint, computed once per endpoint. */
+const localityText = new WeakMap<object, string>();
+function servedBy(picked: Picked): string {
+  let text = localityText.get(picked.endpoint);
+  if (text === undefined) {
+    text = formatLocality(picked.endpoint.locality);
+    localityText.set(picked.endpoint, text);
+  }
+  return text;
+}
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -110,7 +123,7 @@ export async function serveOutbound(
   const route = dest.routes.match(method, target.path);
   const policy = dest.policy(route);
   const labels = { service: dest.name, route: route ?? '' };
-  stats.inc('isthmus_requests_total', 'Requests received per destination and route.', labels);
+  dest.counter(stats, 'isthmus_requests_total', 'Requests received per destination and route.', labels).inc();
 
   const requestId = first(req.headers[H.requestId]) ?? randomUUID();
   const start = clock.monotonicMs();
@@ -197,7 +210,7 @@ export async function serveOutbound(
     appendHeader(headers, 'via', ctx.via);
     appendHeader(headers, 'forwarded', forwardedFor(req.socket.remoteAddress, 'http', req.headers.host));
 
-    const backoff = new FullJitterBackoff(policy.backoffBaseMs, policy.backoffMaxMs, ctx.random);
+    let backoff: FullJitterBackoff | undefined;
     const tried = new Set<string>();
     let avoid: Locality | undefined;
     let lastFailure: Failure = { kind: 'no-endpoint', detail: 'no endpoint was tried' };
@@ -365,6 +378,7 @@ export async function serveOutbound(
         (policy.differentLocality === 'on-connect-failure' && localityTrouble)
           ? endpoint.locality
           : undefined;
+      backoff ??= new FullJitterBackoff(policy.backoffBaseMs, policy.backoffMaxMs, ctx.random);
       const wait = Math.min(backoff.delayMs(attempt - 1), Math.max(0, deadline - clock.monotonicMs() - 1));
       if (wait > 0) await sleep(wait);
     }
@@ -514,7 +528,7 @@ function explainHeaders(
 ): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = { [H.attempts]: String(attempts) };
   if (picked) {
-    out[H.servedBy] = formatLocality(picked.endpoint.locality);
+    out[H.servedBy] = servedBy(picked);
     if (picked.priority > 0 || picked.panic) {
       const reason = picked.panic ? 'panic' : `failover:p${picked.priority}`;
       out[H.degraded] = reason;
@@ -547,11 +561,13 @@ function commit(
   appendHeader(headers, 'via', ctx.via);
   // The correlation id goes back to the caller too, so a client can quote it.
   headers[H.requestId] ??= info.requestId;
-  ctx.stats.inc('isthmus_responses_total', 'Responses by status class.', {
-    ...info.labels,
-    code: `${Math.floor(result.status / 100)}xx`,
-    peer_region: info.picked.endpoint.locality.region,
-  });
+  dest
+    .counter(ctx.stats, 'isthmus_responses_total', 'Responses by status class.', {
+      ...info.labels,
+      code: STATUS_CLASS[Math.floor(result.status / 100)] ?? 'other',
+      peer_region: info.picked.endpoint.locality.region,
+    })
+    .inc();
   if (info.picked.priority > 0)
     ctx.stats.inc(
       'isthmus_failover_responses_total',
@@ -569,7 +585,9 @@ function commit(
   relay(
     res,
     result.body,
-    info.cacheable && result.status < 500
+    info.cacheable &&
+      result.status < 500 &&
+      dest.shouldRefreshStale(`${info.authority} ${info.path}`, ctx.clock.monotonicMs())
       ? {
           limit: dest.staleCache.maxEntryBytes,
           done: (body) => {

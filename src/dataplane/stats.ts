@@ -53,6 +53,19 @@ export class Stats {
     return s;
   }
 
+  /**
+   * A handle on one counter series, for the request path: `inc` on it costs no label work. Take
+   * it once (per destination and route, say) and keep it.
+   */
+  counter(name: string, help: string, labels: Labels = {}): { inc(by?: number): void } {
+    const series = this.#series(this.#family(name, help, 'counter'), labels);
+    return {
+      inc(by = 1) {
+        series.value += by;
+      },
+    };
+  }
+
   /** Adds `by` (default 1) to a counter. */
   inc(name: string, help: string, labels: Labels = {}, by = 1): void {
     this.#series(this.#family(name, help, 'counter'), labels).value += by;
