@@ -158,7 +158,12 @@ export class Destination {
   readonly #counters = new Map<string, { inc(by?: number): void }>();
 
   /** A cached counter handle: the request path asks for the same few series over and over. */
-  counter(stats: Stats, name: string, help: string, labels: Record<string, string>): { inc(by?: number): void } {
+  counter(
+    stats: Stats,
+    name: string,
+    help: string,
+    labels: Record<string, string>,
+  ): { inc(by?: number): void } {
     let key = name;
     for (const k in labels) key += `\u0000${labels[k]}`;
     let c = this.#counters.get(key);

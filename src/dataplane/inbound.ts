@@ -5,7 +5,7 @@ import { isIsthmusError } from '../core/errors.js';
 import type { Endpoint } from './endpoint.js';
 import { appendHeader, endToEnd, first, forwardedFor, H, SAFE_METHODS } from './http/headers.js';
 import { relay } from './http/relay.js';
-import type { UpstreamPool } from './http/upstream.js';
+import type { CancelSlot, UpstreamPool } from './http/upstream.js';
 import { sendError } from './outbound.js';
 import { parseDeadlineHeader } from './resilience/deadline.js';
 import {
@@ -64,9 +64,13 @@ export async function serveInbound(
   const now = ctx.clock.monotonicMs();
 
   let budgetMs = ctx.defaultTimeoutMs;
+  let bounded = false;
   try {
     const incoming = parseDeadlineHeader(req.headers[H.deadline]);
-    if (incoming !== undefined) budgetMs = Math.min(budgetMs, incoming);
+    if (incoming !== undefined && incoming < budgetMs) {
+      budgetMs = incoming;
+      bounded = true;
+    }
   } catch (err) {
     sendError(res, 400, 'invalid-deadline', isIsthmusError(err) ? err.message : String(err));
     return;
@@ -174,9 +178,12 @@ export async function serveInbound(
   appendHeader(headers, 'via', ctx.via);
   appendHeader(headers, 'forwarded', forwardedFor(req.socket.remoteAddress, 'http', req.headers.host));
 
-  const abort = new AbortController();
+  const cancel: CancelSlot = {};
+  let gone = false;
   res.once('close', () => {
-    if (!res.writableFinished) abort.abort(new Error('client closed the connection'));
+    if (res.writableFinished) return;
+    gone = true;
+    cancel.abort?.(new Error('client closed the connection'));
   });
   const result = await ctx.pool.attempt(ctx.app, {
     method,
@@ -184,13 +191,15 @@ export async function serveInbound(
     headers,
     body,
     timeoutMs: budgetMs,
-    signal: abort.signal,
+    // The caller's deadline bounds the whole call, connecting to the app included.
+    ...(bounded && { deadlineMs: budgetMs }),
+    cancel,
     accept: () => true,
   });
   if (result.kind !== 'response') {
     if (replayScope && ctx.idempotency)
       ctx.idempotency.abandon(replayScope.scope, replayScope.key, replayScope.fingerprint);
-    if (abort.signal.aborted) return;
+    if (gone) return;
     const status = result.kind === 'failed' && result.failure === 'timeout' ? 504 : 502;
     ctx.stats.inc('isthmus_inbound_app_failures_total', 'Requests the local app did not answer.', {
       ...labels,

@@ -17,7 +17,7 @@ import {
   SAFE_METHODS,
 } from './http/headers.js';
 import { relay } from './http/relay.js';
-import type { AttemptResult } from './http/upstream.js';
+import type { AttemptResult, CancelSlot } from './http/upstream.js';
 import { retryableStatus, type RoutePolicy } from './policy.js';
 import { ShedError } from './resilience/bulkhead.js';
 import type { Stats } from './stats.js';
@@ -156,16 +156,27 @@ export async function serveOutbound(
     return;
   }
 
-  // The client going away cancels queued and in-flight work.
-  const abort = new AbortController();
+  // The client going away cancels queued and in-flight work. A slot, not an AbortSignal: this
+  // runs for every request and an event target per request is measurable.
+  const cancel: CancelSlot = {};
+  let gone = false;
+  let queued: AbortController | undefined;
   const onClose = () => {
-    if (!res.writableFinished) abort.abort(new Error('client closed the connection'));
+    if (res.writableFinished) return;
+    gone = true;
+    const err = new Error('client closed the connection');
+    queued?.abort(err);
+    cancel.abort?.(err);
   };
   res.once('close', onClose);
 
-  let release: (() => void) | undefined;
+  let release: (() => void) | undefined = dest.bulkhead.tryAcquire();
   try {
-    release = await dest.bulkhead.acquire(abort.signal);
+    if (!release) {
+      queued = new AbortController();
+      release = await dest.bulkhead.acquire(queued.signal);
+      queued = undefined;
+    }
   } catch (err) {
     if (err instanceof ShedError) {
       stats.inc('isthmus_shed_total', 'Requests shed by a destination limit.', {
@@ -276,7 +287,7 @@ export async function serveOutbound(
         }
         return true;
       };
-      const launch = (p: Picked, signal: AbortSignal) => {
+      const launch = (p: Picked, slot: CancelSlot) => {
         balancer.begin(p.endpoint.id);
         return dest.pool.attempt(p.endpoint, {
           method,
@@ -284,7 +295,8 @@ export async function serveOutbound(
           headers,
           body,
           timeoutMs: Math.min(policy.perTryMs, remaining),
-          signal,
+          ...(remaining < policy.connectMs + policy.perTryMs && { deadlineMs: remaining }),
+          cancel: slot,
           accept: (status) => {
             const ok = accept(status);
             if (ok) winner = p;
@@ -316,7 +328,7 @@ export async function serveOutbound(
           }
           return undefined;
         },
-        signal: abort.signal,
+        cancel,
         started: attemptStart,
       });
       const result = raced.result;
@@ -344,7 +356,7 @@ export async function serveOutbound(
         });
         return;
       }
-      if (abort.signal.aborted) {
+      if (gone) {
         balancer.cancel(endpoint.id); // the client left: no verdict on the endpoint
         return;
       }
@@ -406,23 +418,23 @@ async function race(
   input: {
     balancer: Balancer;
     primary: Picked;
-    launch: (p: Picked, signal: AbortSignal) => Promise<AttemptResult>;
+    launch: (p: Picked, slot: CancelSlot) => Promise<AttemptResult>;
     hedgeAfterMs: number;
     maxHedges: number;
     pickHedge: () => Picked | undefined;
-    signal: AbortSignal;
+    cancel: CancelSlot;
     started: number;
   },
 ): Promise<{ result: AttemptResult; picked: Picked; latencyMs: number; hedges: number }> {
   const { balancer } = input;
   if (!Number.isFinite(input.hedgeAfterMs)) {
-    const result = await input.launch(input.primary, input.signal);
+    const result = await input.launch(input.primary, input.cancel);
     return { result, picked: input.primary, latencyMs: ctx.clock.monotonicMs() - input.started, hedges: 0 };
   }
-  type Running = { picked: Picked; abort: AbortController; started: number; done: boolean };
+  type Running = { picked: Picked; slot: CancelSlot; started: number; done: boolean };
   const running: Running[] = [];
-  const onAbort = () => running.forEach((r) => r.abort.abort(input.signal.reason));
-  input.signal.addEventListener('abort', onAbort, { once: true });
+  // The client leaving cancels every attempt of the race.
+  input.cancel.abort = (err) => running.forEach((r) => r.slot.abort?.(err));
   let hedges = 0;
   try {
     return await new Promise((resolve) => {
@@ -431,12 +443,12 @@ async function race(
       const start = (p: Picked) => {
         const r: Running = {
           picked: p,
-          abort: new AbortController(),
+          slot: {},
           started: ctx.clock.monotonicMs(),
           done: false,
         };
         running.push(r);
-        void input.launch(p, r.abort.signal).then((result) => {
+        void input.launch(p, r.slot).then((result) => {
           r.done = true;
           const latencyMs = ctx.clock.monotonicMs() - r.started;
           if (result.kind === 'response') {
@@ -444,7 +456,7 @@ async function race(
             // The others are cancelled: their verdict is unknown, not a failure.
             for (const other of running) {
               if (other.done) continue;
-              other.abort.abort(new Error('hedge lost'));
+              other.slot.abort?.(new Error('hedge lost'));
               balancer.cancel(other.picked.endpoint.id);
             }
             for (const f of failed)
@@ -486,7 +498,7 @@ async function race(
       scheduleHedge();
     });
   } finally {
-    input.signal.removeEventListener('abort', onAbort);
+    input.cancel.abort = undefined;
   }
 }
 

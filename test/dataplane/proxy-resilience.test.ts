@@ -260,7 +260,9 @@ spec:
   });
 
   it('answers a read from a second endpoint when the first is slower than usual', async () => {
-    // Learn the usual latency, then make one endpoint hang.
+    // Learn the usual latency, with the soon-stuck endpoint the faster one so primaries go there;
+    // then make it hang.
+    fast.behavior = { kind: 'ok', delayMs: 5 };
     for (let i = 0; i < 40; i++)
       assert.equal((await call(proxy.addresses.outbound!, { host: 'catalog', path: '/warm' })).status, 200);
     stuck.behavior = { kind: 'hang' };

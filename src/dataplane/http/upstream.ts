@@ -31,11 +31,22 @@ export interface AttemptRequest {
   headers: OutgoingHttpHeaders;
   /** A buffered body (retryable), a stream (single attempt) or nothing. */
   body: Buffer | Readable | null;
-  /** Deadline of this attempt until response headers, ms. */
+  /** Time allowed from sending the request to its response headers, ms (connecting has its own). */
   timeoutMs: number;
+  /**
+   * A tighter cap on the whole attempt, connecting included, ms from now (the request's remaining
+   * deadline). Costs a timer, so given only when it binds.
+   */
+  deadlineMs?: number;
   /** Decides, from the status and headers, whether to take the response or try elsewhere. */
   accept(status: number, headers: IncomingHttpHeaders): boolean;
-  signal?: AbortSignal;
+  /** Filled with this attempt's abort while it runs, so the caller can cancel it (client gone). */
+  cancel?: CancelSlot;
+}
+
+/** Where a running attempt leaves its abort function; cheaper than an AbortSignal per request. */
+export interface CancelSlot {
+  abort?: (err: Error) => void;
 }
 
 class AttemptTimeout extends Error {
@@ -99,21 +110,27 @@ export class UpstreamPool {
       const settle = (result: AttemptResult) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
-        request.signal?.removeEventListener('abort', onAbort);
+        if (timer !== undefined) clearTimeout(timer);
+        if (request.cancel?.abort === cancel) request.cancel.abort = undefined;
         resolve(result);
       };
-      const timer = setTimeout(() => {
-        const err = new AttemptTimeout(`no response headers within ${request.timeoutMs}ms`);
-        controller?.abort(err);
-        settle({ kind: 'failed', failure: 'timeout', error: err });
-      }, request.timeoutMs);
-      const onAbort = () => {
-        const err = request.signal?.reason instanceof Error ? request.signal.reason : new Error('aborted');
+      // undici's own headers timeout covers the common case without a timer per request; a timer
+      // is added only when the request's deadline is tighter than connect + headers time.
+      const timer =
+        request.deadlineMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              const err = new AttemptTimeout(
+                `no response headers within the remaining ${request.deadlineMs}ms`,
+              );
+              controller?.abort(err);
+              settle({ kind: 'failed', failure: 'timeout', error: err });
+            }, request.deadlineMs);
+      const cancel = (err: Error) => {
         controller?.abort(err);
         settle({ kind: 'failed', failure: 'reset', error: err });
       };
-      request.signal?.addEventListener('abort', onAbort, { once: true });
+      if (request.cancel) request.cancel.abort = cancel;
 
       const body: ResponseStream = {
         pipe(s) {
@@ -139,7 +156,6 @@ export class UpstreamPool {
         },
         onResponseStart(c, statusCode, headers) {
           if (statusCode < 200) return; // 1xx informational: wait for the final response
-          clearTimeout(timer);
           if (settled) return;
           if (!request.accept(statusCode, headers)) {
             // Drain and drop the body so the connection can be reused.
@@ -184,6 +200,7 @@ export class UpstreamPool {
           body: request.body,
           // We decide about retries; undici must never replay a request by itself.
           idempotent: false,
+          headersTimeout: request.timeoutMs,
           blocking: true,
         },
         handler,
