@@ -313,26 +313,30 @@ export async function serveOutbound(
             )
           : Infinity;
       const attemptStart = clock.monotonicMs();
-      const raced = await race(ctx, {
-        balancer,
-        primary: picked,
-        launch,
-        hedgeAfterMs: hedgeAfter < remaining ? hedgeAfter : Infinity,
-        maxHedges: policy.hedging.maxHedges,
-        pickHedge: () => {
-          const p = balancer.pick(tried, undefined);
-          if (p && dest.budget.tryAcquireRetry()) {
-            tried.add(p.endpoint.id);
-            stats.inc('isthmus_hedges_total', 'Hedged attempts started.', labels);
-            return p;
-          }
-          return undefined;
-        },
-        cancel,
-        started: attemptStart,
-      });
+      // Without a hedge to schedule, skip the race machinery (the common case).
+      const raced =
+        hedgeAfter >= remaining
+          ? { result: await launch(picked, cancel), picked, latencyMs: NaN, hedges: 0 }
+          : await race(ctx, {
+              balancer,
+              primary: picked,
+              launch,
+              hedgeAfterMs: hedgeAfter,
+              maxHedges: policy.hedging.maxHedges,
+              pickHedge: () => {
+                const p = balancer.pick(tried, undefined);
+                if (p && dest.budget.tryAcquireRetry()) {
+                  tried.add(p.endpoint.id);
+                  stats.inc('isthmus_hedges_total', 'Hedged attempts started.', labels);
+                  return p;
+                }
+                return undefined;
+              },
+              cancel,
+              started: attemptStart,
+            });
       const result = raced.result;
-      const latencyMs = raced.latencyMs;
+      const latencyMs = Number.isNaN(raced.latencyMs) ? clock.monotonicMs() - attemptStart : raced.latencyMs;
       attempt += raced.hedges;
       picked = raced.picked;
       const endpoint = picked.endpoint;
@@ -410,8 +414,7 @@ export async function serveOutbound(
 
 /**
  * Runs the primary attempt and, when it is slower than `hedgeAfterMs`, up to `maxHedges` hedges
- * on other endpoints: the first accepted response wins and the others are cancelled. Without
- * hedging this is just the primary attempt.
+ * on other endpoints: the first accepted response wins and the others are cancelled.
  */
 async function race(
   ctx: OutboundContext,
@@ -427,10 +430,6 @@ async function race(
   },
 ): Promise<{ result: AttemptResult; picked: Picked; latencyMs: number; hedges: number }> {
   const { balancer } = input;
-  if (!Number.isFinite(input.hedgeAfterMs)) {
-    const result = await input.launch(input.primary, input.cancel);
-    return { result, picked: input.primary, latencyMs: ctx.clock.monotonicMs() - input.started, hedges: 0 };
-  }
   type Running = { picked: Picked; slot: CancelSlot; started: number; done: boolean };
   const running: Running[] = [];
   // The client leaving cancels every attempt of the race.

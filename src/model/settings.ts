@@ -24,7 +24,7 @@ const Timeouts = Section('How long a request and each of its attempts may take.'
     min: '1ms',
     max: '1h',
     description:
-      'Deadline of a single attempt, until the response headers arrive. Must not exceed `overall`.',
+      'Time one attempt may wait for its response headers once the request is sent (connecting is bounded by `connect`); never more than what remains of `overall`.',
   }),
   overall: Duration({
     default: '10s',
