@@ -157,18 +157,27 @@ export class Destination {
 
   readonly #counters = new Map<string, { inc(by?: number): void }>();
 
-  /** A cached counter handle: the request path asks for the same few series over and over. */
+  /**
+   * A cached counter handle for `labels` (service, route) plus, for response counters, the status
+   * class and peer region: the request path asks for the same few series over and over.
+   */
   counter(
     stats: Stats,
     name: string,
     help: string,
-    labels: Record<string, string>,
+    labels: { service: string; route: string },
+    code?: string,
+    peerRegion?: string,
   ): { inc(by?: number): void } {
-    let key = name;
-    for (const k in labels) key += `\u0000${labels[k]}`;
+    const key =
+      code === undefined ? `${name} ${labels.route}` : `${name} ${labels.route} ${code} ${peerRegion ?? ''}`;
     let c = this.#counters.get(key);
     if (!c) {
-      c = stats.counter(name, help, labels);
+      c = stats.counter(
+        name,
+        help,
+        code === undefined ? { ...labels } : { ...labels, code, peer_region: peerRegion ?? '' },
+      );
       this.#counters.set(key, c);
     }
     return c;

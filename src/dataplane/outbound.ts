@@ -531,13 +531,15 @@ function grantRetry(dest: Destination, ctx: OutboundContext): boolean {
   return true;
 }
 
-function explainHeaders(
+/** Adds the headers that say how the answer was produced. */
+function explain(
   ctx: OutboundContext,
   dest: Destination,
+  out: OutgoingHttpHeaders,
   attempts: number,
   picked: Picked | undefined,
 ): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = { [H.attempts]: String(attempts) };
+  out[H.attempts] = ATTEMPTS[attempts] ?? String(attempts);
   if (picked) {
     out[H.servedBy] = servedBy(picked);
     if (picked.priority > 0 || picked.panic) {
@@ -549,6 +551,8 @@ function explainHeaders(
   return out;
 }
 
+const ATTEMPTS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '10'];
+
 function commit(
   ctx: OutboundContext,
   dest: Destination,
@@ -559,25 +563,27 @@ function commit(
     requestId: string;
     attempts: number;
     picked: Picked;
-    labels: Record<string, string>;
+    labels: { service: string; route: string };
     cacheable: boolean;
     authority: string;
     path: string;
   },
 ): void {
-  const headers = endToEnd(result.headers);
-  Object.assign(headers, explainHeaders(ctx, dest, info.attempts, info.picked));
+  const headers = explain(ctx, dest, endToEnd(result.headers), info.attempts, info.picked);
   // A gateway knows the zone that served; keep its more precise answer.
   if (result.headers[H.servedBy] !== undefined) headers[H.servedBy] = result.headers[H.servedBy];
   appendHeader(headers, 'via', ctx.via);
   // The correlation id goes back to the caller too, so a client can quote it.
   headers[H.requestId] ??= info.requestId;
   dest
-    .counter(ctx.stats, 'isthmus_responses_total', 'Responses by status class.', {
-      ...info.labels,
-      code: STATUS_CLASS[Math.floor(result.status / 100)] ?? 'other',
-      peer_region: info.picked.endpoint.locality.region,
-    })
+    .counter(
+      ctx.stats,
+      'isthmus_responses_total',
+      'Responses by status class.',
+      info.labels,
+      STATUS_CLASS[Math.floor(result.status / 100)] ?? 'other',
+      info.picked.endpoint.locality.region,
+    )
     .inc();
   if (info.picked.priority > 0)
     ctx.stats.inc(

@@ -43,7 +43,12 @@ function connectionTokens(value: string | string[] | undefined): string[] {
 
 /** Copies end-to-end headers: drops hop-by-hop ones and any the `Connection` header names. */
 export function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const listed = connectionTokens(headers.connection);
+  const connection = headers.connection;
+  // The usual values list no other header: skip the parsing.
+  const listed =
+    connection === undefined || connection === 'keep-alive' || connection === 'close'
+      ? []
+      : connectionTokens(connection);
   const out: OutgoingHttpHeaders = {};
   for (const name in headers) {
     if (HOP_BY_HOP.has(name) || (listed.length > 0 && listed.includes(name))) continue;
