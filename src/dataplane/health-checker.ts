@@ -1,4 +1,4 @@
-import { request, type Dispatcher } from 'undici';
+import http from 'node:http';
 import { parseDurationMs } from '../core/units.js';
 import type { Random } from '../core/random.js';
 import type { EffectiveTraffic } from '../model/settings.js';
@@ -29,7 +29,6 @@ export class HealthChecker {
     endpoints: readonly Endpoint[],
     private readonly onChange: (endpointId: string, healthy: boolean) => void,
     private readonly random: Random,
-    private readonly dispatcher?: Dispatcher,
   ) {
     this.#intervalMs = parseDurationMs(settings.interval);
     this.#timeoutMs = parseDurationMs(settings.timeout);
@@ -57,20 +56,26 @@ export class HealthChecker {
 
   async #check(t: Target): Promise<void> {
     const { address, port } = t.endpoint;
-    const host = address.includes(':') ? `[${address}]` : address;
-    let ok = false;
-    try {
-      const res = await request(`http://${host}:${port}${this.settings.path}`, {
-        method: 'GET',
-        headers: { 'user-agent': 'isthmus-health-check', 'isthmus-health-check': '1' },
-        signal: AbortSignal.timeout(this.#timeoutMs),
-        ...(this.dispatcher && { dispatcher: this.dispatcher }),
-      });
-      await res.body.dump();
-      ok = res.statusCode < this.settings.unhealthyStatusMin;
-    } catch {
-      ok = false;
-    }
+    const host = address;
+    const ok = await new Promise<boolean>((resolve) => {
+      // node:http is enough for a probe every few seconds; the request path's pools stay untouched.
+      const req = http.get(
+        {
+          host,
+          port,
+          path: this.settings.path,
+          headers: { 'user-agent': 'isthmus-health-check', 'isthmus-health-check': '1' },
+          timeout: this.#timeoutMs,
+          agent: false,
+        },
+        (res) => {
+          res.resume();
+          resolve((res.statusCode ?? 600) < this.settings.unhealthyStatusMin);
+        },
+      );
+      req.once('timeout', () => req.destroy(new Error('health check timed out')));
+      req.once('error', () => resolve(false));
+    });
     if (this.#stopped) return;
     if (ok) {
       t.consecutiveOk++;

@@ -111,3 +111,75 @@ spec:
     assert.equal(usApp.take().length, 0, 'a gateway never sends traffic on to another region');
   });
 });
+
+describe('active health checks', () => {
+  let a: FakeUpstream;
+  let b: FakeUpstream;
+  let proxy: Proxy;
+  let cleanup: () => Promise<void>;
+
+  before(async () => {
+    [a, b] = await Promise.all([FakeUpstream.start('a'), FakeUpstream.start('b')]);
+    const m = await meshDir({
+      'mesh.yaml': `${API}
+kind: Region
+metadata: {name: us-east}
+spec:
+  zones: [{name: us-east-a}, {name: us-east-b}]
+---
+${API}
+kind: Service
+metadata: {name: catalog}
+spec:
+  ports: [{name: http, port: 8080}]
+---
+${API}
+kind: Service
+metadata: {name: frontend}
+spec:
+  ports: [{name: http, port: 8080}]
+---
+${API}
+kind: TrafficPolicy
+metadata: {name: checks}
+spec:
+  targetRef: {kind: Mesh}
+  healthChecks: {enabled: true, interval: 100ms, timeout: 50ms, unhealthyThreshold: 2, healthyThreshold: 2}
+`,
+    });
+    cleanup = m.cleanup;
+    proxy = await startProxy({
+      locality: 'us-east/us-east-a',
+      resources: m.dir,
+      endpoints: [
+        { service: 'catalog', port: a.port, locality: 'us-east/us-east-a' },
+        { service: 'catalog', port: b.port, locality: 'us-east/us-east-b' },
+      ],
+    });
+  });
+  after(async () => {
+    await proxy.stop();
+    await Promise.all([a, b].map((f) => f.stop()));
+    await cleanup();
+  });
+
+  it('moves traffic off an endpoint that fails its checks before any request fails, and back', async () => {
+    assert.equal(
+      (await call(proxy.addresses.outbound!, { host: 'catalog', path: '/' })).headers['x-served-by'],
+      'a',
+    );
+    a.healthStatus = 503;
+    await new Promise((r) => setTimeout(r, 600));
+    a.take();
+    for (let i = 0; i < 5; i++) {
+      const r = await call(proxy.addresses.outbound!, { host: 'catalog', path: '/' });
+      assert.equal(r.headers['x-served-by'], 'b');
+      assert.equal(r.headers['isthmus-attempts'], '1', 'no request had to fail first');
+    }
+    assert.equal(a.take().length, 0);
+    a.healthStatus = 200;
+    await new Promise((r) => setTimeout(r, 800));
+    const back = await call(proxy.addresses.outbound!, { host: 'catalog', path: '/' });
+    assert.equal(back.headers['x-served-by'], 'a');
+  });
+});

@@ -27,6 +27,8 @@ export interface SeenRequest {
  */
 export class FakeUpstream {
   behavior: Behavior = { kind: 'ok' };
+  /** Status of `GET /healthz`, independent of `behavior` (200 by default). */
+  healthStatus = 200;
   readonly seen: SeenRequest[] = [];
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
@@ -65,6 +67,12 @@ export class FakeUpstream {
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
+    // Health checks are answered apart and not recorded: tests count application requests.
+    if (req.url === '/healthz') {
+      res.writeHead(this.healthStatus, { 'content-type': 'text/plain' });
+      res.end(String(this.healthStatus));
+      return;
+    }
     this.seen.push({
       method: req.method ?? '',
       url: req.url ?? '',

@@ -1,7 +1,12 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { Agent, type Dispatcher } from 'undici';
+import { createRequire } from 'node:module';
+import type { Agent as UndiciAgent, Dispatcher } from 'undici';
 import type { Endpoint, FailureKind } from '../endpoint.js';
+
+// Only undici's Agent: the package index also loads fetch, WebSocket, caches and mocks, which cost
+// a proxy ~10 MB of memory for nothing.
+const Agent = createRequire(import.meta.url)('undici/lib/dispatcher/agent.js') as typeof UndiciAgent;
 
 /** What one attempt produced before anything was sent to the client. */
 export type AttemptResult =
@@ -78,7 +83,7 @@ export function classify(err: Error): Exclude<FailureKind, 'status'> {
  * accepts the response. Built on undici's dispatcher API so no body is buffered by the pool.
  */
 export class UpstreamPool {
-  readonly #agent: Agent;
+  readonly #agent: UndiciAgent;
 
   constructor(options: {
     connectTimeoutMs: number;
