@@ -156,6 +156,18 @@ export class Destination {
   }
 
   readonly #counters = new Map<string, { inc(by?: number): void }>();
+  readonly #labels = new Map<string, { readonly service: string; readonly route: string }>();
+
+  /** Metric labels of a route (shared, frozen: built once per route, not per request). */
+  labels(route: string | undefined): { readonly service: string; readonly route: string } {
+    const key = route ?? '';
+    let l = this.#labels.get(key);
+    if (!l) {
+      l = Object.freeze({ service: this.name, route: key });
+      this.#labels.set(key, l);
+    }
+    return l;
+  }
 
   /**
    * A cached counter handle for `labels` (service, route) plus, for response counters, the status

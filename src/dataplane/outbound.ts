@@ -122,7 +122,7 @@ export async function serveOutbound(
   const method = req.method ?? 'GET';
   const route = dest.routes.match(method, target.path);
   const policy = dest.policy(route);
-  const labels = { service: dest.name, route: route ?? '' };
+  const labels = dest.labels(route);
   dest.counter(stats, 'isthmus_requests_total', 'Requests received per destination and route.', labels).inc();
 
   const requestId = first(req.headers[H.requestId]) ?? randomUUID();
