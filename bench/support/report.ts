@@ -27,6 +27,8 @@ export interface PeerResult {
   cpuBusyPercent: Record<string, number>;
   /** CPU used by processes outside the benchmark during the run, percent of one core. */
   foreignCpuPercent: number;
+  /** req/s of every round, in order; the figures above are from the median round. */
+  roundsRps?: number[];
 }
 
 export interface AddedLatency {
@@ -112,6 +114,11 @@ export function formatReport(
   const line = (cells: readonly string[]) =>
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
   const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
+  if (results.some((r) => (r.roundsRps?.length ?? 0) > 1)) {
+    out.push('req/s by round (figures above are from each peer’s median round):');
+    for (const r of results)
+      out.push(`  ${PEER_LABEL[r.peer].padEnd(widths[0] ?? 0)}  ${(r.roundsRps ?? []).join(' / ')}`);
+  }
 
   // A proxy that did not keep its core busy was held back by the load generator's core instead.
   for (const r of results) {
