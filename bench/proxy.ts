@@ -287,7 +287,14 @@ class Bench {
     await writeFile(path.join(dir, 'mesh', 'mesh.yaml'), isthmusMesh());
     const bootstrap = path.join(dir, 'bootstrap.yaml');
     await writeFile(bootstrap, isthmusBootstrap('mesh', this.#upstreamPort));
-    const node = await startNode(this.#procs, 'isthmus', [isthmusMain, 'proxy', '--config', bootstrap]);
+    // The same V8 flag the `isthmus` bin's shebang sets (src/cli/main.ts).
+    const node = await startNode(this.#procs, 'isthmus', [
+      '--max-semi-space-size=4',
+      isthmusMain,
+      'proxy',
+      '--config',
+      bootstrap,
+    ]);
     const listeners = node.ready.listeners as Record<string, string> | undefined;
     const address = listeners?.outbound;
     const admin = listeners?.admin;
