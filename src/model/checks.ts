@@ -26,6 +26,7 @@ export function checkMesh(loaded: readonly LoadedResource[], rejected: readonly 
   checkExternalServices(index, out);
   checkTargets(index, out);
   checkConflicts(index, out);
+  checkRouteLevel(index, out);
   checkEffective(index, out);
   return out.sorted();
 }
@@ -313,6 +314,42 @@ function checkTargets(index: MeshIndex, out: Reporter) {
     if (ref.kind === 'Mesh') checkUnusedTargetFields(out, policy, ref, []);
     if (ref.kind === 'Service' && ref.name !== undefined && !index.services.has(ref.name))
       dangling(out, policy, ['spec', 'targetRef', 'name'], 'service', ref.name, index.services.keys());
+  }
+}
+
+/**
+ * Settings the proxy keeps per destination (connection limits, budgets, balancing, health, cache
+ * sizes), or per local service (idempotency): a route-level value for them would be silently
+ * unused, so it is flagged.
+ */
+const PER_DESTINATION = [
+  'circuitBreaker',
+  'outlierDetection',
+  'localityFailover',
+  'healthChecks',
+  'retries.budget',
+  'retries.crossRegion',
+  'fallback.staleIfError.maxEntries',
+  'fallback.staleIfError.maxBytes',
+  'fallback.staleIfError.maxEntryBytes',
+  'idempotency',
+  'degradation',
+];
+
+function checkRouteLevel(index: MeshIndex, out: Reporter) {
+  for (const policy of index.trafficPolicies) {
+    if (policy.resource.spec.targetRef.kind !== 'Route') continue;
+    for (const section of PER_DESTINATION) {
+      const fieldPath = ['spec', ...section.split('.')];
+      if (getIn(policy.resource, fieldPath) === undefined) continue;
+      out.add(policy, fieldPath, {
+        severity: 'warning',
+        rule: 'not-per-route',
+        atKey: true,
+        message: `${section} has no effect in a route-level policy: the proxy keeps it per destination service`,
+        hint: 'move it to a policy with targetRef.kind Service (or Mesh)',
+      });
+    }
   }
 }
 

@@ -34,6 +34,7 @@ export const RULES = {
   'inconsistent-settings':
     'Merged settings contradict each other (error), or one silently caps another (warning).',
   'missing-home-region': 'Strong consistency on a service without a home region.',
+  'not-per-route': 'A per-destination setting in a route-level policy, where it has no effect (warning).',
   invalid: 'Any other schema violation.',
 } as const;
 

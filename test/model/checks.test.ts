@@ -213,6 +213,23 @@ describe('cross-resource checks', () => {
     );
   });
 
+  it('warns about per-destination settings in a route-level policy, where they would be unused', () => {
+    const text = yamlStream(
+      service('svc', '  routes: [{name: r, match: {methods: [GET]}}]'),
+      trafficPolicy(
+        'route',
+        '{kind: Route, service: svc, name: r}',
+        '  retries: {maxAttempts: 2, budget: {ratio: 0.5}}\n  circuitBreaker: {maxRequests: 10}',
+      ),
+    );
+    const got = problems(text);
+    assert.deepEqual(got.map((p) => [p.rule, p.severity, p.path]).sort(), [
+      ['not-per-route', 'warning', 'spec.circuitBreaker'],
+      ['not-per-route', 'warning', 'spec.retries.budget'],
+    ]);
+    assert.equal(validateText(text).ok, true);
+  });
+
   it('reports warnings without failing validation', () => {
     const text = yamlStream(
       service('svc', '  routes:\n    - {name: all, match: {}}\n    - {name: x, match: {path: {exact: /x}}}'),
