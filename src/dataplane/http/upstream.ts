@@ -196,20 +196,27 @@ export class UpstreamPool {
         },
       };
 
-      this.#agent.dispatch(
-        {
-          origin,
-          path: request.path,
-          method: request.method,
-          headers: request.headers as Record<string, string | string[]>,
-          body: request.body,
-          // We decide about retries; undici must never replay a request by itself.
-          idempotent: false,
-          headersTimeout: request.timeoutMs,
-          blocking: true,
-        },
-        handler,
-      );
+      try {
+        this.#agent.dispatch(
+          {
+            origin,
+            path: request.path,
+            method: request.method,
+            headers: request.headers as Record<string, string | string[]>,
+            body: request.body,
+            // We decide about retries; undici must never replay a request by itself.
+            idempotent: false,
+            headersTimeout: request.timeoutMs,
+            blocking: true,
+          },
+          handler,
+        );
+      } catch (err) {
+        // undici rejects some requests synchronously (a header value it will not send, a closed
+        // pool): an attempt that failed before anything was sent, never an exception to the caller.
+        const error = err instanceof Error ? err : new Error(String(err));
+        settle({ kind: 'failed', failure: 'connect-failure', error });
+      }
     });
   }
 
