@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Proxy } from '../../src/dataplane/proxy.js';
 import { FakeUpstream } from '../support/fake-upstream.js';
+import { service } from '../support/mesh-fixtures.js';
 import { call, meshDir, startProxy } from '../support/proxy-harness.js';
 
 const API = 'apiVersion: isthmus.dev/v1alpha1';
@@ -39,17 +40,9 @@ spec:
   zones: [{name: eu-west-a}, {name: eu-west-b}]
   gateway: {address: 127.0.0.1, port: ${gatewayPort}}
 ---
-${API}
-kind: Service
-metadata: {name: catalog}
-spec:
-  ports: [{name: http, port: 8080}]
+${service('catalog').trim()}
 ---
-${API}
-kind: Service
-metadata: {name: frontend}
-spec:
-  ports: [{name: http, port: 8080}]
+${service('frontend').trim()}
 ---
 ${API}
 kind: TrafficPolicy
@@ -127,17 +120,9 @@ metadata: {name: us-east}
 spec:
   zones: [{name: us-east-a}, {name: us-east-b}]
 ---
-${API}
-kind: Service
-metadata: {name: catalog}
-spec:
-  ports: [{name: http, port: 8080}]
+${service('catalog').trim()}
 ---
-${API}
-kind: Service
-metadata: {name: frontend}
-spec:
-  ports: [{name: http, port: 8080}]
+${service('frontend').trim()}
 ---
 ${API}
 kind: TrafficPolicy

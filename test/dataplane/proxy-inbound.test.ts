@@ -4,6 +4,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Proxy } from '../../src/dataplane/proxy.js';
 import { FakeUpstream } from '../support/fake-upstream.js';
+import { service } from '../support/mesh-fixtures.js';
 import { call, meshDir, startProxy } from '../support/proxy-harness.js';
 
 const API = 'apiVersion: isthmus.dev/v1alpha1';
@@ -15,11 +16,7 @@ metadata: {name: us-east}
 spec:
   zones: [{name: us-east-a}]
 ---
-${API}
-kind: Service
-metadata: {name: frontend}
-spec:
-  ports: [{name: http, port: 8080}]
+${service('frontend').trim()}
 ---
 ${API}
 kind: Service

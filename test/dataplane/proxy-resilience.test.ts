@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Proxy } from '../../src/dataplane/proxy.js';
 import { FakeUpstream } from '../support/fake-upstream.js';
+import { service } from '../support/mesh-fixtures.js';
 import { call, meshDir, raw, startProxy } from '../support/proxy-harness.js';
 
 const API = 'apiVersion: isthmus.dev/v1alpha1';
@@ -14,29 +15,13 @@ metadata: {name: us-east}
 spec:
   zones: [{name: us-east-a}]
 ---
-${API}
-kind: Service
-metadata: {name: catalog}
-spec:
-  ports: [{name: http, port: 8080}]
+${service('catalog').trim()}
 ---
-${API}
-kind: Service
-metadata: {name: recs}
-spec:
-  ports: [{name: http, port: 8080}]
+${service('recs').trim()}
 ---
-${API}
-kind: Service
-metadata: {name: slow}
-spec:
-  ports: [{name: http, port: 8080}]
+${service('slow').trim()}
 ---
-${API}
-kind: Service
-metadata: {name: frontend}
-spec:
-  ports: [{name: http, port: 8080}]
+${service('frontend').trim()}
 ---
 ${API}
 kind: TrafficPolicy
