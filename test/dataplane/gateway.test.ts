@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Proxy } from '../../src/dataplane/proxy.js';
-import { FakeUpstream } from '../support/fake-upstream.js';
+import type { FakeUpstream } from '../support/fake-upstream.js';
 import { service } from '../support/mesh-fixtures.js';
-import { call, meshDir, startProxy } from '../support/proxy-harness.js';
+import { call, TestLab } from '../support/proxy-harness.js';
 
 const API = 'apiVersion: isthmus.dev/v1alpha1';
 
@@ -17,14 +17,10 @@ describe('gateway', () => {
   let usApp: FakeUpstream;
   let gateway: Proxy;
   let sidecar: Proxy;
-  let cleanups: (() => Promise<void>)[] = [];
+  const lab = new TestLab();
 
   before(async () => {
-    [euA, euB, usApp] = await Promise.all([
-      FakeUpstream.start('eu-a'),
-      FakeUpstream.start('eu-b'),
-      FakeUpstream.start('us-app'),
-    ]);
+    [euA, euB, usApp] = await lab.upstreams('eu-a', 'eu-b', 'us-app');
     const resources = (gatewayPort: number) => ({
       'mesh.yaml': `${API}
 kind: Region
@@ -59,27 +55,21 @@ spec:
       { service: 'catalog', port: euB.port, locality: 'eu-west/eu-west-b' },
     ];
     // The gateway's own port is only known once it listens: start it with a placeholder mesh.
-    const gwMesh = await meshDir(resources(1));
-    cleanups.push(gwMesh.cleanup);
-    gateway = await startProxy({
+    gateway = await lab.proxy({
       name: 'gw-eu-west',
       mode: 'gateway',
       locality: 'eu-west/eu-west-a',
-      resources: gwMesh.dir,
+      resources: await lab.mesh(resources(1)),
       endpoints,
     });
     const gatewayPort = Number(gateway.addresses.gateway!.split(':')[1]);
-    const sidecarMesh = await meshDir(resources(gatewayPort));
-    cleanups.push(sidecarMesh.cleanup);
-    sidecar = await startProxy({ locality: 'us-east/us-east-a', resources: sidecarMesh.dir, endpoints });
+    sidecar = await lab.proxy({
+      locality: 'us-east/us-east-a',
+      resources: await lab.mesh(resources(gatewayPort)),
+      endpoints,
+    });
   });
-  after(async () => {
-    await sidecar.stop();
-    await gateway.stop();
-    await Promise.all([euA, euB, usApp].map((f) => f.stop()));
-    for (const c of cleanups) await c();
-    cleanups = [];
-  });
+  after(() => lab.close());
 
   it('carries traffic to another region through its gateway when the local region fails', async () => {
     usApp.behavior = { kind: 'reset' };
@@ -109,11 +99,11 @@ describe('active health checks', () => {
   let a: FakeUpstream;
   let b: FakeUpstream;
   let proxy: Proxy;
-  let cleanup: () => Promise<void>;
+  const lab = new TestLab();
 
   before(async () => {
-    [a, b] = await Promise.all([FakeUpstream.start('a'), FakeUpstream.start('b')]);
-    const m = await meshDir({
+    [a, b] = await lab.upstreams('a', 'b');
+    const dir = await lab.mesh({
       'mesh.yaml': `${API}
 kind: Region
 metadata: {name: us-east}
@@ -132,21 +122,16 @@ spec:
   healthChecks: {enabled: true, interval: 100ms, timeout: 50ms, unhealthyThreshold: 2, healthyThreshold: 2}
 `,
     });
-    cleanup = m.cleanup;
-    proxy = await startProxy({
+    proxy = await lab.proxy({
       locality: 'us-east/us-east-a',
-      resources: m.dir,
+      resources: dir,
       endpoints: [
         { service: 'catalog', port: a.port, locality: 'us-east/us-east-a' },
         { service: 'catalog', port: b.port, locality: 'us-east/us-east-b' },
       ],
     });
   });
-  after(async () => {
-    await proxy.stop();
-    await Promise.all([a, b].map((f) => f.stop()));
-    await cleanup();
-  });
+  after(() => lab.close());
 
   it('moves traffic off an endpoint that fails its checks before any request fails, and back', async () => {
     assert.equal(

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { request } from 'undici';
 import { parseBootstrap } from '../../src/dataplane/bootstrap.js';
 import { Proxy } from '../../src/dataplane/proxy.js';
+import { FakeUpstream } from './fake-upstream.js';
 
 /** A temporary folder of mesh resources, removed by `cleanup`. */
 export async function meshDir(
@@ -119,4 +120,41 @@ export async function raw(address: string, text: string, waitMs = 2000): Promise
     });
     socket.write(text);
   });
+}
+
+/**
+ * What a test suite starts — fake upstreams, resource folders, proxies — stopped in reverse order
+ * by one `close()` (proxies before the upstreams they call), so suites need no cleanup code.
+ */
+export class TestLab {
+  #closers: (() => Promise<void>)[] = [];
+
+  async upstream(name: string, host?: string): Promise<FakeUpstream> {
+    const f = await FakeUpstream.start(name, host);
+    this.#closers.push(() => f.stop());
+    return f;
+  }
+
+  async upstreams<const N extends readonly string[]>(...names: N): Promise<{ [K in keyof N]: FakeUpstream }> {
+    return (await Promise.all(names.map((n) => this.upstream(n)))) as { [K in keyof N]: FakeUpstream };
+  }
+
+  /** A folder holding `files`; returns its path. */
+  async mesh(files: Record<string, string>): Promise<string> {
+    const m = await meshDir(files);
+    this.#closers.push(m.cleanup);
+    return m.dir;
+  }
+
+  async proxy(input: Parameters<typeof startProxy>[0]): Promise<Proxy> {
+    const p = await startProxy(input);
+    this.#closers.push(() => p.stop());
+    return p;
+  }
+
+  async close(): Promise<void> {
+    const closers = this.#closers.reverse();
+    this.#closers = [];
+    for (const c of closers) await c();
+  }
 }
