@@ -3,9 +3,9 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Proxy } from '../../src/dataplane/proxy.js';
-import { FakeUpstream } from '../support/fake-upstream.js';
+import type { FakeUpstream } from '../support/fake-upstream.js';
 import { service } from '../support/mesh-fixtures.js';
-import { call, meshDir, startProxy } from '../support/proxy-harness.js';
+import { call, TestLab } from '../support/proxy-harness.js';
 
 const API = 'apiVersion: isthmus.dev/v1alpha1';
 
@@ -43,34 +43,28 @@ describe('proxy: inbound side', () => {
   let app: FakeUpstream;
   let ordersSidecar: Proxy;
   let frontendSidecar: Proxy;
-  let cleanup: () => Promise<void>;
+  const lab = new TestLab();
 
   before(async () => {
-    app = await FakeUpstream.start('orders-app');
-    const m = await meshDir(files);
-    cleanup = m.cleanup;
-    ordersSidecar = await startProxy({
+    app = await lab.upstream('orders-app');
+    const dir = await lab.mesh(files);
+    ordersSidecar = await lab.proxy({
       name: 'orders-1',
       service: 'orders',
       locality: 'us-east/us-east-a',
-      resources: m.dir,
+      resources: dir,
       endpoints: [],
       inboundApp: app.port,
     });
     const inboundPort = Number(ordersSidecar.addresses.inbound!.split(':')[1]);
-    frontendSidecar = await startProxy({
+    frontendSidecar = await lab.proxy({
       name: 'frontend-1',
       locality: 'us-east/us-east-a',
-      resources: m.dir,
+      resources: dir,
       endpoints: [{ service: 'orders', port: inboundPort, locality: 'us-east/us-east-a' }],
     });
   });
-  after(async () => {
-    await frontendSidecar.stop();
-    await ordersSidecar.stop();
-    await app.stop();
-    await cleanup();
-  });
+  after(() => lab.close());
 
   it('applies a write with an Idempotency-Key once and replays its response', async () => {
     app.take();

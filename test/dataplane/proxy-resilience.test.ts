@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Proxy } from '../../src/dataplane/proxy.js';
-import { FakeUpstream } from '../support/fake-upstream.js';
+import type { FakeUpstream } from '../support/fake-upstream.js';
 import { service } from '../support/mesh-fixtures.js';
-import { call, meshDir, raw, startProxy } from '../support/proxy-harness.js';
+import { call, raw, TestLab } from '../support/proxy-harness.js';
 
 const API = 'apiVersion: isthmus.dev/v1alpha1';
 
@@ -57,19 +57,18 @@ describe('proxy: fallbacks, shedding, budgets', () => {
   let recs: FakeUpstream;
   let slow: FakeUpstream;
   let proxy: Proxy;
-  let cleanup: () => Promise<void>;
+  const lab = new TestLab();
 
   before(async () => {
     [catalog, recs, slow] = await Promise.all([
-      FakeUpstream.start('catalog'),
-      FakeUpstream.start('recs'),
-      FakeUpstream.start('slow'),
+      lab.upstream('catalog'),
+      lab.upstream('recs'),
+      lab.upstream('slow'),
     ]);
-    const m = await meshDir(mesh(''));
-    cleanup = m.cleanup;
-    proxy = await startProxy({
+    const dir = await lab.mesh(mesh(''));
+    proxy = await lab.proxy({
       locality: 'us-east/us-east-a',
-      resources: m.dir,
+      resources: dir,
       endpoints: [
         { service: 'catalog', port: catalog.port, locality: 'us-east/us-east-a' },
         { service: 'recs', port: recs.port, locality: 'us-east/us-east-a' },
@@ -77,11 +76,7 @@ describe('proxy: fallbacks, shedding, budgets', () => {
       ],
     });
   });
-  after(async () => {
-    await proxy.stop();
-    await Promise.all([catalog, recs, slow].map((f) => f.stop()));
-    await cleanup();
-  });
+  after(() => lab.close());
 
   it('serves the last good response of a read, marked stale, when every attempt fails', async () => {
     catalog.behavior = { kind: 'ok', body: '{"products":[1,2,3]}' };
@@ -169,13 +164,13 @@ describe('proxy: CONNECT egress', () => {
   let tcp: Server;
   let tcpPort = 0;
   let proxy: Proxy;
-  let cleanup: () => Promise<void>;
+  const lab = new TestLab();
 
   before(async () => {
     tcp = createServer((s) => s.end('hello from outside'));
     await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', () => r()));
     tcpPort = (tcp.address() as { port: number }).port;
-    const m = await meshDir(
+    const dir = await lab.mesh(
       mesh(`---
 ${API}
 kind: ExternalService
@@ -185,13 +180,11 @@ spec:
   ports: [${tcpPort}]
   protocol: tls`),
     );
-    cleanup = m.cleanup;
-    proxy = await startProxy({ locality: 'us-east/us-east-a', resources: m.dir, endpoints: [] });
+    proxy = await lab.proxy({ locality: 'us-east/us-east-a', resources: dir, endpoints: [] });
   });
   after(async () => {
-    await proxy.stop();
+    await lab.close();
     tcp.close();
-    await cleanup();
   });
 
   it('tunnels to a declared external service and refuses anything else', async () => {
@@ -213,11 +206,11 @@ describe('proxy: hedging', () => {
   let fast: FakeUpstream;
   let stuck: FakeUpstream;
   let proxy: Proxy;
-  let cleanup: () => Promise<void>;
+  const lab = new TestLab();
 
   before(async () => {
-    [fast, stuck] = await Promise.all([FakeUpstream.start('fast'), FakeUpstream.start('stuck')]);
-    const m = await meshDir(
+    [fast, stuck] = await Promise.all([lab.upstream('fast'), lab.upstream('stuck')]);
+    const dir = await lab.mesh(
       mesh(`---
 ${API}
 kind: TrafficPolicy
@@ -228,21 +221,16 @@ spec:
   timeouts: {perTry: 900ms, overall: 1s}
   retries: {maxAttempts: 1}`),
     );
-    cleanup = m.cleanup;
-    proxy = await startProxy({
+    proxy = await lab.proxy({
       locality: 'us-east/us-east-a',
-      resources: m.dir,
+      resources: dir,
       endpoints: [
         { service: 'catalog', port: fast.port, locality: 'us-east/us-east-a' },
         { service: 'catalog', port: stuck.port, locality: 'us-east/us-east-a' },
       ],
     });
   });
-  after(async () => {
-    await proxy.stop();
-    await Promise.all([fast, stuck].map((f) => f.stop()));
-    await cleanup();
-  });
+  after(() => lab.close());
 
   it('answers a read from a second endpoint when the first is slower than usual', async () => {
     // Learn the usual latency, with the soon-stuck endpoint the faster one so primaries go there;
@@ -287,24 +275,19 @@ spec:
 describe('proxy: slow senders and admission', () => {
   let app: FakeUpstream;
   let proxy: Proxy;
-  let cleanup: () => Promise<void>;
+  const lab = new TestLab();
 
   before(async () => {
-    app = await FakeUpstream.start('catalog');
-    const m = await meshDir(mesh(''));
-    cleanup = m.cleanup;
-    proxy = await startProxy({
+    app = await lab.upstream('catalog');
+    const dir = await lab.mesh(mesh(''));
+    proxy = await lab.proxy({
       locality: 'us-east/us-east-a',
-      resources: m.dir,
+      resources: dir,
       endpoints: [{ service: 'catalog', port: app.port, locality: 'us-east/us-east-a' }],
       extra: '  limits: {headersTimeout: 300ms, maxInflight: 2}',
     });
   });
-  after(async () => {
-    await proxy.stop();
-    await app.stop();
-    await cleanup();
-  });
+  after(() => lab.close());
 
   it('answers 408 to a client that does not finish its headers in time', async () => {
     const started = Date.now();
@@ -339,11 +322,11 @@ describe('proxy: slow senders and admission', () => {
 describe('proxy: deadline-aware retries', () => {
   let app: FakeUpstream;
   let proxy: Proxy;
-  let cleanup: () => Promise<void>;
+  const lab = new TestLab();
 
   before(async () => {
-    app = await FakeUpstream.start('catalog');
-    const m = await meshDir(
+    app = await lab.upstream('catalog');
+    const dir = await lab.mesh(
       mesh(`---
 ${API}
 kind: TrafficPolicy
@@ -353,18 +336,13 @@ spec:
   timeouts: {perTry: 700ms, overall: 800ms}
   fallback: {staleIfError: {enabled: false}}`),
     );
-    cleanup = m.cleanup;
-    proxy = await startProxy({
+    proxy = await lab.proxy({
       locality: 'us-east/us-east-a',
-      resources: m.dir,
+      resources: dir,
       endpoints: [{ service: 'catalog', port: app.port, locality: 'us-east/us-east-a' }],
     });
   });
-  after(async () => {
-    await proxy.stop();
-    await app.stop();
-    await cleanup();
-  });
+  after(() => lab.close());
 
   it('does not start a retry the remaining deadline cannot finish', async () => {
     app.behavior = { kind: 'ok', delayMs: 400 };

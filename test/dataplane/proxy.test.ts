@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Proxy } from '../../src/dataplane/proxy.js';
-import { FakeUpstream } from '../support/fake-upstream.js';
-import { call, meshDir, raw, startProxy } from '../support/proxy-harness.js';
+import type { FakeUpstream } from '../support/fake-upstream.js';
+import { call, raw, TestLab } from '../support/proxy-harness.js';
 
 const API = 'apiVersion: isthmus.dev/v1alpha1';
 
@@ -73,20 +73,19 @@ describe('proxy: locality failover and retries', () => {
   let euWest: FakeUpstream;
   let apSouth: FakeUpstream;
   let proxy: Proxy;
-  let cleanup: () => Promise<void>;
+  const lab = new TestLab();
 
   before(async () => {
     [zoneA, zoneB, euWest, apSouth] = await Promise.all([
-      FakeUpstream.start('us-east-a'),
-      FakeUpstream.start('us-east-b'),
-      FakeUpstream.start('gw-eu-west'),
-      FakeUpstream.start('gw-ap-south'),
+      lab.upstream('us-east-a'),
+      lab.upstream('us-east-b'),
+      lab.upstream('gw-eu-west'),
+      lab.upstream('gw-ap-south'),
     ]);
-    const mesh = await meshDir(meshFiles({ euWest: euWest.port, apSouth: apSouth.port }));
-    cleanup = mesh.cleanup;
-    proxy = await startProxy({
+    const dir = await lab.mesh(meshFiles({ euWest: euWest.port, apSouth: apSouth.port }));
+    proxy = await lab.proxy({
       locality: 'us-east/us-east-a',
-      resources: mesh.dir,
+      resources: dir,
       endpoints: [
         { service: 'catalog', port: zoneA.port, locality: 'us-east/us-east-a' },
         { service: 'catalog', port: zoneB.port, locality: 'us-east/us-east-b' },
@@ -97,11 +96,7 @@ describe('proxy: locality failover and retries', () => {
       ],
     });
   });
-  after(async () => {
-    await proxy.stop();
-    await Promise.all([zoneA, zoneB, euWest, apSouth].map((f) => f.stop()));
-    await cleanup();
-  });
+  after(() => lab.close());
 
   const reset = () => {
     for (const f of [zoneA, zoneB, euWest, apSouth]) {
@@ -246,11 +241,11 @@ describe('proxy: failback after a region heals', () => {
   let local: FakeUpstream;
   let euWest: FakeUpstream;
   let proxy: Proxy;
-  let cleanup: () => Promise<void>;
+  const lab = new TestLab();
 
   before(async () => {
-    [local, euWest] = await Promise.all([FakeUpstream.start('us-east-a'), FakeUpstream.start('gw-eu-west')]);
-    const mesh = await meshDir(
+    [local, euWest] = await Promise.all([lab.upstream('us-east-a'), lab.upstream('gw-eu-west')]);
+    const dir = await lab.mesh(
       meshFiles(
         { euWest: euWest.port, apSouth: 9 },
         `---
@@ -265,21 +260,16 @@ spec:
     failback: {slowStart: 400ms}`,
       ),
     );
-    cleanup = mesh.cleanup;
-    proxy = await startProxy({
+    proxy = await lab.proxy({
       locality: 'us-east/us-east-a',
-      resources: mesh.dir,
+      resources: dir,
       endpoints: [
         { service: 'catalog', port: local.port, locality: 'us-east/us-east-a' },
         { service: 'catalog', port: 9, locality: 'eu-west/eu-west-a' },
       ],
     });
   });
-  after(async () => {
-    await proxy.stop();
-    await Promise.all([local, euWest].map((f) => f.stop()));
-    await cleanup();
-  });
+  after(() => lab.close());
 
   const servedBy = async (n: number) => {
     const counts: Record<string, number> = {};
