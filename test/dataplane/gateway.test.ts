@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Proxy } from '../../src/dataplane/proxy.js';
 import type { FakeUpstream } from '../support/fake-upstream.js';
-import { service } from '../support/mesh-fixtures.js';
+import { region, service } from '../support/mesh-fixtures.js';
 import { call, TestLab } from '../support/proxy-harness.js';
 
 const API = 'apiVersion: isthmus.dev/v1alpha1';
@@ -104,11 +104,7 @@ describe('active health checks', () => {
   before(async () => {
     [a, b] = await lab.upstreams('a', 'b');
     const dir = await lab.mesh({
-      'mesh.yaml': `${API}
-kind: Region
-metadata: {name: us-east}
-spec:
-  zones: [{name: us-east-a}, {name: us-east-b}]
+      'mesh.yaml': `${region('us-east', ['us-east-a', 'us-east-b']).trim()}
 ---
 ${service('catalog').trim()}
 ---

@@ -4,17 +4,13 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Proxy } from '../../src/dataplane/proxy.js';
 import type { FakeUpstream } from '../support/fake-upstream.js';
-import { service } from '../support/mesh-fixtures.js';
+import { region, service } from '../support/mesh-fixtures.js';
 import { call, TestLab } from '../support/proxy-harness.js';
 
 const API = 'apiVersion: isthmus.dev/v1alpha1';
 
 const files = {
-  'mesh.yaml': `${API}
-kind: Region
-metadata: {name: us-east}
-spec:
-  zones: [{name: us-east-a}]
+  'mesh.yaml': `${region('us-east', ['us-east-a']).trim()}
 ---
 ${service('frontend').trim()}
 ---

@@ -3,17 +3,13 @@ import { createServer, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Proxy } from '../../src/dataplane/proxy.js';
 import type { FakeUpstream } from '../support/fake-upstream.js';
-import { service } from '../support/mesh-fixtures.js';
+import { region, service } from '../support/mesh-fixtures.js';
 import { call, raw, TestLab } from '../support/proxy-harness.js';
 
 const API = 'apiVersion: isthmus.dev/v1alpha1';
 
 const mesh = (extra: string) => ({
-  'mesh.yaml': `${API}
-kind: Region
-metadata: {name: us-east}
-spec:
-  zones: [{name: us-east-a}]
+  'mesh.yaml': `${region('us-east', ['us-east-a']).trim()}
 ---
 ${service('catalog').trim()}
 ---
