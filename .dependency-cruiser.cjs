@@ -1,10 +1,11 @@
 // Layering of the Isthmus source tree. A folder may import only from the folders
 // listed as beneath it; `npm test` fails on any other edge and on any import cycle.
-// Order, lowest first: core < model < telemetry < dataplane < controlplane < chaos
+// Order, lowest first: core < model < protocol < telemetry < dataplane < controlplane < chaos
 // < dashboard < lab < cli. See docs/architecture.md.
 const layers = [
   'core',
   'model',
+  'protocol',
   'telemetry',
   'dataplane',
   'controlplane',

@@ -26,19 +26,15 @@ import {
   type Styler,
 } from './format.js';
 
-/** Exit codes: 0 success, 1 the input has problems, 2 the command line is wrong, 70 a bug. */
-export const EXIT = { ok: 0, problems: 1, usage: 2, internal: 70 } as const;
+import { EXIT, Exit, type CommandContext } from './context.js';
+import { addControlPlaneCommands } from './controlplane-commands.js';
+
+export { EXIT };
 
 export interface CliIo {
   version: string;
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
-}
-
-class Exit extends Error {
-  constructor(readonly code: number) {
-    super(`exit ${code}`);
-  }
 }
 
 function locality(text: string): Locality {
@@ -250,6 +246,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         `${opts.config} is a ${bootstrap.spec.mode} bootstrap; run it with \`isthmus ${bootstrap.spec.mode === 'sidecar' ? 'proxy' : 'gateway'}\``,
       );
     }
+    if (opts.check && bootstrap.controlPlane) {
+      out(so.green(`✓ ${opts.config} valid (the mesh resources come from the zone control plane)`));
+      throw new Exit(EXIT.ok);
+    }
     if (opts.check) {
       const result = await validatePaths(bootstrap.resourcePaths);
       const code = report(result, `${opts.config}: the mesh resources it names are invalid`);
@@ -273,18 +273,30 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       }
       throw e;
     }
+    let client: { close(): Promise<void> } | undefined;
+    if (bootstrap.controlPlane) {
+      const { ControlPlaneClient } = await import('../dataplane/control-plane-client.js');
+      const { systemClock } = await import('../core/clock.js');
+      client = new ControlPlaneClient(proxy, bootstrap.controlPlane.zones, {
+        clock: systemClock,
+        log,
+      }).start();
+    }
     log({
       event: 'ready',
       mode,
       name: bootstrap.name,
-      version: proxy.config.version,
+      version: proxy.config?.version ?? null,
       listeners: proxy.addresses,
     });
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         log({ event: 'stopping', signal });
         process.off('SIGHUP', hup);
-        void proxy.stop().then(resolve);
+        void (client?.close() ?? Promise.resolve())
+          .catch(() => undefined)
+          .then(() => proxy.stop())
+          .then(resolve);
       };
       const hup = () => void proxy.reload();
       process.once('SIGTERM', () => stop('SIGTERM'));
@@ -310,6 +322,27 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .requiredOption('-c, --config <file>', 'ProxyBootstrap file with mode: gateway (see docs/proxy.md)')
     .option('--check', 'validate the bootstrap file and the resources it names, then exit')
     .action(runProxy('gateway'));
+
+  const ctx: CommandContext = {
+    out,
+    err,
+    so,
+    se,
+    loadOrExit,
+    runUntilSignal: (stop, log) =>
+      new Promise<void>((resolve) => {
+        const onSignal = (signal: string) => {
+          log({ event: 'stopping', signal });
+          void stop().then(resolve, (e: Error) => {
+            log({ event: 'stop-failed', error: e.message });
+            resolve();
+          });
+        };
+        process.once('SIGTERM', () => onSignal('SIGTERM'));
+        process.once('SIGINT', () => onSignal('SIGINT'));
+      }),
+  };
+  addControlPlaneCommands(program, ctx);
 
   program
     .command('docs', { hidden: true })

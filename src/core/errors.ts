@@ -12,6 +12,15 @@ export const ErrorCodes = {
   ISTHMUS_E_SHED: 'A per-destination limit shed a request (queue full or timed out); answered 503.',
   ISTHMUS_E_ABORTED: 'A request was cancelled by its caller (its AbortSignal fired) while it waited.',
   ISTHMUS_E_BAD_HEADER: 'A header Isthmus reads (deadline, Idempotency-Key) is malformed; answered 400.',
+  ISTHMUS_E_STORE:
+    'The control-plane store cannot be used: file in use or corrupt, etcd unreachable or refusing.',
+  ISTHMUS_E_PROTOCOL:
+    'A control-plane peer sent a message that is malformed, out of order or of an unsupported protocol version.',
+  ISTHMUS_E_NOT_LEADER:
+    'A write reached a global control plane that does not lead; the answer names the leader.',
+  ISTHMUS_E_CONFLICT: 'An apply or rollback was based on a revision that is no longer the latest.',
+  ISTHMUS_E_CORRUPT:
+    'A state file Isthmus wrote (the last-known-good snapshot) is truncated, fails its checksum or is in an unknown format.',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -81,7 +81,9 @@ export function localityBalancers(input: {
         }
       },
       setActiveHealth: (id, healthy) => lb.setActiveHealth(id, healthy),
+      setEndpoints: (list) => lb.setEndpoints(list, tiers),
       expectedLatencyMs: (id) => lb.expectedLatencyMs(id),
+      lastSuccessMs: (id) => lb.lastSuccessMs(id),
       snapshot: () => lb.snapshot(),
       // Cheap (no snapshot): asked on every inbound request for the degradation headers.
       degradedRegions: () => regions.filter((r) => (lb.region(r)?.state ?? 'healthy') !== 'healthy'),

@@ -12,14 +12,17 @@ import { formatPath } from '../model/schema-walk.js';
 import { compileValidator } from '../model/validator.js';
 
 /**
- * The file a proxy or gateway starts from: who it is, where it listens, the mesh resources it
- * applies and, until a control plane delivers them, the endpoints of every service. It is a
- * local file, not a mesh resource: `isthmus validate` does not read it.
+ * The file a proxy or gateway starts from: who it is, where it listens, and where its
+ * configuration comes from — either static mesh resources and endpoint lists (static mode) or a
+ * zone control plane that streams snapshots (`controlPlane`). It is a local file, not a mesh
+ * resource: `isthmus validate` does not read it.
  */
 
 const LOCALITY_PATTERN = '^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:/[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)?$';
 const PORT = '(?:6553[0-5]|655[0-2]\\d|65[0-4]\\d{2}|6[0-4]\\d{3}|[1-5]\\d{4}|\\d{1,4})';
 const HOST_PORT_PATTERN = `^(?:\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):${PORT}$`;
+
+const ZONE_URL_PATTERN = `^wss?://(?:\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):${PORT}(?:/[!-~]*)?$`;
 
 const HostPort = (description: string) =>
   Type.String({
@@ -78,17 +81,51 @@ export const BootstrapSpec = Type.Object(
     ),
     gateway: Type.Optional(Listener('Listener for traffic from other regions (gateway mode).')),
     admin: Listener('Admin listener: /ready, /config, /endpoints, /stats, /metrics, /degraded.'),
-    resources: Type.Array(Text({ minLength: 1, maxLength: 4096, description: 'A file or directory.' }), {
-      minItems: 1,
-      description: 'Mesh resource files or directories, relative to this file.',
-    }),
-    endpoints: Type.Record(
-      Type.String({ pattern: '^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?$' }),
-      Type.Array(EndpointEntry),
-      {
+    resources: Type.Optional(
+      Type.Array(Text({ minLength: 1, maxLength: 4096, description: 'A file or directory.' }), {
+        minItems: 1,
+        description:
+          'Mesh resource files or directories, relative to this file (static mode; required without `controlPlane`, not allowed with it).',
+      }),
+    ),
+    endpoints: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?$' }), Type.Array(EndpointEntry), {
         additionalProperties: false,
-        description: 'Instances of each service, in every region (static mode).',
-      },
+        description:
+          'Instances of each service, in every region (static mode; required without `controlPlane`, not allowed with it).',
+      }),
+    ),
+    controlPlane: Type.Optional(
+      Type.Object(
+        {
+          zones: Type.Array(
+            Text({
+              pattern: ZONE_URL_PATTERN,
+              maxLength: 2048,
+              description:
+                'WebSocket URL of a zone control plane: ws://HOST:PORT or wss://HOST:PORT, optionally with a path.',
+            }),
+            {
+              minItems: 1,
+              maxItems: 16,
+              uniqueItems: true,
+              description:
+                'The zone control plane(s) of this locality, as a list (one URL is a list of one); the client tries them in order.',
+            },
+          ),
+          dataDir: Text({
+            minLength: 1,
+            maxLength: 4096,
+            description:
+              'Folder for the last-known-good snapshot (last-known-good.jsonl), relative to this file; created when missing. The proxy starts from it when the control plane is unreachable.',
+          }),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'Take resources and endpoints from a zone control plane instead of this file. Exclusive with `resources` and `endpoints`.',
+        },
+      ),
     ),
     limits: Type.Optional(
       Type.Object(
@@ -161,14 +198,25 @@ export interface StaticEndpoint {
   weight: number;
 }
 
+/** `spec.controlPlane`, resolved. */
+export interface ControlPlaneConfig {
+  /** WebSocket URLs of the zone control plane, in the order to try them. */
+  zones: string[];
+  /** Absolute path of the folder holding the last-known-good snapshot. */
+  dataDir: string;
+}
+
 export interface Bootstrap {
   name: string;
   file: string;
   spec: BootstrapSpec;
   locality: Locality;
-  /** Resource paths resolved against the bootstrap file's folder. */
+  /** Resource paths resolved against the bootstrap file's folder (empty with a control plane). */
   resourcePaths: string[];
+  /** Static endpoints (empty with a control plane). */
   endpoints: StaticEndpoint[];
+  /** Set when configuration comes from a zone control plane rather than this file. */
+  controlPlane?: ControlPlaneConfig;
 }
 
 let validate: ((value: unknown) => ReturnType<ReturnType<typeof compileValidator>>) | undefined;
@@ -220,10 +268,15 @@ export function parseBootstrap(
       ? value.spec
       : {}
   ) as BootstrapSpec;
-  const problem = (fieldPath: (string | number)[], message: string, hint?: string) =>
+  const problem = (
+    fieldPath: (string | number)[],
+    message: string,
+    hint?: string,
+    rule: Diagnostic['rule'] = 'missing-field',
+  ) =>
     diagnostics.push({
       severity: 'error',
-      rule: 'missing-field',
+      rule,
       ...doc.locate(fieldPath, true),
       resource: 'ProxyBootstrap',
       path: formatPath(fieldPath),
@@ -244,6 +297,25 @@ export function parseBootstrap(
         'inbound and outbound listeners are for sidecars',
       );
   }
+  if (spec.controlPlane) {
+    // Two sources of truth would make every answer to "which configuration runs?" ambiguous.
+    for (const field of ['resources', 'endpoints'] as const)
+      if (spec[field] !== undefined)
+        problem(
+          ['spec', field],
+          `static \`${field}\` and \`controlPlane\` are exclusive: with a control plane, resources and endpoints come from its snapshots`,
+          `remove \`${field}\`, or remove \`controlPlane\` to run in static mode`,
+          'invalid-choice',
+        );
+  } else {
+    for (const field of ['resources', 'endpoints'] as const)
+      if (spec[field] === undefined)
+        problem(
+          ['spec'],
+          `missing required field "${field}"`,
+          `static mode needs \`resources\` and \`endpoints\`; or set \`controlPlane\` to take them from a zone control plane`,
+        );
+  }
   diagnostics.sort(compareDiagnostics);
   if (diagnostics.length > 0 || schemaProblems > 0) return { diagnostics };
   const base = path.dirname(file);
@@ -254,8 +326,8 @@ export function parseBootstrap(
       file,
       spec,
       locality: parseLocality(spec.locality),
-      resourcePaths: spec.resources.map((r) => path.resolve(base, r)),
-      endpoints: Object.entries(spec.endpoints).flatMap(([service, list]) =>
+      resourcePaths: (spec.resources ?? []).map((r) => path.resolve(base, r)),
+      endpoints: Object.entries(spec.endpoints ?? {}).flatMap(([service, list]) =>
         list.map((e) => ({
           service,
           address: e.address,
@@ -264,6 +336,12 @@ export function parseBootstrap(
           weight: e.weight ?? 1,
         })),
       ),
+      ...(spec.controlPlane && {
+        controlPlane: {
+          zones: [...spec.controlPlane.zones],
+          dataDir: path.resolve(base, spec.controlPlane.dataDir),
+        },
+      }),
     },
   };
 }

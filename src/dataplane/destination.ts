@@ -34,6 +34,10 @@ export interface Balancer {
   expectedLatencyMs(endpointId: string): number | undefined;
   /** Result of active health checks for an endpoint. */
   setActiveHealth(endpointId: string, healthy: boolean): void;
+  /** Replaces the endpoints, keeping the state of those that stay (same id). */
+  setEndpoints(endpoints: readonly Endpoint[]): void;
+  /** Monotonic ms of an endpoint's last successful attempt; undefined before one. */
+  lastSuccessMs(endpointId: string): number | undefined;
 }
 
 export interface Picked {
@@ -50,6 +54,23 @@ export type BalancerFactory = (input: {
   plan: RoutingPlan;
   traffic: EffectiveTraffic;
 }) => Balancer;
+
+/**
+ * Identity of an endpoint list regardless of order: two destinations built from lists with the
+ * same key balance over the same endpoints.
+ */
+export function endpointsKey(endpoints: readonly Endpoint[]): string {
+  return JSON.stringify(
+    [...endpoints]
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .map((e) => [e.id, e.address, e.port, e.locality.region, e.locality.zone ?? '', e.weight, e.kind]),
+  );
+}
+
+const NOTHING_CHANGED: { dropped: readonly Endpoint[]; restored: readonly Endpoint[] } = Object.freeze({
+  dropped: [],
+  restored: [],
+});
 
 /**
  * Everything the proxy keeps per destination service: its routes and their compiled policies,
@@ -77,6 +98,13 @@ export class Destination {
   /** Monotonic ms until which the destination counts as degraded (recent failover or fallback). */
   degradedUntilMs = 0;
   degradedReason = '';
+  /** The endpoints as configured (before any are withheld). */
+  readonly endpoints: readonly Endpoint[];
+  /** The configured endpoints that are other regions' gateways (what partition policy acts on). */
+  readonly remoteEndpoints: readonly Endpoint[];
+  /** See {@link endpointsKey}. */
+  readonly endpointsKey: string;
+  #withheld: ReadonlySet<string> = new Set();
 
   constructor(input: {
     name: string;
@@ -91,6 +119,9 @@ export class Destination {
   }) {
     const { name, mesh, from, clock } = input;
     this.name = name;
+    this.endpoints = input.endpoints;
+    this.remoteEndpoints = input.endpoints.filter((e) => e.kind === 'gateway');
+    this.endpointsKey = endpointsKey(input.endpoints);
     const service = mesh.services.get(name);
     this.routes = new RouteTable(service?.resource.spec.routes);
     this.homeRegion = service?.resource.spec.homeRegion;
@@ -221,6 +252,36 @@ export class Destination {
   evaluate(): void {
     this.eventual.evaluate();
     this.strong?.evaluate();
+  }
+
+  /** Ids of configured endpoints currently taken out of balancing (see {@link withhold}). */
+  get withheld(): ReadonlySet<string> {
+    return this.#withheld;
+  }
+
+  /**
+   * Takes the endpoints with these ids out of balancing and puts back every other configured
+   * one (partition policy); endpoints that stay keep their state. Returns what changed.
+   */
+  withhold(ids: ReadonlySet<string>): { dropped: readonly Endpoint[]; restored: readonly Endpoint[] } {
+    const before = this.#withheld;
+    let same = ids.size === before.size;
+    if (same) for (const id of ids) if (!before.has(id)) same = false;
+    if (same) return NOTHING_CHANGED;
+    const dropped = this.endpoints.filter((e) => ids.has(e.id) && !before.has(e.id));
+    const restored = this.endpoints.filter((e) => !ids.has(e.id) && before.has(e.id));
+    this.#withheld = new Set(ids);
+    const live = this.endpoints.filter((e) => !ids.has(e.id));
+    this.eventual.setEndpoints(live);
+    this.strong?.setEndpoints(live.filter((e) => e.locality.region === this.homeRegion));
+    return { dropped, restored };
+  }
+
+  /** Monotonic ms of the endpoint's last successful attempt through either balancer. */
+  lastSuccessMs(endpointId: string): number | undefined {
+    const a = this.eventual.lastSuccessMs(endpointId);
+    const b = this.strong?.lastSuccessMs(endpointId);
+    return a === undefined ? b : b === undefined ? a : Math.max(a, b);
   }
 
   close(): Promise<void> {

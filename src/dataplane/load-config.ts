@@ -39,18 +39,32 @@ function inWorker<T>(request: ConfigRequest): Promise<T> {
   });
 }
 
-/** Loads and validates mesh resources in a short-lived worker thread (see config-worker.ts). */
-export async function loadConfigInWorker(paths: readonly string[]): Promise<LoadedConfig> {
-  const reply = await inWorker<{
-    ok: boolean;
-    diagnostics: Diagnostic[];
-    resources: { resource: AnyResource; file: string; docIndex: number }[];
-  }>({ kind: 'resources', paths: [...paths] });
+type ResourcesReply = {
+  ok: boolean;
+  diagnostics: Diagnostic[];
+  resources: { resource: AnyResource; file: string; docIndex: number }[];
+};
+
+async function resourcesInWorker(request: ConfigRequest): Promise<LoadedConfig> {
+  const reply = await inWorker<ResourcesReply>(request);
   return {
     ok: reply.ok,
     diagnostics: reply.diagnostics,
     resources: reply.resources.map((r) => ({ ...r, locate: () => ({ file: r.file, line: 1, col: 1 }) })),
   };
+}
+
+/** Loads and validates mesh resources in a short-lived worker thread (see config-worker.ts). */
+export function loadConfigInWorker(paths: readonly string[]): Promise<LoadedConfig> {
+  return resourcesInWorker({ kind: 'resources', paths: [...paths] });
+}
+
+/**
+ * Validates in-memory resource documents (a snapshot's `resources`) in the same kind of worker,
+ * with the same checks as files; diagnostics are located at `origin#index`.
+ */
+export function validateDocumentsInWorker(docs: readonly unknown[], origin: string): Promise<LoadedConfig> {
+  return resourcesInWorker({ kind: 'documents', docs: [...docs], origin });
 }
 
 /** Parses a bootstrap file in a worker thread; same result as `loadBootstrap`. */

@@ -5,36 +5,68 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { seededRandom, systemRandom, type Random } from '../core/random.js';
 import { formatDurationMs, parseDurationMs, parseSizeBytes } from '../core/units.js';
 import type { Diagnostic } from '../model/diagnostics.js';
-import { formatLocality } from '../model/locality.js';
+import type { LoadedResource } from '../model/load.js';
+import { formatLocality, parseLocality } from '../model/locality.js';
 import { MeshIndex } from '../model/mesh.js';
 import { canonical } from '../model/canonical.js';
+import type { PARTITION_MODES } from '../model/settings.js';
+import type { Snapshot } from '../protocol/messages.js';
 import { splitHostPort } from './address.js';
 import type { Bootstrap, StaticEndpoint } from './bootstrap.js';
 import { localityBalancers } from './balancers.js';
-import { Destination, type BalancerFactory } from './destination.js';
+import { Destination, endpointsKey, type BalancerFactory } from './destination.js';
 import type { Endpoint } from './endpoint.js';
 import { H } from './http/headers.js';
 import { UpstreamPool } from './http/upstream.js';
 import { serveInbound, type InboundContext } from './inbound.js';
+import { loadLastKnownGood, saveLastKnownGood } from './last-known-good.js';
 import { sendError, serveOutbound, type OutboundContext } from './outbound.js';
 import { IdempotencyStore } from './resilience/idempotency-store.js';
-import { loadConfigInWorker } from './load-config.js';
+import { loadConfigInWorker, validateDocumentsInWorker } from './load-config.js';
 import { serviceHost } from './routing.js';
 import { Stats } from './stats.js';
 
+export type PartitionMode = (typeof PARTITION_MODES)[number];
+
 /** A loaded, validated configuration the proxy runs on. */
-interface RunningConfig {
+export interface RunningConfig {
+  /** The snapshot's version; in static mode a hash of the resources and endpoints. */
   version: string;
+  /** Revision of the policies the snapshot carries; undefined in static mode. */
+  policyRevision: number | undefined;
+  /** When the control plane generated the snapshot, wall-clock epoch ms; undefined in static mode. */
+  generatedAtMs: number | undefined;
+  /** When this proxy started running it, wall-clock epoch ms. */
   loadedAtMs: number;
+  /** Where it came from: `static:FILE`, `zone:URL-OR-LABEL` or `last-known-good:FILE`. */
   source: string;
   mesh: MeshIndex;
   destinations: Map<string, Destination>;
+  /** SHA-256 of the canonical resources: configurations with equal hashes share destinations. */
+  resourcesHash: string;
+  /** The proxy's region's `PartitionPolicy` proxy side, parsed. */
+  partition: { mode: PartitionMode; decayAfterMs: number };
+  idempotency: IdempotencyStore | undefined;
+  /** Canonical JSON of the idempotency settings the store was built from. */
+  idempotencyKey: string;
+}
+
+export type ApplyResult = { ok: true; version: string } | { ok: false; reason: string; details: string[] };
+
+export type ReloadResult =
+  { ok: true; version: string } | { ok: false; reason: string; diagnostics: Diagnostic[] };
+
+/** What the control-plane client last reported. */
+export interface ControlPlaneContact {
+  connected: boolean;
+  /** Last message from the control plane, on the proxy clock's `monotonicMs()` timeline. */
+  lastContactMs: number;
 }
 
 export interface ProxyOptions {
   clock?: Clock;
   random?: Random;
-  /** How often balancers run their periodic analysis, ms (default 250). */
+  /** How often balancers run their periodic analysis and partition policy is evaluated, ms (default 250). */
   evaluateIntervalMs?: number;
   log?: (event: Record<string, unknown>) => void;
 }
@@ -43,6 +75,26 @@ export class ConfigError extends Error {
   constructor(readonly diagnostics: Diagnostic[]) {
     super(`configuration has ${diagnostics.filter((d) => d.severity === 'error').length} error(s)`);
   }
+}
+
+const NO_CONFIG_REASON = 'waiting for the first snapshot from the control plane';
+const REJECTED_HELP = 'Configurations rejected (invalid reload or NACKed snapshot); the running one stays.';
+/** NACK limits of the delivery protocol: at most 100 details of at most 4096 characters. */
+const MAX_DETAILS = 100;
+const MAX_TEXT = 4096;
+const NONE: ReadonlySet<string> = new Set();
+
+const clip = (text: string, max = MAX_TEXT) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
+
+function formatDiagnostic(d: Diagnostic): string {
+  const where = [d.resource, d.path].filter(Boolean).join(' ');
+  return clip(
+    `${d.file}${where ? ` ${where}` : ''}: ${d.message}` +
+      (d.expected !== undefined ? `; expected ${d.expected}` : '') +
+      (d.found !== undefined ? `, found ${d.found}` : '') +
+      (d.hint !== undefined ? ` (${d.hint})` : ''),
+    1000,
+  );
 }
 
 function toEndpoints(
@@ -85,8 +137,10 @@ function toEndpoints(
 
 /**
  * The sidecar proxy and the gateway: listeners, the running configuration, and the admin
- * surface. Configuration comes from a bootstrap file (static mode); a reload that fails
- * validation keeps the running configuration.
+ * surface. Configuration comes from a bootstrap file (static mode) or from snapshots of a zone
+ * control plane (`applySnapshot`, with the last applied one kept on disk). A reload or snapshot
+ * that fails validation keeps the running configuration. Without any configuration yet the
+ * listeners run and answer 503 `no-config`.
  */
 export class Proxy {
   readonly bootstrap: Bootstrap;
@@ -98,13 +152,22 @@ export class Proxy {
   readonly #servers: { name: string; server: Server }[] = [];
   readonly #deadlines = new Map<string, number>();
   readonly #sockets = new Set<Socket>();
-  #config!: RunningConfig;
+  #config: RunningConfig | undefined;
   #inflight = 0;
   #timer: NodeJS.Timeout | undefined;
   #appPool: UpstreamPool | undefined;
   #idempotency: IdempotencyStore | undefined;
+  /** Configuration changes run one at a time, in call order (validation is asynchronous). */
+  #changes: Promise<unknown> = Promise.resolve();
+  /** Destinations replaced by a newer configuration, closed once in-flight requests are done. */
+  readonly #retiring = new Map<Destination, NodeJS.Timeout>();
+  #contact: ControlPlaneContact | undefined;
   readonly addresses: Record<string, string> = {};
   lastReloadError: { atMs: number; diagnostics: Diagnostic[] } | undefined;
+  /** The last snapshot this proxy refused (what it NACKed), wall-clock `atMs`. */
+  lastRejectedSnapshot: { version: string; reason: string; details: string[]; atMs: number } | undefined;
+  /** Why the last-known-good snapshot could not be used at start, if it could not. */
+  lastKnownGoodProblem: string | undefined;
 
   private constructor(bootstrap: Bootstrap, options: ProxyOptions) {
     this.bootstrap = bootstrap;
@@ -114,6 +177,10 @@ export class Proxy {
       options.random ??
       (bootstrap.spec.seed !== undefined ? seededRandom(bootstrap.spec.seed) : systemRandom);
     this.stats = new Stats({ region: bootstrap.locality.region, zone: bootstrap.locality.zone ?? '' });
+    // A proxy cannot know how long the control plane was unreachable before it started: the
+    // grace period of the partition policy counts from its start until the client reports.
+    if (bootstrap.controlPlane)
+      this.#contact = { connected: false, lastContactMs: this.#clock.monotonicMs() };
     this.#balancers = localityBalancers({
       locality: bootstrap.locality,
       clock: this.#clock,
@@ -136,30 +203,76 @@ export class Proxy {
     });
   }
 
+  /**
+   * Starts the listeners. Static mode first loads and validates the resources (a ConfigError
+   * when invalid). With a control plane it starts from the last-known-good snapshot when one is
+   * usable, else with no configuration until `applySnapshot`.
+   */
   static async start(bootstrap: Bootstrap, options: ProxyOptions): Promise<Proxy> {
     const proxy = new Proxy(bootstrap, options);
-    proxy.#config = await proxy.#load();
+    if (bootstrap.controlPlane) await proxy.#startFromLastKnownGood(bootstrap.controlPlane.dataDir);
+    else proxy.#install(await proxy.#loadStatic());
     await proxy.#listen();
     proxy.#timer = setInterval(() => proxy.#tick(), options.evaluateIntervalMs ?? 250);
     proxy.#timer.unref();
     return proxy;
   }
 
-  get config(): RunningConfig {
+  /** The running configuration; undefined until the first one (control-plane mode). */
+  get config(): RunningConfig | undefined {
     return this.#config;
+  }
+
+  get hasConfig(): boolean {
+    return this.#config !== undefined;
+  }
+
+  /** What the control-plane client last reported; undefined in static mode. */
+  get controlPlaneState(): Readonly<ControlPlaneContact> | undefined {
+    return this.#contact;
   }
 
   get #via(): string {
     return `1.1 isthmus-${this.bootstrap.name}`;
   }
 
-  async #load(): Promise<RunningConfig> {
-    const result = await loadConfigInWorker(this.bootstrap.resourcePaths);
-    if (!result.ok) throw new ConfigError(result.diagnostics);
-    const mesh = new MeshIndex(result.resources);
+  /** Runs configuration changes one at a time, so a slow validation never overtakes a newer one. */
+  #serially<T>(change: () => Promise<T>): Promise<T> {
+    const run = this.#changes.then(change, change);
+    this.#changes = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * The one way a RunningConfig is built, from validated resources and endpoints. When the
+   * resources are the same as the running ones, a service whose endpoints are unchanged keeps
+   * its Destination (health, latency averages, ejections, pools); so does the idempotency store
+   * while its settings are unchanged.
+   */
+  #build(input: {
+    resources: readonly LoadedResource[];
+    endpoints: readonly StaticEndpoint[];
+    source: string;
+    version?: string;
+    policyRevision?: number;
+    generatedAtMs?: number;
+  }): RunningConfig {
+    const mesh = new MeshIndex(input.resources);
+    const canonicalResources = input.resources
+      .map((r) => ({ id: `${r.resource.kind}/${r.resource.metadata.name}`, doc: canonical(r.resource) }))
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .map((r) => r.doc);
+    const resourcesHash = createHash('sha256').update(JSON.stringify(canonicalResources)).digest('hex');
+    const previous = this.#config?.resourcesHash === resourcesHash ? this.#config : undefined;
     const gateway = this.bootstrap.spec.mode === 'gateway';
     const destinations = new Map<string, Destination>();
     for (const name of mesh.services.keys()) {
+      const endpoints = toEndpoints(input.endpoints, name, this.bootstrap.locality, mesh, gateway);
+      const kept = previous?.destinations.get(name);
+      if (kept && kept.endpointsKey === endpointsKey(endpoints)) {
+        destinations.set(name, kept);
+        continue;
+      }
       destinations.set(
         name,
         new Destination({
@@ -167,50 +280,374 @@ export class Proxy {
           mesh,
           from: this.bootstrap.locality,
           localOnly: gateway,
-          endpoints: toEndpoints(this.bootstrap.endpoints, name, this.bootstrap.locality, mesh, gateway),
+          endpoints,
           clock: this.#clock,
           random: this.#random,
           balancer: this.#balancers,
         }),
       );
     }
-    const version = createHash('sha256')
-      .update(JSON.stringify(result.resources.map((r) => canonical(r.resource))))
-      .update(JSON.stringify(this.bootstrap.endpoints))
-      .digest('hex')
-      .slice(0, 16);
+    let idempotency: IdempotencyStore | undefined;
+    let idempotencyKey = '';
     if (this.bootstrap.spec.mode === 'sidecar' && this.bootstrap.spec.service) {
       const idem = mesh.traffic(this.bootstrap.spec.service).value.idempotency;
-      this.#idempotency = idem.enabled ? IdempotencyStore.fromSettings(idem, this.#clock) : undefined;
+      idempotencyKey = JSON.stringify(idem);
+      idempotency =
+        this.#config && this.#config.idempotencyKey === idempotencyKey
+          ? this.#config.idempotency
+          : idem.enabled
+            ? IdempotencyStore.fromSettings(idem, this.#clock)
+            : undefined;
     }
+    const partition = mesh.partition(this.bootstrap.locality.region).value.proxy;
     return {
-      version,
+      version:
+        input.version ??
+        createHash('sha256')
+          .update(resourcesHash)
+          .update(JSON.stringify(input.endpoints))
+          .digest('hex')
+          .slice(0, 16),
+      policyRevision: input.policyRevision,
+      generatedAtMs: input.generatedAtMs,
       loadedAtMs: this.#clock.now(),
-      source: `static:${this.bootstrap.file}`,
+      source: input.source,
       mesh,
       destinations,
+      resourcesHash,
+      partition: { mode: partition.remoteEndpoints, decayAfterMs: parseDurationMs(partition.decayAfter) },
+      idempotency,
+      idempotencyKey,
     };
   }
 
-  /** Re-reads the resources; on any error the running configuration stays and the error is kept. */
-  async reload(): Promise<{ ok: true; version: string } | { ok: false; diagnostics: Diagnostic[] }> {
+  /** Makes `next` the running configuration; destinations it did not keep close after a grace period. */
+  #install(next: RunningConfig): void {
+    const previous = this.#config;
+    this.#config = next;
+    this.#idempotency = next.idempotency;
+    this.stats.inc(
+      'isthmus_config_applied_total',
+      'Configurations applied (at start, by reload or snapshot).',
+    );
+    if (previous) {
+      const kept = new Set(next.destinations.values());
+      for (const d of previous.destinations.values()) {
+        if (kept.has(d) || this.#retiring.has(d)) continue;
+        // Let in-flight requests on the old pools finish before closing them.
+        const timer = setTimeout(() => {
+          this.#retiring.delete(d);
+          void d.close().catch(() => undefined);
+        }, 30_000);
+        timer.unref();
+        this.#retiring.set(d, timer);
+      }
+    }
+    // Carried-over destinations keep what partition policy withheld; re-decide for the new config.
+    this.#evaluatePartition();
+  }
+
+  async #loadStatic(): Promise<RunningConfig> {
+    const result = await loadConfigInWorker(this.bootstrap.resourcePaths);
+    if (!result.ok) throw new ConfigError(result.diagnostics);
+    return this.#build({
+      resources: result.resources,
+      endpoints: this.bootstrap.endpoints,
+      source: `static:${this.bootstrap.file}`,
+    });
+  }
+
+  /** Re-reads the resources (static mode); on any error the running configuration stays and the error is kept. */
+  reload(): Promise<ReloadResult> {
+    return this.#serially(async (): Promise<ReloadResult> => {
+      if (this.bootstrap.controlPlane) {
+        const reason =
+          'this proxy takes its configuration from the control plane (bootstrap `controlPlane`): there are no resource files to reload';
+        this.#log({ event: 'reload-refused', reason });
+        return { ok: false, reason, diagnostics: [] };
+      }
+      try {
+        const next = await this.#loadStatic();
+        this.#install(next);
+        this.lastReloadError = undefined;
+        this.#log({ event: 'config-reloaded', version: next.version });
+        return { ok: true, version: next.version };
+      } catch (err) {
+        const diagnostics = err instanceof ConfigError ? err.diagnostics : [];
+        this.lastReloadError = { atMs: this.#clock.now(), diagnostics };
+        this.stats.inc('isthmus_config_rejected_total', REJECTED_HELP);
+        this.#log({ event: 'config-rejected', errors: diagnostics.length, message: (err as Error).message });
+        return { ok: false, reason: (err as Error).message, diagnostics };
+      }
+    });
+  }
+
+  /**
+   * Checks a snapshot without touching the running configuration: its resources (in the config
+   * worker, with every check files get), its endpoints (known services, parseable localities),
+   * and that a sidecar's own service is in it. Problems come back as a NACK-ready reason.
+   */
+  async #checkSnapshot(
+    snapshot: Snapshot,
+  ): Promise<
+    | { ok: true; resources: LoadedResource[]; endpoints: StaticEndpoint[] }
+    | { ok: false; reason: string; details: string[] }
+  > {
+    const details: string[] = [];
+    const s = snapshot as Partial<Snapshot> | null;
+    if (
+      s === null ||
+      typeof s !== 'object' ||
+      typeof s.version !== 'string' ||
+      s.version === '' ||
+      !Array.isArray(s.resources) ||
+      !Array.isArray(s.endpoints)
+    ) {
+      return {
+        ok: false,
+        reason: 'not a snapshot: it needs a non-empty `version` and `resources` and `endpoints` lists',
+        details: [],
+      };
+    }
+    let validated;
     try {
-      const next = await this.#load();
-      const previous = this.#config;
-      this.#config = next;
-      // Let in-flight requests on the old pools finish before closing them.
-      setTimeout(() => {
-        for (const d of previous.destinations.values()) void d.close().catch(() => undefined);
-      }, 30_000).unref();
-      this.lastReloadError = undefined;
-      this.#log({ event: 'config-reloaded', version: next.version });
-      return { ok: true, version: next.version };
+      validated = await validateDocumentsInWorker(snapshot.resources, 'resources');
     } catch (err) {
-      const diagnostics = err instanceof ConfigError ? err.diagnostics : [];
-      this.lastReloadError = { atMs: this.#clock.now(), diagnostics };
-      this.stats.inc('isthmus_config_rejected_total', 'Configurations rejected at reload.');
-      this.#log({ event: 'config-rejected', errors: diagnostics.length, message: (err as Error).message });
-      return { ok: false, diagnostics };
+      return {
+        ok: false,
+        reason: `the resources could not be validated: ${(err as Error).message}`,
+        details: [],
+      };
+    }
+    const errors = validated.diagnostics.filter((d) => d.severity === 'error');
+    for (const d of errors) details.push(formatDiagnostic(d));
+
+    const services = new Set(
+      validated.resources.filter((r) => r.resource.kind === 'Service').map((r) => r.resource.metadata.name),
+    );
+    const endpoints: StaticEndpoint[] = [];
+    const unknownServices = new Map<string, number>();
+    snapshot.endpoints.forEach((e, i) => {
+      const where = `endpoints[${i}]`;
+      if (
+        typeof e !== 'object' ||
+        e === null ||
+        typeof e.service !== 'string' ||
+        typeof e.address !== 'string' ||
+        e.address === '' ||
+        !Number.isInteger(e.port) ||
+        e.port < 1 ||
+        e.port > 65535 ||
+        !Number.isInteger(e.weight) ||
+        e.weight < 1
+      ) {
+        details.push(`${where}: needs service, address, port 1-65535 and a positive integer weight`);
+        return;
+      }
+      let locality;
+      try {
+        locality = parseLocality(String(e.locality));
+      } catch (err) {
+        details.push(`${where} (${e.service} ${e.address}:${e.port}): ${(err as Error).message}`);
+        return;
+      }
+      // Resources that failed validation are reported above; don't also blame their endpoints.
+      if (errors.length === 0 && !services.has(e.service)) {
+        unknownServices.set(e.service, (unknownServices.get(e.service) ?? 0) + 1);
+        return;
+      }
+      endpoints.push({ service: e.service, address: e.address, port: e.port, locality, weight: e.weight });
+    });
+    for (const [service, n] of unknownServices)
+      details.push(
+        `${n === 1 ? '1 endpoint' : `${n} endpoints`} of service "${service}", which is not a Service in the snapshot's resources`,
+      );
+    const own = this.bootstrap.spec.mode === 'sidecar' ? this.bootstrap.spec.service : undefined;
+    if (own !== undefined && errors.length === 0 && !services.has(own))
+      details.push(
+        `this sidecar's own service "${own}" (bootstrap spec.service) is not a Service in the snapshot's resources`,
+      );
+    if (details.length === 0) return { ok: true, resources: validated.resources, endpoints };
+    const shown = details.length > MAX_DETAILS ? details.slice(0, MAX_DETAILS - 1) : details;
+    if (shown.length < details.length) shown.push(`… and ${details.length - shown.length} more`);
+    return {
+      ok: false,
+      reason: clip(
+        `snapshot ${snapshot.version} rejected, the running configuration stays: ${details.length} problem${details.length === 1 ? '' : 's'}, the first: ${details[0]}`,
+      ),
+      details: shown,
+    };
+  }
+
+  #rejectSnapshot(version: string, reason: string, details: string[]): ApplyResult {
+    this.lastRejectedSnapshot = { version, reason, details, atMs: this.#clock.now() };
+    this.stats.inc('isthmus_config_rejected_total', REJECTED_HELP);
+    this.#log({ event: 'snapshot-rejected', version, reason, problems: details.length });
+    return { ok: false, reason, details };
+  }
+
+  /**
+   * Validates a snapshot from the zone control plane and, when it is good, swaps it in like a
+   * reload and saves it as the last-known-good one. On any problem the running configuration
+   * stays and the result says why (what the client sends as the NACK). Receiving a snapshot
+   * counts as contact with the control plane. `from` labels the source (default: the zones).
+   */
+  applySnapshot(snapshot: Snapshot, from?: string): Promise<ApplyResult> {
+    const cp = this.bootstrap.controlPlane;
+    if (cp) this.controlPlaneContact({ connected: true, lastContactMs: this.#clock.monotonicMs() });
+    return this.#serially(async (): Promise<ApplyResult> => {
+      const version = typeof snapshot?.version === 'string' ? snapshot.version : '(none)';
+      if (!cp)
+        return this.#rejectSnapshot(
+          version,
+          'this proxy runs in static mode (its bootstrap has no `controlPlane`): it does not take snapshots',
+          [],
+        );
+      const checked = await this.#checkSnapshot(snapshot);
+      if (!checked.ok) return this.#rejectSnapshot(version, checked.reason, checked.details);
+      const next = this.#build({
+        resources: checked.resources,
+        endpoints: checked.endpoints,
+        source: `zone:${from ?? cp.zones.join(',')}`,
+        version: snapshot.version,
+        policyRevision: snapshot.policyRevision,
+        generatedAtMs: snapshot.generatedAtMs,
+      });
+      this.#install(next);
+      this.#log({
+        event: 'snapshot-applied',
+        version: next.version,
+        policyRevision: next.policyRevision,
+        source: next.source,
+      });
+      // Only what was applied is saved: a restart must never start from a snapshot we refused.
+      try {
+        const file = await saveLastKnownGood(cp.dataDir, snapshot, { savedAtMs: this.#clock.now() });
+        this.#log({ event: 'last-known-good-saved', version: next.version, file });
+      } catch (err) {
+        this.stats.inc(
+          'isthmus_last_known_good_save_failures_total',
+          'Applied snapshots that could not be saved as last-known-good.',
+        );
+        this.#log({
+          event: 'last-known-good-save-failed',
+          version: next.version,
+          message: (err as Error).message,
+        });
+      }
+      return { ok: true, version: next.version };
+    });
+  }
+
+  async #startFromLastKnownGood(dir: string): Promise<void> {
+    let found;
+    try {
+      found = await loadLastKnownGood(dir);
+    } catch (err) {
+      this.lastKnownGoodProblem = (err as Error).message;
+      this.#log({ event: 'last-known-good-unusable', message: this.lastKnownGoodProblem });
+      return;
+    }
+    if (!found) {
+      this.#log({ event: 'waiting-for-control-plane', reason: `no last-known-good snapshot in ${dir} yet` });
+      return;
+    }
+    for (const s of found.skipped)
+      this.#log({ event: 'last-known-good-skipped', file: s.file, problem: s.problem });
+    const checked = await this.#checkSnapshot(found.snapshot);
+    if (!checked.ok) {
+      this.lastKnownGoodProblem = `${found.file}: ${checked.reason}`;
+      this.#rejectSnapshot(found.snapshot.version, checked.reason, checked.details);
+      return;
+    }
+    const next = this.#build({
+      resources: checked.resources,
+      endpoints: checked.endpoints,
+      source: `last-known-good:${found.file}`,
+      version: found.snapshot.version,
+      policyRevision: found.snapshot.policyRevision,
+      generatedAtMs: found.snapshot.generatedAtMs,
+    });
+    this.#install(next);
+    this.#log({
+      event: 'started-from-last-known-good',
+      file: found.file,
+      version: next.version,
+      savedAt: new Date(found.envelope.savedAtMs).toISOString(),
+    });
+  }
+
+  /**
+   * The control-plane client reports its connection (on every change and heartbeat). While
+   * not connected, the region's partition policy applies to remote-region endpoints; once
+   * connected again, everything it withheld comes back at once. Ignored in static mode.
+   */
+  controlPlaneContact(state: ControlPlaneContact): void {
+    const was = this.#contact;
+    if (!was) return;
+    this.#contact = { connected: state.connected, lastContactMs: state.lastContactMs };
+    if (was.connected !== state.connected)
+      this.#log({
+        event: state.connected ? 'control-plane-connected' : 'control-plane-disconnected',
+        lastContactAgeMs: Math.max(0, this.#clock.monotonicMs() - state.lastContactMs),
+      });
+    this.#evaluatePartition();
+  }
+
+  /**
+   * Applies the partition policy to remote-region endpoints (the gateways a sidecar uses for
+   * other regions): `freeze` keeps them; once contact has been lost longer than `decayAfter`,
+   * `decay` withholds each one without a successful answer within `decayAfter`, and
+   * `fail-closed` withholds all. Connected again: all are restored. Cheap when nothing applies.
+   */
+  #evaluatePartition(): void {
+    const cfg = this.#config;
+    const contact = this.#contact;
+    if (!cfg || !contact) return;
+    const now = this.#clock.monotonicMs();
+    const { mode, decayAfterMs } = cfg.partition;
+    const lostForMs = now - contact.lastContactMs;
+    const partitioned = !contact.connected && mode !== 'freeze' && lostForMs > decayAfterMs;
+    for (const d of cfg.destinations.values()) {
+      if (d.remoteEndpoints.length === 0) continue;
+      if (!partitioned && d.withheld.size === 0) continue;
+      let ids = NONE;
+      if (partitioned) {
+        const out = new Set<string>();
+        for (const e of d.remoteEndpoints) {
+          if (mode === 'fail-closed' || d.withheld.has(e.id)) {
+            out.add(e.id);
+            continue;
+          }
+          const ok = d.lastSuccessMs(e.id);
+          if (ok === undefined || now - ok > decayAfterMs) out.add(e.id);
+        }
+        ids = out;
+      }
+      const { dropped, restored } = d.withhold(ids);
+      for (const e of dropped) {
+        this.stats.inc(
+          'isthmus_partition_endpoints_dropped_total',
+          'Remote-region endpoints withheld by partition policy while the control plane was unreachable.',
+          { service: d.name, peer_region: e.locality.region, mode },
+        );
+      }
+      if (dropped.length > 0)
+        this.#log({
+          event: 'partition-endpoints-dropped',
+          service: d.name,
+          mode,
+          endpoints: dropped.map((e) => e.id),
+          contactLostForMs: lostForMs,
+          decayAfterMs,
+        });
+      if (restored.length > 0)
+        this.#log({
+          event: 'partition-endpoints-restored',
+          service: d.name,
+          endpoints: restored.map((e) => e.id),
+          reason: contact.connected ? 'control plane reachable again' : 'new configuration',
+        });
     }
   }
 
@@ -223,7 +660,11 @@ export class Proxy {
   }
 
   #tick(): void {
-    for (const d of this.#config.destinations.values()) d.evaluate();
+    const cfg = this.#config;
+    if (cfg) {
+      for (const d of cfg.destinations.values()) d.evaluate();
+      this.#evaluatePartition();
+    }
     // Forget inherited deadlines that have passed.
     const now = this.#clock.monotonicMs();
     for (const [id, until] of this.#deadlines) if (until < now) this.#deadlines.delete(id);
@@ -265,7 +706,7 @@ export class Proxy {
     const now = this.#clock.monotonicMs();
     const destinations: string[] = [];
     const flags = new Set<string>();
-    for (const d of this.#config.destinations.values()) {
+    for (const d of this.#config?.destinations.values() ?? []) {
       if (!d.isDegraded(now)) continue;
       destinations.push(d.name);
       for (const f of d.serviceLevel.degradationFlags) flags.add(f);
@@ -291,6 +732,18 @@ export class Proxy {
 
   async #onOutbound(req: IncomingMessage, res: ServerResponse, mode: 'outbound' | 'gateway'): Promise<void> {
     if (!this.#admit(res)) return;
+    const cfg = this.#config;
+    if (cfg === undefined) {
+      sendError(
+        res,
+        503,
+        'no-config',
+        `the proxy has no configuration yet: it is ${NO_CONFIG_REASON}`,
+        {},
+        { 'retry-after': '1' },
+      );
+      return;
+    }
     const url = req.url ?? '/';
     let authority = req.headers.host ?? '';
     let path = url;
@@ -333,9 +786,9 @@ export class Proxy {
       return;
     }
     const service = serviceHost(authority);
-    const dest = this.#config.destinations.get(service);
+    const dest = cfg.destinations.get(service);
     if (!dest) {
-      const known = [...this.#config.destinations.keys()];
+      const known = [...cfg.destinations.keys()];
       sendError(
         res,
         mode === 'gateway' ? 404 : 404,
@@ -366,7 +819,12 @@ export class Proxy {
       refuse(400, 'invalid-target', 'CONNECT needs HOST:PORT');
       return;
     }
-    const ext = [...this.#config.mesh.externalServices.values()].find((e) => {
+    const cfg = this.#config;
+    if (cfg === undefined) {
+      refuse(503, 'no-config', `the proxy has no configuration yet: it is ${NO_CONFIG_REASON}`);
+      return;
+    }
+    const ext = [...cfg.mesh.externalServices.values()].find((e) => {
       const spec = e.resource.spec;
       const h = spec.host.toLowerCase();
       const matches = h.startsWith('*.') ? host.toLowerCase().endsWith(h.slice(1)) : host.toLowerCase() === h;
@@ -391,7 +849,7 @@ export class Proxy {
       return;
     }
     const upstream = net.connect({ host, port });
-    upstream.setTimeout(parseDurationMs(this.#config.mesh.traffic().value.timeouts.connect));
+    upstream.setTimeout(parseDurationMs(cfg.mesh.traffic().value.timeouts.connect));
     upstream.once('timeout', () => upstream.destroy(new Error('connect timeout')));
     upstream.once('connect', () => {
       upstream.setTimeout(0);
@@ -545,32 +1003,77 @@ export class Proxy {
       res.end(text);
     };
     const cfg = this.#config;
+    const destinations = [...(cfg?.destinations.values() ?? [])];
     switch (url.pathname) {
       case '/ready':
+        if (!cfg) {
+          json(503, {
+            ready: false,
+            reason: NO_CONFIG_REASON,
+            mode: this.bootstrap.spec.mode,
+            listeners: this.addresses,
+          });
+          return;
+        }
         json(200, { ready: true, mode: this.bootstrap.spec.mode, listeners: this.addresses });
         return;
-      case '/config':
+      case '/config': {
+        const ageMs = this.#configAgeMs();
+        const contact = this.#contact;
+        const rejected = this.lastRejectedSnapshot;
         json(200, {
-          version: cfg.version,
-          source: cfg.source,
-          loadedAt: new Date(cfg.loadedAtMs).toISOString(),
-          ageMs: this.#clock.now() - cfg.loadedAtMs,
-          age: formatDurationMs(Math.max(0, Math.round((this.#clock.now() - cfg.loadedAtMs) / 1000)) * 1000),
+          hasConfig: cfg !== undefined,
+          version: cfg?.version ?? null,
+          policyRevision: cfg?.policyRevision ?? null,
+          source: cfg?.source ?? null,
+          generatedAt: cfg?.generatedAtMs !== undefined ? new Date(cfg.generatedAtMs).toISOString() : null,
+          loadedAt: cfg ? new Date(cfg.loadedAtMs).toISOString() : null,
+          ageMs: ageMs ?? null,
+          age: ageMs === undefined ? null : formatDurationMs(Math.round(ageMs / 1000) * 1000),
           locality: formatLocality(this.bootstrap.locality),
-          services: [...cfg.destinations.keys()],
+          services: [...(cfg?.destinations.keys() ?? [])],
+          ...(this.bootstrap.controlPlane &&
+            contact && {
+              controlPlane: {
+                zones: this.bootstrap.controlPlane.zones,
+                dataDir: this.bootstrap.controlPlane.dataDir,
+                connected: contact.connected,
+                lastContactAgeMs: Math.max(0, Math.round(this.#clock.monotonicMs() - contact.lastContactMs)),
+              },
+              partition: cfg
+                ? {
+                    mode: cfg.partition.mode,
+                    decayAfterMs: cfg.partition.decayAfterMs,
+                    withheld: Object.fromEntries(
+                      destinations.filter((d) => d.withheld.size > 0).map((d) => [d.name, [...d.withheld]]),
+                    ),
+                  }
+                : null,
+              lastKnownGoodProblem: this.lastKnownGoodProblem ?? null,
+            }),
+          lastRejectedSnapshot: rejected
+            ? {
+                version: rejected.version,
+                reason: rejected.reason,
+                details: rejected.details,
+                at: new Date(rejected.atMs).toISOString(),
+              }
+            : null,
           lastReloadError: this.lastReloadError ?? null,
         });
         return;
+      }
       case '/endpoints':
         json(
           200,
           Object.fromEntries(
-            [...cfg.destinations.values()].map((d) => [
+            destinations.map((d) => [
               d.name,
               {
                 eventual: d.eventual.snapshot(),
                 ...(d.strong && { strong: d.strong.snapshot() }),
                 degraded: d.isDegraded(this.#clock.monotonicMs()),
+                ...(d.withheld.size > 0 && { withheld: [...d.withheld] }),
               },
             ]),
           ),
@@ -582,7 +1085,7 @@ export class Proxy {
           memory: process.memoryUsage(),
           counters: this.stats.toJSON(),
           destinations: Object.fromEntries(
-            [...cfg.destinations.values()].map((d) => [
+            destinations.map((d) => [
               d.name,
               {
                 bulkhead: d.bulkhead.stats(),
@@ -596,12 +1099,22 @@ export class Proxy {
         });
         return;
       case '/metrics': {
-        this.stats.set(
-          'isthmus_config_age_seconds',
-          'Age of the running configuration.',
-          {},
-          Math.round((this.#clock.now() - cfg.loadedAtMs) / 1000),
-        );
+        // Gauges are set here, at scrape time, so the request path does no work for them.
+        const ageMs = this.#configAgeMs();
+        if (ageMs !== undefined)
+          this.stats.set(
+            'isthmus_config_age_seconds',
+            'Age of the running configuration: since the control plane generated it, or since it was loaded from files.',
+            {},
+            Math.round(ageMs / 1000),
+          );
+        if (this.#contact)
+          this.stats.set(
+            'isthmus_control_plane_connected',
+            'Whether the control-plane client reports a live connection (1) or not (0).',
+            {},
+            this.#contact.connected ? 1 : 0,
+          );
         this.stats.set(
           'isthmus_inflight_requests',
           'Requests in flight across listeners.',
@@ -634,6 +1147,13 @@ export class Proxy {
     }
   }
 
+  /** Age of the running configuration, ms: since generated (snapshots) or loaded (files). */
+  #configAgeMs(): number | undefined {
+    const cfg = this.#config;
+    if (!cfg) return undefined;
+    return Math.max(0, this.#clock.now() - (cfg.generatedAtMs ?? cfg.loadedAtMs));
+  }
+
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     const closing = this.#servers.map(
@@ -644,8 +1164,13 @@ export class Proxy {
     );
     for (const s of this.#sockets) s.destroy();
     await Promise.all(closing);
+    const retiring = [...this.#retiring];
+    this.#retiring.clear();
+    for (const [, timer] of retiring) clearTimeout(timer);
     await Promise.all(
-      [...(this.#config?.destinations.values() ?? [])].map((d) => d.close().catch(() => undefined)),
+      [...(this.#config?.destinations.values() ?? []), ...retiring.map(([d]) => d)].map((d) =>
+        d.close().catch(() => undefined),
+      ),
     );
     await this.#appPool?.close().catch(() => undefined);
   }

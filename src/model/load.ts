@@ -155,93 +155,123 @@ export function* parseYaml(text: string, file: string): Generator<ParsedDocument
   }
 }
 
+/** Collects what loading documents found: resources, problems, and ids of rejected documents. */
+interface LoadSink {
+  resources: LoadedResource[];
+  diagnostics: Diagnostic[];
+  rejected: string[];
+}
+
+/**
+ * Checks one parsed document (any JSON-like value) and, when it is a valid resource, adds it to
+ * `out`; every problem becomes a diagnostic located with `locate`. Shared by YAML text and
+ * in-memory documents (a control-plane snapshot), so both get the same checks.
+ */
+function loadValue(
+  value: unknown,
+  file: string,
+  docIndex: number,
+  locate: LoadedResource['locate'],
+  out: LoadSink,
+): void {
+  const { diagnostics } = out;
+  const at = (fieldPath: (string | number)[], key = false) => locate(fieldPath, key);
+
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    diagnostics.push({
+      severity: 'error',
+      rule: 'not-a-resource',
+      ...at([]),
+      message: 'a document must be a mapping with apiVersion, kind, metadata and spec',
+      expected: 'a mapping',
+      found: describeValue(value),
+    });
+    return;
+  }
+  const record = value as Record<string, unknown>;
+  const id = resourceId(record);
+  const base = { severity: 'error' as const, file, ...(id !== undefined && { resource: id }) };
+
+  if (record.apiVersion !== API_VERSION) {
+    diagnostics.push({
+      ...base,
+      rule: record.apiVersion === undefined ? 'missing-field' : 'unknown-api-version',
+      ...at(['apiVersion']),
+      path: 'apiVersion',
+      message:
+        record.apiVersion === undefined ? 'missing required field "apiVersion"' : 'unsupported apiVersion',
+      expected: `"${API_VERSION}"`,
+      found: describeValue(record.apiVersion),
+      hint: `this release reads ${API_VERSION}`,
+    });
+  }
+  const kind = record.kind;
+  if (typeof kind !== 'string' || !(KINDS as string[]).includes(kind)) {
+    const suggestion = typeof kind === 'string' ? closestMatch(kind, KINDS) : undefined;
+    const local = kind === 'ProxyBootstrap';
+    diagnostics.push({
+      ...base,
+      rule: kind === undefined ? 'missing-field' : 'unknown-kind',
+      ...at(['kind']),
+      path: 'kind',
+      message: kind === undefined ? 'missing required field "kind"' : 'unknown kind',
+      expected: `one of ${listOr(KINDS)}`,
+      found: describeValue(kind),
+      ...(local
+        ? {
+            hint: 'a ProxyBootstrap is a process’s own start-up file, not a mesh resource: keep it out of resource folders and check it with `isthmus proxy --check -c FILE`',
+          }
+        : suggestion !== undefined && { hint: `did you mean "${suggestion}"?` }),
+    });
+    return;
+  }
+  const problems = validateDocument(kind as Kind, value).filter(
+    (p) => !(p.path.length === 1 && p.path[0] === 'apiVersion'),
+  );
+  for (const p of problems) {
+    diagnostics.push({
+      ...base,
+      rule: p.rule,
+      ...at(p.path, p.atKey),
+      path: formatPath(p.path),
+      message: p.message,
+      ...(p.expected !== undefined && { expected: p.expected }),
+      ...(p.found !== undefined && { found: p.found }),
+      ...(p.hint !== undefined && { hint: p.hint }),
+    });
+  }
+  if (problems.length > 0 || record.apiVersion !== API_VERSION) {
+    if (id !== undefined) out.rejected.push(id);
+    return;
+  }
+  out.resources.push({ resource: value as AnyResource, file, docIndex, locate });
+}
+
 /**
  * Parses one file's text into resources. Never throws for bad input: every problem becomes a
  * diagnostic, and a document with any error yields no resource.
  */
 export function loadText(text: string, file: string): LoadResult {
-  const diagnostics: Diagnostic[] = [];
-  const resources: LoadedResource[] = [];
-  const rejected: string[] = [];
+  const out: LoadSink = { resources: [], diagnostics: [], rejected: [] };
   for (const parsed of parseYaml(text, file)) {
-    if ('diagnostic' in parsed) {
-      diagnostics.push(parsed.diagnostic);
-      continue;
-    }
-    const { value, locate, docIndex } = parsed;
-    const at = (fieldPath: (string | number)[], key = false) => locate(fieldPath, key);
-
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-      diagnostics.push({
-        severity: 'error',
-        rule: 'not-a-resource',
-        ...at([]),
-        message: 'a document must be a mapping with apiVersion, kind, metadata and spec',
-        expected: 'a mapping',
-        found: describeValue(value),
-      });
-      continue;
-    }
-    const record = value as Record<string, unknown>;
-    const id = resourceId(record);
-    const base = { severity: 'error' as const, file, ...(id !== undefined && { resource: id }) };
-
-    if (record.apiVersion !== API_VERSION) {
-      diagnostics.push({
-        ...base,
-        rule: record.apiVersion === undefined ? 'missing-field' : 'unknown-api-version',
-        ...at(['apiVersion']),
-        path: 'apiVersion',
-        message:
-          record.apiVersion === undefined ? 'missing required field "apiVersion"' : 'unsupported apiVersion',
-        expected: `"${API_VERSION}"`,
-        found: describeValue(record.apiVersion),
-        hint: `this release reads ${API_VERSION}`,
-      });
-    }
-    const kind = record.kind;
-    if (typeof kind !== 'string' || !(KINDS as string[]).includes(kind)) {
-      const suggestion = typeof kind === 'string' ? closestMatch(kind, KINDS) : undefined;
-      const local = kind === 'ProxyBootstrap';
-      diagnostics.push({
-        ...base,
-        rule: kind === undefined ? 'missing-field' : 'unknown-kind',
-        ...at(['kind']),
-        path: 'kind',
-        message: kind === undefined ? 'missing required field "kind"' : 'unknown kind',
-        expected: `one of ${listOr(KINDS)}`,
-        found: describeValue(kind),
-        ...(local
-          ? {
-              hint: 'a ProxyBootstrap is a process’s own start-up file, not a mesh resource: keep it out of resource folders and check it with `isthmus proxy --check -c FILE`',
-            }
-          : suggestion !== undefined && { hint: `did you mean "${suggestion}"?` }),
-      });
-      continue;
-    }
-    const problems = validateDocument(kind as Kind, value).filter(
-      (p) => !(p.path.length === 1 && p.path[0] === 'apiVersion'),
-    );
-    for (const p of problems) {
-      diagnostics.push({
-        ...base,
-        rule: p.rule,
-        ...at(p.path, p.atKey),
-        path: formatPath(p.path),
-        message: p.message,
-        ...(p.expected !== undefined && { expected: p.expected }),
-        ...(p.found !== undefined && { found: p.found }),
-        ...(p.hint !== undefined && { hint: p.hint }),
-      });
-    }
-    if (problems.length > 0 || record.apiVersion !== API_VERSION) {
-      if (id !== undefined) rejected.push(id);
-      continue;
-    }
-    resources.push({ resource: value as AnyResource, file, docIndex, locate });
+    if ('diagnostic' in parsed) out.diagnostics.push(parsed.diagnostic);
+    else loadValue(parsed.value, file, parsed.docIndex, parsed.locate, out);
   }
+  return { ...out, files: [file] };
+}
 
-  return { resources, diagnostics, files: [file], rejected };
+/**
+ * Checks in-memory documents (e.g. the resources of a control-plane snapshot) exactly as
+ * `loadText` checks a file's. There is no source text, so every problem and every resource is
+ * located at `ORIGIN#INDEX` (the 0-based index of the document in `docs`), line 1.
+ */
+export function loadDocuments(docs: readonly unknown[], origin: string): LoadResult {
+  const out: LoadSink = { resources: [], diagnostics: [], rejected: [] };
+  docs.forEach((value, docIndex) => {
+    const file = `${origin}#${docIndex}`;
+    loadValue(value, file, docIndex, () => ({ file, line: 1, col: 1 }), out);
+  });
+  return { ...out, files: [origin] };
 }
 
 function isYamlFile(name: string): boolean {

@@ -1,6 +1,6 @@
 import { checkMesh } from './checks.js';
 import { compareDiagnostics, type Diagnostic } from './diagnostics.js';
-import { loadPaths, loadText, type LoadResult, type LoadedResource } from './load.js';
+import { loadDocuments, loadPaths, loadText, type LoadResult, type LoadedResource } from './load.js';
 
 export interface ValidationResult {
   resources: LoadedResource[];
@@ -35,4 +35,12 @@ export async function validatePaths(paths: readonly string[]): Promise<Validatio
 /** Same as validatePaths for one file's text. */
 export function validateText(text: string, file = '<input>'): ValidationResult {
   return finish(loadText(text, file));
+}
+
+/**
+ * Same as validatePaths for in-memory documents (the resources of a control-plane snapshot);
+ * problems are located at `ORIGIN#INDEX`, line 1.
+ */
+export function validateDocuments(docs: readonly unknown[], origin: string): ValidationResult {
+  return finish(loadDocuments(docs, origin));
 }

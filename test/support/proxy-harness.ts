@@ -2,8 +2,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
+import { parseAllDocuments } from 'yaml';
+import type { Clock } from '../../src/core/clock.js';
 import { parseBootstrap } from '../../src/dataplane/bootstrap.js';
 import { Proxy } from '../../src/dataplane/proxy.js';
+import type { Snapshot } from '../../src/protocol/messages.js';
 import { FakeUpstream } from './fake-upstream.js';
 
 /** A temporary folder of mesh resources, removed by `cleanup`. */
@@ -22,20 +25,27 @@ export interface EndpointSpec {
   address?: string;
 }
 
-/** Starts a proxy in this process from a generated bootstrap; throws with diagnostics if invalid. */
-export async function startProxy(input: {
+export interface ProxySpec {
   name?: string;
   mode?: 'sidecar' | 'gateway';
   service?: string;
   locality: string;
-  resources: string;
-  endpoints: EndpointSpec[];
+  /** Static mode: the resource folder (the bootstrap file is written beside it). */
+  resources?: string;
+  endpoints?: EndpointSpec[];
+  /** Control-plane mode instead of `resources`/`endpoints`: an absolute data folder. */
+  controlPlane?: { dataDir: string; zones?: string[] };
   inboundApp?: number;
   extra?: string;
-}): Promise<Proxy> {
+  clock?: Clock;
+  log?: (event: Record<string, unknown>) => void;
+}
+
+/** Starts a proxy in this process from a generated bootstrap; throws with diagnostics if invalid. */
+export async function startProxy(input: ProxySpec): Promise<Proxy> {
   const mode = input.mode ?? 'sidecar';
   const byService = new Map<string, EndpointSpec[]>();
-  for (const e of input.endpoints) byService.set(e.service, [...(byService.get(e.service) ?? []), e]);
+  for (const e of input.endpoints ?? []) byService.set(e.service, [...(byService.get(e.service) ?? []), e]);
   const endpoints = [...byService]
     .map(
       ([s, list]) =>
@@ -61,15 +71,71 @@ spec:
 ${mode === 'sidecar' ? `  service: ${input.service ?? 'frontend'}\n` : ''}  locality: ${input.locality}
 ${listeners}
   admin: {listen: 127.0.0.1:0}
-  resources: [${input.resources}]
   seed: 42
 ${input.extra ?? ''}
+${
+  input.controlPlane
+    ? `  controlPlane:
+    zones: [${(input.controlPlane.zones ?? ['ws://127.0.0.1:1']).join(', ')}]
+    dataDir: ${JSON.stringify(input.controlPlane.dataDir)}`
+    : `  resources: [${input.resources ?? ''}]
   endpoints:
-${endpoints || '    {}'}
+${endpoints || '    {}'}`
+}
 `;
-  const { bootstrap, diagnostics } = parseBootstrap(text, path.join(input.resources, 'bootstrap.yaml'));
+  const base = input.controlPlane ? path.dirname(input.controlPlane.dataDir) : (input.resources ?? '.');
+  const { bootstrap, diagnostics } = parseBootstrap(text, path.join(base, 'bootstrap.yaml'));
   if (!bootstrap) throw new Error(`invalid bootstrap:\n${JSON.stringify(diagnostics, null, 2)}\n${text}`);
-  return Proxy.start(bootstrap, { evaluateIntervalMs: 50 });
+  return Proxy.start(bootstrap, {
+    evaluateIntervalMs: 50,
+    ...(input.clock && { clock: input.clock }),
+    ...(input.log && { log: input.log }),
+  });
+}
+
+/**
+ * A control-plane snapshot from inline YAML resources (a `---` stream, as the fixtures build)
+ * and endpoints, as a zone control plane would send it.
+ */
+export function snapshotOf(input: {
+  version: string;
+  resources: string;
+  endpoints: EndpointSpec[];
+  policyRevision?: number;
+  generatedAtMs?: number;
+}): Snapshot {
+  const docs = parseAllDocuments(input.resources);
+  const resources = (Array.isArray(docs) ? docs : [])
+    .map((d) => d.toJS() as unknown)
+    .filter((v): v is Snapshot['resources'][number] => v !== null && v !== undefined);
+  return {
+    type: 'snapshot',
+    version: input.version,
+    policyRevision: input.policyRevision ?? 1,
+    generatedAtMs: input.generatedAtMs ?? Date.now(),
+    resources,
+    endpoints: input.endpoints.map((e) => ({
+      service: e.service,
+      address: e.address ?? '127.0.0.1',
+      port: e.port,
+      locality: e.locality,
+      weight: 1,
+    })),
+    regions: [],
+  };
+}
+
+/** Polls `check` until it returns without throwing (or `timeoutMs` passes, then rethrows). */
+export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 3000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > until) throw err;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
 }
 
 export interface Reply {
@@ -146,7 +212,12 @@ export class TestLab {
     return m.dir;
   }
 
-  async proxy(input: Parameters<typeof startProxy>[0]): Promise<Proxy> {
+  /** An empty temporary folder; returns its path. */
+  async dir(): Promise<string> {
+    return this.mesh({});
+  }
+
+  async proxy(input: ProxySpec): Promise<Proxy> {
     const p = await startProxy(input);
     this.#closers.push(() => p.stop());
     return p;

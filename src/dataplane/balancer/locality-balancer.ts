@@ -142,6 +142,8 @@ interface Slot {
   readonly latency: LatencyTracker;
   outlier: OutlierRecord;
   activeHealthy: boolean;
+  /** Monotonic ms of the last successful attempt, -Infinity before one (partition decay reads it). */
+  lastOkMs: number;
   /** Tier index, -1 when unplaced. */
   tier: number;
   region: RegionHealth | undefined;
@@ -259,6 +261,7 @@ export class LocalityBalancer {
           latency: new LatencyTracker(this.#decayMs),
           outlier: undefined as unknown as OutlierRecord, // set just below
           activeHealthy: true,
+          lastOkMs: -Infinity,
           tier: -1,
           region: undefined,
         });
@@ -378,6 +381,7 @@ export class LocalityBalancer {
     if (slot.latency.inflight > 0) slot.latency.inflight--;
     const now = this.#clock.monotonicMs();
     if (outcome.ok) {
+      slot.lastOkMs = now;
       slot.latency.observe(outcome.latencyMs, now);
       this.#outlier.record(slot.outlier, true, true, now);
     } else {
@@ -464,6 +468,12 @@ export class LocalityBalancer {
     if (slot === undefined) return undefined;
     this.#outlier.expire(this.#clock.monotonicMs());
     return this.#healthOf(slot);
+  }
+
+  /** Monotonic ms of the endpoint's last successful attempt; undefined before one (or when unknown). O(1). */
+  lastSuccessMs(endpointId: string): number | undefined {
+    const t = this.#slots.get(endpointId)?.lastOkMs;
+    return t === undefined || t === -Infinity ? undefined : t;
   }
 
   /** Smoothed latency of an endpoint's attempts, ms; undefined until measured. O(1). */
