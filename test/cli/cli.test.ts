@@ -641,6 +641,13 @@ describe('isthmus help and usage', { concurrency: true }, () => {
     ['schema', ['--kind <kind>', 'TrafficPolicy']],
     ['diff', ['<old> <new>', 'old', 'new', '--json', '--exit-code']],
     ['explain', ['<paths...>', '--service <name>', '--route <name>', '--from <region/zone>', '--json']],
+    ['global', ['--data-dir <dir>', '--listen <host:port>', '--store <url>', 'etcd://']],
+    ['zone', ['--region <name>', '--data-dir <dir>', '--global <urls>']],
+    ['apply', ['--file <paths...>', '--dry-run', '--server <url>']],
+    ['get', ['[what]', '--server <url>']],
+    ['history', ['[revision]', '--limit <n>']],
+    ['rollback', ['<revision>']],
+    ['status', ['--zone <url>', '--json']],
   ];
   for (const [command, mentions] of commands) {
     it(`${command} --help describes its arguments, exit 0`, async () => {
@@ -651,6 +658,30 @@ describe('isthmus help and usage', { concurrency: true }, () => {
       for (const m of mentions) assert.ok(r.stdout.includes(m), `help lacks "${m}"\n${r.show}`);
     });
   }
+
+  it('control-plane commands reject bad flag values as usage errors, and an unreachable server clearly', async () => {
+    const badListen = await run('global', '--data-dir', '/tmp/x', '--listen', 'nowhere');
+    expectExit(badListen, 2);
+    assert.match(badListen.stderr, /"nowhere" is not HOST:PORT/, badListen.show);
+    const badGlobal = await run('zone', '--region', 'eu', '--data-dir', '/tmp/x', '--global', 'ftp://x');
+    expectExit(badGlobal, 2);
+    assert.match(badGlobal.stderr, /must be an http:\/\/ URL/, badGlobal.show);
+    const badRevision = await run('rollback', 'three');
+    expectExit(badRevision, 2);
+    assert.match(badRevision.stderr, /"three" is not a revision number/, badRevision.show);
+    const badStore = await run('global', '--data-dir', '/tmp/x', '--store', 'mysql://db');
+    expectExit(badStore, 2);
+    assert.match(badStore.stderr, /sqlite:|etcd:/, badStore.show);
+    // Port 9 (discard) is closed on loopback: the command says where it tried and what to do.
+    const unreachable = await run('get', '--server', 'http://127.0.0.1:9');
+    expectNoCrash(unreachable);
+    expectExit(unreachable, 1);
+    assert.match(
+      unreachable.stderr,
+      /cannot reach the global control plane at http:\/\/127\.0\.0\.1:9/,
+      unreachable.show,
+    );
+  });
 
   it('an unknown command is a usage error with a suggestion (exit 2)', async () => {
     const r = await run('valdate', 'examples/mesh');

@@ -4,10 +4,14 @@
  */
 import { spawn } from 'node:child_process';
 import os from 'node:os';
-import { fromRoot, repoRoot } from './paths.js';
+import path from 'node:path';
+import { buildRoot, repoRoot } from './paths.js';
 
-/** The bin as installed by npm (package.json "bin"); it must have been built (`npm run build`). */
-export const BIN = fromRoot('dist', 'src', 'cli', 'main.js');
+/**
+ * The bin as installed by npm (package.json "bin": dist/src/cli/main.js), from the same build as
+ * the tests; it must have been built (`npm run build`).
+ */
+export const BIN = path.join(buildRoot, 'src', 'cli', 'main.js');
 
 export interface CliResult {
   /** Exit code, or null when the process was killed by a signal. */

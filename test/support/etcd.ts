@@ -33,8 +33,8 @@ process.once('exit', () => {
 export function etcdBinary(): string {
   const candidates = process.env.ETCD_BIN
     ? [process.env.ETCD_BIN]
-    : [...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean), '/usr/bin', '/usr/local/bin'].map((d) =>
-        path.join(d, 'etcd'),
+    : [...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean), '/usr/bin', '/usr/local/bin'].map(
+        (d) => path.join(d, 'etcd'),
       );
   for (const file of candidates) {
     try {

@@ -16,3 +16,9 @@ export const repoRoot: string = (() => {
 export function fromRoot(...parts: string[]): string {
   return path.join(repoRoot, ...parts);
 }
+
+/**
+ * The folder holding the compiled tree this file belongs to: `dist` for `npm test`, or whatever
+ * `--outDir` a build used, so tests run the bin of the same build as themselves.
+ */
+export const buildRoot: string = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -428,9 +428,9 @@ export class EtcdKvStore implements KvStore {
               deliver(() =>
                 onError(
                   new StoreCompactedError(
-                  `etcd at ${endpoint}: cannot watch ${prefix} from revision ${last + 1}: compacted ` +
-                    `(the oldest revision kept is ${compacted}); read the state with range() and ` +
-                    `watch from its revision`,
+                    `etcd at ${endpoint}: cannot watch ${prefix} from revision ${last + 1}: compacted ` +
+                      `(the oldest revision kept is ${compacted}); read the state with range() and ` +
+                      `watch from its revision`,
                     compacted - 1,
                   ),
                 ),
@@ -563,7 +563,10 @@ export class EtcdElection implements Election {
    * whether it leads. `store` may be an {@link EtcdKvStore} (shared, not closed by `resign`) or
    * the client URLs of the cluster (a store of its own is opened, with the default namespace).
    */
-  static async campaign(store: KvStore | readonly string[], options: EtcdElectionOptions): Promise<EtcdElection> {
+  static async campaign(
+    store: KvStore | readonly string[],
+    options: EtcdElectionOptions,
+  ): Promise<EtcdElection> {
     let s: EtcdKvStore;
     if (store instanceof EtcdKvStore) s = store;
     else if (Array.isArray(store)) s = new EtcdKvStore({ endpoints: store as readonly string[] });
@@ -798,9 +801,9 @@ function gatewayError(body: unknown): { message: string; code: number | undefine
   const e = body as Record<string, unknown>;
   // Unary calls answer {error, message, code}; streams wrap it: {error: {message, grpc_code, ...}}.
   const inner = typeof e.error === 'object' && e.error !== null ? (e.error as Record<string, unknown>) : e;
-  const message = inner.message ?? inner.error ?? 'unknown error';
+  const message = [inner.message, inner.error].find((m): m is string => typeof m === 'string');
   const code = inner.code ?? inner.grpc_code;
-  return { message: String(message), code: typeof code === 'number' ? code : undefined };
+  return { message: message ?? JSON.stringify(body), code: typeof code === 'number' ? code : undefined };
 }
 
 function errorCode(err: unknown): string {

@@ -41,7 +41,10 @@ export async function openStore(url: string | undefined, options: OpenStoreOptio
   const etcd = /^(etcd|etcd\+http):\/\/(.*)$/i.exec(spec);
   if (etcd) {
     const endpoints = parseHosts(spec, etcd[2]!);
-    const store = new EtcdKvStore({ endpoints, ...(options.prefix !== undefined && { prefix: options.prefix }) });
+    const store = new EtcdKvStore({
+      endpoints,
+      ...(options.prefix !== undefined && { prefix: options.prefix }),
+    });
     try {
       await store.revision();
     } catch (err) {

@@ -91,7 +91,9 @@ export class SqliteKvStore implements KvStore {
     this.url = `sqlite:${file}`;
     this.#db = db;
     this.#eventLogLimit = Math.max(1, Math.floor(options.eventLogLimit ?? DEFAULT_EVENT_LOG_LIMIT));
-    this.#getStmt = db.prepare<[string], KvRow>('SELECT key, value, create_rev, mod_rev FROM kv WHERE key = ?');
+    this.#getStmt = db.prepare<[string], KvRow>(
+      'SELECT key, value, create_rev, mod_rev FROM kv WHERE key = ?',
+    );
     // Keys sharing a prefix are contiguous in byte order, so the scan starts at the prefix and
     // `range` stops at the first key that does not start with it (exact, and uses the index —
     // unlike LIKE/GLOB, whose wildcards would need escaping).
@@ -118,7 +120,8 @@ export class SqliteKvStore implements KvStore {
         events.push({ type: 'put', key: p.key, json: p.json, modRevision: revision });
       }
       for (const key of txn.delete ?? []) {
-        if (this.#deleteStmt.run(key).changes > 0) events.push({ type: 'delete', key, modRevision: revision });
+        if (this.#deleteStmt.run(key).changes > 0)
+          events.push({ type: 'delete', key, modRevision: revision });
       }
       // As in etcd, a transaction that changes nothing (only compares, or deletes of absent keys)
       // succeeds without creating a revision: revisions number changes, and the two stores must
@@ -126,7 +129,9 @@ export class SqliteKvStore implements KvStore {
       if (events.length > 0) this.#setRevisionStmt.run(revision);
       return { ok: true, events };
     };
-    this.#applyTxn = db.transaction(apply).immediate;
+    // IMMEDIATE: take the write lock at BEGIN, so the compares read what the writes will replace.
+    const transaction = db.transaction(apply);
+    this.#applyTxn = (puts, txn) => transaction.immediate(puts, txn);
   }
 
   /**
@@ -366,7 +371,9 @@ function prepareFile(file: string, db: Database.Database): void {
       );
       CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value);
     `);
-    db.prepare("INSERT INTO meta (name, value) VALUES ('format', ?) ON CONFLICT (name) DO NOTHING").run(FORMAT);
+    db.prepare("INSERT INTO meta (name, value) VALUES ('format', ?) ON CONFLICT (name) DO NOTHING").run(
+      FORMAT,
+    );
     db.prepare("INSERT INTO meta (name, value) VALUES ('revision', 0) ON CONFLICT (name) DO NOTHING").run();
     // A write at every open: it takes the file's EXCLUSIVE lock now, not at the first txn, so a
     // second process fails at its open rather than much later.
@@ -408,7 +415,8 @@ function openError(file: string, err: unknown): IsthmusError {
       'is in use by another process (or another store in this process): only one control plane may ' +
       'open it at a time — stop the other one, or use etcd for a store shared by several processes';
   else if (code.startsWith('SQLITE_NOTADB'))
-    what = 'is not a SQLite database; it was left unchanged — give the store a new file or move this one away';
+    what =
+      'is not a SQLite database; it was left unchanged — give the store a new file or move this one away';
   else if (code.startsWith('SQLITE_CORRUPT'))
     what = `is corrupt (${describeSqliteError(err)}); it was left unchanged — restore it from a backup`;
   else what = `cannot be opened: ${describeSqliteError(err)}`;

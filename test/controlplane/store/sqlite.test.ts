@@ -169,7 +169,7 @@ describe('SqliteKvStore', () => {
     assert.deepEqual(readFileSync(file), bytes);
   });
 
-  it('refuses a SQLite database of another program, and leaves it unchanged', async () => {
+  it('refuses a SQLite database of another program, and leaves it unchanged', () => {
     const file = freshFile();
     mkdirSync(path.dirname(file), { recursive: true });
     const db = new Database(file);
