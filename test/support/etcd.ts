@@ -83,6 +83,10 @@ export async function startEtcd(): Promise<TestEtcd> {
         `--initial-advertise-peer-urls=${peer}`,
         `--initial-cluster=test=${peer}`,
         '--initial-cluster-state=new',
+        // Room for applies of large meshes (one key per changed resource in one transaction);
+        // docs/control-plane.md tells operators to do the same.
+        '--max-txn-ops=20000',
+        '--max-request-bytes=67108864',
         '--logger=zap',
         '--log-level=error',
       ],
