@@ -119,7 +119,8 @@ function start(m: Extract<ToWorker, { type: 'start' }>): void {
           onSnapshot(p, message, atMs);
         },
         onState: (s) => {
-          if (!s.connected && s.lastError) send({ type: 'error', message: `${m.region}/${i}: ${s.lastError}` });
+          if (!s.connected && s.lastError)
+            send({ type: 'error', message: `${m.region}/${i}: ${s.lastError}` });
         },
       }),
     };
@@ -173,6 +174,17 @@ process.on('message', (m: ToWorker) => {
     }
     case 'decode-cost':
       decodeCost(m.id);
+      break;
+    case 'status':
+      send({
+        type: 'status',
+        id: m.id,
+        connected: proxies.filter((p) => p.client.connected).length,
+        proxies: proxies.length,
+        minRevision: Math.min(...proxies.map((p) => p.revision)),
+        minEndpoints: Math.min(...proxies.map((p) => p.endpointCount)),
+        maxEndpoints: Math.max(...proxies.map((p) => p.endpointCount)),
+      });
       break;
     case 'stop':
       void Promise.all(proxies.map((p) => p.client.close())).finally(() => process.exit(0));

@@ -26,9 +26,22 @@ import { openStore } from '../src/controlplane/store/open.js';
 import { PROXY_STREAM_PATH, ZoneControlPlane } from '../src/controlplane/zone.js';
 import type { AnyResource } from '../src/model/resources.js';
 import { validateDocuments } from '../src/model/validate.js';
-import { PROTOCOL_VERSION, decodeServerMessage, type EndpointRecord, type Snapshot } from '../src/protocol/messages.js';
+import {
+  PROTOCOL_VERSION,
+  decodeServerMessage,
+  type EndpointRecord,
+  type Snapshot,
+} from '../src/protocol/messages.js';
 import { StreamClient } from '../src/protocol/stream.js';
-import { endpointKey, median, memory, meshDocs, REGIONS, serviceName, type Doc } from './controlplane-shared.js';
+import {
+  endpointKey,
+  median,
+  memory,
+  meshDocs,
+  REGIONS,
+  serviceName,
+  type Doc,
+} from './controlplane-shared.js';
 
 const { values } = parseArgs({
   options: {
@@ -111,7 +124,11 @@ class ScaleProxy {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiters.delete(w);
-        reject(new Error(`no snapshot with ${what} within ${timeoutMs} ms (latest: ${JSON.stringify(this.latest)})`));
+        reject(
+          new Error(
+            `no snapshot with ${what} within ${timeoutMs} ms (latest: ${JSON.stringify(this.latest)})`,
+          ),
+        );
       }, timeoutMs);
       const w = {
         check,
@@ -136,7 +153,14 @@ function standInZone(globalAddress: string, regionIndex: number, endpoints: Endp
       node: { id: `bench-${region}`, role: 'zone', locality: region },
     }),
     onWelcome: (_w, c) => {
-      c.send({ type: 'inventory', region, epoch: 'bench', revision: 1, generatedAtMs: Date.now(), endpoints });
+      c.send({
+        type: 'inventory',
+        region,
+        epoch: 'bench',
+        revision: 1,
+        generatedAtMs: Date.now(),
+        endpoints,
+      });
     },
     onMessage: (m, c) => {
       if (m.type === 'policy') c.send({ type: 'ack', version: String(m.revision) });
@@ -144,7 +168,11 @@ function standInZone(globalAddress: string, regionIndex: number, endpoints: Endp
   }).start();
 }
 
-async function until(check: () => Promise<boolean> | boolean, what: string, timeoutMs: number): Promise<void> {
+async function until(
+  check: () => Promise<boolean> | boolean,
+  what: string,
+  timeoutMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -214,15 +242,17 @@ async function main(): Promise<Record<string, unknown>> {
     });
     closers.push(() => global.close());
     const perRegion = Math.floor(ENDPOINTS / 3);
-    const share = (regionIndex: number, n: number) => Array.from({ length: n }, (_, k) => endpoint(regionIndex, k));
+    const share = (regionIndex: number, n: number) =>
+      Array.from({ length: n }, (_, k) => endpoint(regionIndex, k));
     // The stand-in zones leave once global stored their inventories: global keeps serving them
     // (as disconnected regions, which a connected zone still routes to), and policy updates then
     // are not parsed by two extra clients inside this process during the measured cycles.
     const standIns = [1, 2].map((ri) => standInZone(global.address, ri, share(ri, perRegion)));
     await until(
       async () =>
-        (await global.zones()).filter((z) => (z.inventory as { endpoints: number } | null)?.endpoints === perRegion)
-          .length === 2,
+        (await global.zones()).filter(
+          (z) => (z.inventory as { endpoints: number } | null)?.endpoints === perRegion,
+        ).length === 2,
       'global to store the stand-in zones’ inventories',
       60_000,
     );
@@ -274,7 +304,11 @@ async function main(): Promise<Record<string, unknown>> {
       const applied = await global.state.apply(next.resources, meta(`cycle ${i}`));
       if (!applied.ok) throw new Error('a cycle apply conflicted');
       const revision = applied.revision;
-      const at = await proxy.waitFor((s) => s.policyRevision >= revision, `revision ${revision}`, CYCLE_TIMEOUT_MS);
+      const at = await proxy.waitFor(
+        (s) => s.policyRevision >= revision,
+        `revision ${revision}`,
+        CYCLE_TIMEOUT_MS,
+      );
       policyCycles.push({
         cycleMs: at - start,
         buildMs: zone.stats.get('isthmus_zone_snapshot_build_seconds') * 1000,
@@ -295,7 +329,10 @@ async function main(): Promise<Record<string, unknown>> {
         `endpoint ${key}`,
         CYCLE_TIMEOUT_MS,
       );
-      endpointCycles.push({ cycleMs: at - start, buildMs: zone.stats.get('isthmus_zone_snapshot_build_seconds') * 1000 });
+      endpointCycles.push({
+        cycleMs: at - start,
+        buildMs: zone.stats.get('isthmus_zone_snapshot_build_seconds') * 1000,
+      });
       await new Promise((r) => setTimeout(r, 300));
     }
 

@@ -10,7 +10,10 @@ export const REGIONS = ['eu-west', 'us-east', 'ap-south'] as const;
 export type RegionName = (typeof REGIONS)[number];
 
 /** A mesh resource as a plain object, the way `POST /v1/apply` takes it. */
-export type Doc = Record<string, unknown> & { kind: string; metadata: { name: string } };
+export type Doc = Record<string, unknown> & {
+  kind: string;
+  metadata: { name: string; labels?: Record<string, string> };
+};
 
 /** `svc-0042`: fixed width, so names sort the way they are numbered. */
 export function serviceName(i: number, count: number): string {
@@ -18,7 +21,12 @@ export function serviceName(i: number, count: number): string {
 }
 
 export function regionDoc(name: string): Doc {
-  return { apiVersion: API_VERSION, kind: 'Region', metadata: { name }, spec: { zones: [{ name: `${name}-a` }] } };
+  return {
+    apiVersion: API_VERSION,
+    kind: 'Region',
+    metadata: { name },
+    spec: { zones: [{ name: `${name}-a` }] },
+  };
 }
 
 export function serviceDoc(name: string, port = 8080): Doc {
@@ -99,6 +107,8 @@ export type ToWorker =
   /** Proxy `proxy` registers one more endpoint on its stream. */
   | { type: 'register'; id: number; proxy: number; endpoint: EndpointRecord }
   | { type: 'decode-cost'; id: number }
+  /** Answered with `status`: where the proxies are, for error messages. */
+  | { type: 'status'; id: number }
   | { type: 'stop' };
 
 export type FromWorker =
@@ -117,6 +127,15 @@ export type FromWorker =
       ms: number;
       bytes: number;
       snapshots: number;
+    }
+  | {
+      type: 'status';
+      id: number;
+      connected: number;
+      proxies: number;
+      minRevision: number;
+      minEndpoints: number;
+      maxEndpoints: number;
     }
   | { type: 'error'; message: string };
 

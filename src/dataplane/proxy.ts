@@ -265,9 +265,16 @@ export class Proxy {
     const resourcesHash = createHash('sha256').update(JSON.stringify(canonicalResources)).digest('hex');
     const previous = this.#config?.resourcesHash === resourcesHash ? this.#config : undefined;
     const gateway = this.bootstrap.spec.mode === 'gateway';
+    // Grouped once: a snapshot may list every instance of every service in every region.
+    const byService = new Map<string, StaticEndpoint[]>();
+    for (const e of input.endpoints) {
+      const list = byService.get(e.service);
+      if (list) list.push(e);
+      else byService.set(e.service, [e]);
+    }
     const destinations = new Map<string, Destination>();
     for (const name of mesh.services.keys()) {
-      const endpoints = toEndpoints(input.endpoints, name, this.bootstrap.locality, mesh, gateway);
+      const endpoints = toEndpoints(byService.get(name) ?? [], name, this.bootstrap.locality, mesh, gateway);
       const kept = previous?.destinations.get(name);
       if (kept && kept.endpointsKey === endpointsKey(endpoints)) {
         destinations.set(name, kept);

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { parseBootstrap } from '../../src/dataplane/bootstrap.js';
+import { loadBootstrap, parseBootstrap } from '../../src/dataplane/bootstrap.js';
+import { fromRoot } from '../support/paths.js';
 import { yamlDoc } from '../support/yaml-doc.js';
 
 const FILE = path.join(path.sep, 'etc', 'isthmus', 'proxy.yaml');
@@ -137,5 +139,16 @@ describe('bootstrap: control-plane mode', () => {
         weight: 3,
       },
     ]);
+  });
+
+  it('every example in examples/proxy is valid, in both modes', async () => {
+    const dir = fromRoot('examples', 'proxy');
+    const modes = new Set<string>();
+    for (const name of await readdir(dir)) {
+      const { bootstrap, diagnostics } = await loadBootstrap(path.join(dir, name));
+      assert.deepEqual(diagnostics, [], name);
+      modes.add(bootstrap?.controlPlane ? 'control-plane' : 'static');
+    }
+    assert.deepEqual([...modes].sort(), ['control-plane', 'static']);
   });
 });

@@ -61,7 +61,12 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function startEtcd(): Promise<TestEtcd> {
+export async function startEtcd(
+  options: {
+    /** Keep etcd's own request limits (1.5 MiB, 128 operations per transaction). */
+    defaultLimits?: boolean;
+  } = {},
+): Promise<TestEtcd> {
   const bin = etcdBinary();
   const dir = await mkdtemp(path.join(os.tmpdir(), 'isthmus-etcd-'));
   const [clientPort, peerPort] = [await freePort(), await freePort()];
@@ -85,8 +90,7 @@ export async function startEtcd(): Promise<TestEtcd> {
         '--initial-cluster-state=new',
         // Room for applies of large meshes (one key per changed resource in one transaction);
         // docs/control-plane.md tells operators to do the same.
-        '--max-txn-ops=20000',
-        '--max-request-bytes=67108864',
+        ...(options.defaultLimits ? [] : ['--max-txn-ops=20000', '--max-request-bytes=67108864']),
         '--logger=zap',
         '--log-level=error',
       ],

@@ -3,7 +3,8 @@
  * etcd's v3 model, so the embedded SQLite file and an etcd cluster are interchangeable behind it.
  * Everything above this interface (desired state, history, zone inventories) is written once.
  *
- * - Every successful write (`txn`) advances the store's revision by exactly one, and every key
+ * - Every successful write (`txn`) that changes a key advances the store's revision by exactly one (as in
+ *   etcd, a transaction that changes nothing does not), and every key
  *   it touched gets that revision as its `modRevision`.
  * - Values are JSON-serialisable data; the store keeps them as UTF-8 JSON text.
  * - Keys are `/`-separated strings; `range(prefix)` returns keys in byte order.

@@ -21,7 +21,7 @@ let started: TestEtcd | undefined;
 let startError: unknown;
 before(async () => {
   try {
-    started = await startEtcd();
+    started = await startEtcd({ defaultLimits: true });
   } catch (err) {
     startError = err;
   }
