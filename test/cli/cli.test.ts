@@ -683,6 +683,21 @@ describe('isthmus help and usage', { concurrency: true }, () => {
     );
   });
 
+  it('a zone refuses a corrupted data directory with a message naming the file, and leaves it as it was', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'isthmus-corrupt-'));
+    try {
+      const garbage = Buffer.from('SQLite format 3\u0000'.padEnd(4096, '\u00ff'), 'latin1');
+      await writeFile(path.join(dir, 'zone.db'), garbage);
+      const r = await run('zone', '--region', 'eu-west', '--data-dir', dir, '--listen', '127.0.0.1:0');
+      expectNoCrash(r);
+      expectExit(r, 1);
+      assert.ok(r.stderr.includes(path.join(dir, 'zone.db')), r.show);
+      assert.ok((await readFile(path.join(dir, 'zone.db'))).equals(garbage), 'the file is untouched');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('an unknown command is a usage error with a suggestion (exit 2)', async () => {
     const r = await run('valdate', 'examples/mesh');
     expectNoCrash(r);

@@ -185,7 +185,14 @@ describe('control plane: registrations and inventories', () => {
     const link = await CuttableLink.start(g.cp.address);
     lab.defer(() => link.close());
     const eu = await lab.zone('eu-west', [link.url]);
+    const us = await lab.zone('us-east', [g.url]);
     const p = lab.proxy({ zone: eu.address, id: 'web-1', locality: 'eu-west/eu-west-a', service: 'web' });
+    const watcher = lab.proxy({
+      zone: us.address,
+      id: 'web-us',
+      locality: 'us-east/us-east-a',
+      service: 'web',
+    });
     await p.waitFor((s) => names(s).includes('Service/cart'), 'initial state');
 
     link.cut();
@@ -200,10 +207,36 @@ describe('control plane: registrations and inventories', () => {
     // A proxy connecting during the partition still gets the zone's state.
     const late = lab.proxy({ zone: eu.address, id: 'web-2', locality: 'eu-west/eu-west-a', service: 'web' });
     await late.waitFor((s) => names(s).includes('Service/cart'), 'late proxy served from the zone');
+    // A registration made in the cut-off region keeps flowing to its own proxies…
+    lab.proxy({
+      zone: eu.address,
+      id: 'catalog-eu',
+      locality: 'eu-west/eu-west-a',
+      service: 'catalog',
+      register: {
+        service: 'catalog',
+        address: '127.0.0.7',
+        port: 7007,
+        locality: 'eu-west/eu-west-a',
+        weight: 1,
+      },
+    });
+    await p.waitFor(
+      (s) => s.endpoints.some((e) => e.port === 7007),
+      'local registration during the partition',
+    );
+    assert.ok(!watcher.latest?.endpoints.some((e) => e.port === 7007), 'other regions cannot know yet');
 
     link.heal();
     const healed = await p.waitFor((s) => names(s).includes('Service/search'), 'changes after heal', 10_000);
     assert.ok(!names(healed).includes('Service/cart'), 'the deletion made during the partition propagated');
+    // …and reaches the other regions after the heal, exactly once.
+    const seen = await watcher.waitFor(
+      (s) => s.endpoints.some((e) => e.port === 7007),
+      'registration after heal',
+      10_000,
+    );
+    assert.equal(seen.endpoints.filter((e) => e.port === 7007).length, 1);
 
     // Restarting the zone from its data directory does not resurrect cart either.
     await eu.cp.close();
@@ -264,6 +297,19 @@ describe('control plane: bad peers', () => {
     assert.match(JSON.stringify(wrongRegion.messages), /this zone serves region eu-west/);
 
     await assert.rejects(open(`ws://${eu.address}${PROXY_STREAM_PATH}`, 'other'), /400/);
+
+    // A peer that says hello and then stalls is dropped after three missed heartbeats (3 × 100 ms).
+    const staller = await open(`ws://${eu.address}${PROXY_STREAM_PATH}`);
+    staller.ws.send(
+      JSON.stringify({
+        type: 'hello',
+        protocol: 1,
+        node: { id: 'slow', role: 'proxy', locality: 'eu-west' },
+      }),
+    );
+    const stalledAt = Date.now();
+    await staller.closed;
+    assert.ok(Date.now() - stalledAt < 2000, 'dropped promptly');
 
     // The good proxy is still served: a new revision reaches it.
     await g.api.post('/v1/apply', { resources: mesh(service('web'), service('cart')) });
