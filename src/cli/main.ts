@@ -6,10 +6,20 @@
 import { readFileSync } from 'node:fs';
 import { runCli } from './program.js';
 
-// dist/src/cli/main.js → the package root's package.json.
-const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
-  version: string;
-};
+// The package root's package.json: three levels up from dist/src/cli/main.js, and found by
+// walking up when the build lives elsewhere (e.g. a private output folder).
+function readPackage(): { version: string } {
+  let dir = new URL('../../../', import.meta.url);
+  for (let i = 0; i < 6; i++) {
+    try {
+      return JSON.parse(readFileSync(new URL('package.json', dir), 'utf8')) as { version: string };
+    } catch {
+      dir = new URL('../', dir);
+    }
+  }
+  return { version: '0.0.0-unknown' };
+}
+const pkg = readPackage();
 
 // A reader that goes away (`isthmus schema | head -1`) is not an error worth a stack trace.
 for (const stream of [process.stdout, process.stderr]) {

@@ -100,10 +100,9 @@ export class ControlPlaneClient {
 
   #report(): void {
     const last = this.#stream.state.lastContactMs;
-    this.#proxy.controlPlaneContact({
-      connected: this.#stream.connected,
-      lastContactMs: last ?? this.#options.clock.monotonicMs(),
-    });
+    // Before any contact the proxy counts the partition grace period from its own start.
+    if (last === undefined) return;
+    this.#proxy.controlPlaneContact({ connected: this.#stream.connected, lastContactMs: last });
   }
 
   #receive(snapshot: Snapshot): void {
