@@ -21,6 +21,8 @@ export const ErrorCodes = {
   ISTHMUS_E_CONFLICT: 'An apply or rollback was based on a revision that is no longer the latest.',
   ISTHMUS_E_CORRUPT:
     'A state file Isthmus wrote (the last-known-good snapshot) is truncated, fails its checksum or is in an unknown format.',
+  ISTHMUS_E_WAL_FULL:
+    'The telemetry write-ahead log is at maxBytes and an append could not be admitted (whenFull: block timed out, or nothing could be dropped).',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -1,0 +1,9 @@
+export {
+  WriteAheadLog,
+  type WalAppend,
+  type WalFullPolicy,
+  type WalOptions,
+  type WalRecord,
+  type WalStats,
+} from './wal.js';
+export type { WalLoss, WalRecovery } from './recovery.js';

@@ -1,0 +1,60 @@
+import { readFileSync, realpathSync, unlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { IsthmusError } from '../../core/errors.js';
+import { LOCK_FILE } from './format.js';
+
+/** Folders this process has open, by real path (a pid file cannot tell two opens in one process apart). */
+const heldHere = new Set<string>();
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Takes the log folder for this process: two writers interleaving appends in one folder would
+ * corrupt it. The lock is `wal.lock` holding the owner's pid; a lock whose pid is gone (the
+ * owner was killed) is taken over. Returns the function that releases it.
+ */
+export function acquireLock(dir: string): () => void {
+  const real = realpathSync(dir);
+  const file = path.join(dir, LOCK_FILE);
+  if (heldHere.has(real))
+    throw new IsthmusError('ISTHMUS_E_IO', `${dir}: this telemetry log is already open in this process`);
+  const mine = `${JSON.stringify({ pid: process.pid, startedAtMs: Date.now() })}\n`;
+  try {
+    writeFileSync(file, mine, { flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+      throw new IsthmusError('ISTHMUS_E_IO', `${file}: cannot create the lock file: ${String(err)}`, {
+        cause: err,
+      });
+    let pid: unknown;
+    try {
+      pid = (JSON.parse(readFileSync(file, 'utf8')) as { pid?: unknown }).pid;
+    } catch {
+      pid = undefined;
+    }
+    // Our own pid in the file means a previous incarnation with the same pid (a container's pid 1).
+    if (typeof pid === 'number' && Number.isSafeInteger(pid) && pid !== process.pid && alive(pid))
+      throw new IsthmusError(
+        'ISTHMUS_E_IO',
+        `${dir}: this telemetry log is in use by process ${pid} (${LOCK_FILE}); one process per folder`,
+      );
+    writeFileSync(file, mine);
+  }
+  heldHere.add(real);
+  return () => {
+    heldHere.delete(real);
+    try {
+      if (readFileSync(file, 'utf8') === mine) unlinkSync(file);
+    } catch {
+      // Already gone: nothing to release.
+    }
+  };
+}

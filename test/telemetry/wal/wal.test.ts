@@ -1,0 +1,189 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { ManualClock } from '../../../src/core/clock.js';
+import { WriteAheadLog } from '../../../src/telemetry/wal/index.js';
+import {
+  appendMany,
+  assertIntact,
+  payloadFor,
+  range,
+  readAll,
+  rejection,
+  segmentFiles,
+  seqsOf,
+  settlesWithin,
+  small,
+  TempDirs,
+  timeFor,
+} from './helpers.js';
+
+describe('telemetry write-ahead log', () => {
+  const dirs = new TempDirs();
+  after(() => dirs.cleanup());
+
+  it('round-trips records across several segments and continues seqs after reopening', async () => {
+    const dir = await dirs.make();
+    let wal = await WriteAheadLog.open({ dir, ...small });
+    assert.deepEqual(await appendMany(wal, 300), range(1, 300));
+    await wal.sync();
+    const records = await readAll(wal);
+    assert.deepEqual(seqsOf(records), range(1, 300));
+    assertIntact(records);
+    const files = await segmentFiles(dir);
+    assert.ok(files.length >= 10, `expected many segments, got ${files.length}`);
+    assert.equal(wal.stats().segments, files.length);
+    assert.equal(files[0], 'wal-00000000000000000001.seg');
+    await wal.close();
+
+    wal = await WriteAheadLog.open({ dir, ...small });
+    assert.equal(wal.recovery.records, 300);
+    assert.equal(wal.recovery.nextSeq, 301);
+    assert.deepEqual(wal.recovery.torn, { records: 0, bytes: 0 });
+    assert.deepEqual(await appendMany(wal, 50), range(301, 350));
+    await wal.close();
+
+    wal = await WriteAheadLog.open({ dir, ...small });
+    const all = await readAll(wal);
+    assert.deepEqual(seqsOf(all), range(1, 350));
+    assertIntact(all);
+    await wal.close();
+  });
+
+  it('append resolves once written; readBatch serves only fsynced records; the interval runs on the injected clock', async () => {
+    const dir = await dirs.make();
+    const clock = new ManualClock();
+    const wal = await WriteAheadLog.open({ dir, ...small, fsyncIntervalMs: 20, clock });
+    const appended = await wal.append(payloadFor(1), timeFor(1));
+    assert.equal(appended.seq, 1);
+    assert.equal(wal.stats().writtenSeq, 1);
+    // Real time passes, the clock does not: no fsync, nothing readable.
+    assert.equal(await settlesWithin(appended.durable, 80), false);
+    assert.equal(wal.stats().fsyncs, 0);
+    assert.deepEqual(await wal.readBatch(1, 10, 1 << 20), []);
+    clock.advance(20);
+    assert.equal(await settlesWithin(appended.durable, 1000), true);
+    assert.equal(wal.stats().fsyncs, 1);
+    assert.equal(wal.durableSeq, 1);
+    assert.deepEqual(seqsOf(await wal.readBatch(1, 10, 1 << 20)), [1]);
+
+    // sync() forces it without the clock.
+    const second = await wal.append(payloadFor(2), timeFor(2));
+    await wal.sync();
+    assert.equal(await settlesWithin(second.durable, 0), true);
+    assert.equal(wal.durableSeq, 2);
+    await wal.close();
+  });
+
+  it('fsyncs on its own at the default-style interval with the system clock, batching appends into few writes', async () => {
+    const dir = await dirs.make();
+    const wal = await WriteAheadLog.open({ dir, ...small, fsyncIntervalMs: 10 });
+    const pending = range(1, 2000).map((seq) => wal.append(payloadFor(seq), timeFor(seq)));
+    const results = await Promise.all(pending);
+    await (results.at(-1) as (typeof results)[number]).durable;
+    const stats = wal.stats();
+    assert.equal(stats.durableSeq, 2000);
+    assert.equal(stats.appendedRecords, 2000);
+    // One event-loop turn of appends is one batch: a handful of writes (one per segment touched), not 2000.
+    assert.ok(stats.writes <= stats.segmentsCreated + 5, `writes ${stats.writes}`);
+    assert.ok(stats.fsyncs >= 1);
+    await wal.close();
+  });
+
+  it('readBatch honours maxRecords and maxBytes (at least one record), crosses segments, starts after the acked seq', async () => {
+    const dir = await dirs.make();
+    const wal = await WriteAheadLog.open({ dir, ...small });
+    await appendMany(wal, 120);
+    await wal.sync();
+    assert.deepEqual(seqsOf(await wal.readBatch(1, 7, 1 << 20)), range(1, 7));
+    // Spans several 4 KiB segments in one call.
+    assert.deepEqual(seqsOf(await wal.readBatch(5, 100, 1 << 20)), range(5, 104));
+    // A byte budget smaller than one record still returns that record.
+    assert.deepEqual(seqsOf(await wal.readBatch(10, 100, 1)), [10]);
+    const budget = 2000;
+    const byBytes = await wal.readBatch(1, 1000, budget);
+    const used = byBytes.reduce((n, r) => n + 32 + r.payload.length, 0);
+    assert.ok(used <= budget, `${used} bytes over a ${budget} budget`);
+    assert.ok(
+      used + 32 + payloadFor(byBytes.length + 1).length > budget,
+      'stopped before the budget was used',
+    );
+    assert.deepEqual(seqsOf(byBytes), range(1, byBytes.length));
+    assert.deepEqual(await wal.readBatch(121, 10, 1 << 20), []);
+    await wal.ack(30);
+    assert.deepEqual(seqsOf(await wal.readBatch(1, 3, 1 << 20)), [31, 32, 33]);
+    assertIntact(await wal.readBatch(1, 1000, 1 << 30));
+    await wal.close();
+  });
+
+  it('ack deletes whole segments only, never the active one, and persists the acked seq', async () => {
+    const dir = await dirs.make();
+    let wal = await WriteAheadLog.open({ dir, ...small });
+    await appendMany(wal, 200);
+    await wal.sync();
+    const before = await segmentFiles(dir);
+    const firstSeqs = before.map((n) => Number(n.slice(4, 24)));
+    // Ack into the middle of the third segment: the first two go, the third stays.
+    const third = firstSeqs[2] as number;
+    const fourth = firstSeqs[3] as number;
+    const uptoSeq = third + Math.floor((fourth - third) / 2);
+    await wal.ack(uptoSeq);
+    const afterAck = await segmentFiles(dir);
+    assert.deepEqual(afterAck, before.slice(2));
+    const stats = wal.stats();
+    assert.equal(stats.ackedSeq, uptoSeq);
+    assert.equal(stats.ackedRecords, uptoSeq);
+    assert.equal(stats.backlogRecords, 200 - uptoSeq);
+    assert.equal(stats.segmentsDeleted, 2);
+    const checkpoint = JSON.parse(await readFile(path.join(dir, 'wal.checkpoint'), 'utf8')) as {
+      ackedSeq: number;
+    };
+    assert.equal(checkpoint.ackedSeq, uptoSeq);
+    assert.equal((await rejection(wal.ack(201))).code, 'ISTHMUS_E_INVALID_VALUE');
+    await wal.close();
+
+    wal = await WriteAheadLog.open({ dir, ...small });
+    assert.equal(wal.ackedSeq, uptoSeq);
+    const rest = await readAll(wal);
+    assert.deepEqual(seqsOf(rest), range(uptoSeq + 1, 200));
+    // Acking everything keeps the active segment (its name carries the next seq).
+    await wal.ack(200);
+    assert.deepEqual(await segmentFiles(dir), before.slice(-1));
+    assert.equal(wal.stats().backlogRecords, 0);
+    await wal.close();
+
+    wal = await WriteAheadLog.open({ dir, ...small });
+    assert.equal(wal.nextSeq, 201);
+    assert.deepEqual(await readAll(wal), []);
+    await wal.close();
+  });
+
+  it('refuses a second open of the same folder and bad options', async () => {
+    const dir = await dirs.make();
+    const wal = await WriteAheadLog.open({ dir, ...small });
+    const second = await rejection(WriteAheadLog.open({ dir, ...small }));
+    assert.equal(second.code, 'ISTHMUS_E_IO');
+    assert.match(second.message, /already open/);
+    await wal.close();
+    const bad = await rejection(WriteAheadLog.open({ dir, segmentBytes: 8 << 20, maxBytes: 1 << 20 }));
+    assert.equal(bad.code, 'ISTHMUS_E_INVALID_VALUE');
+    assert.match(bad.message, /twice segmentBytes/);
+    // Closed and released: it opens again.
+    await (await WriteAheadLog.open({ dir, ...small })).close();
+  });
+
+  it('rejects oversized records and appends after close; close flushes and fsyncs', async () => {
+    const dir = await dirs.make();
+    const wal = await WriteAheadLog.open({ dir, ...small, fsyncIntervalMs: 10_000 });
+    const big = await rejection(wal.append(Buffer.alloc(wal.maxPayloadBytes + 1), 0));
+    assert.equal(big.code, 'ISTHMUS_E_INVALID_VALUE');
+    const fits = wal.append(Buffer.alloc(wal.maxPayloadBytes), 0);
+    const pending = range(1, 10).map((i) => wal.append(payloadFor(i + 1), timeFor(i + 1)));
+    await wal.close();
+    assert.equal((await fits).seq, 1);
+    const last = await (pending.at(-1) as Promise<{ durable: Promise<void> }>);
+    assert.equal(await settlesWithin(last.durable, 0), true, 'close fsyncs');
+    assert.equal((await rejection(wal.append(payloadFor(1), 0))).code, 'ISTHMUS_E_IO');
+  });
+});
