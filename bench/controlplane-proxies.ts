@@ -184,6 +184,7 @@ process.on('message', (m: ToWorker) => {
         minRevision: Math.min(...proxies.map((p) => p.revision)),
         minEndpoints: Math.min(...proxies.map((p) => p.endpointCount)),
         maxEndpoints: Math.max(...proxies.map((p) => p.endpointCount)),
+        snapshots,
       });
       break;
     case 'stop':

@@ -107,7 +107,7 @@ export type ToWorker =
   /** Proxy `proxy` registers one more endpoint on its stream. */
   | { type: 'register'; id: number; proxy: number; endpoint: EndpointRecord }
   | { type: 'decode-cost'; id: number }
-  /** Answered with `status`: where the proxies are, for error messages. */
+  /** Answered with `status`: where the proxies are (for error messages), snapshots so far. */
   | { type: 'status'; id: number }
   | { type: 'stop' };
 
@@ -136,6 +136,8 @@ export type FromWorker =
       minRevision: number;
       minEndpoints: number;
       maxEndpoints: number;
+      /** Snapshots received by all of this worker's proxies since it started. */
+      snapshots: number;
     }
   | { type: 'error'; message: string };
 

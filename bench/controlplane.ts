@@ -10,15 +10,17 @@
  * Propagation: real processes — one `isthmus global` and three `isthmus zone` (eu-west, us-east,
  * ap-south), from the same build as this file, on 127.0.0.1 with temporary data directories —
  * and 3 × N simulated proxies speaking the real protocol, in three forked worker processes (one per
- * region, bench/controlplane-proxies.ts), so this process only drives and times. Each round
- * applies a one-resource change through `POST /v1/apply` and waits until every proxy has the new
- * policy revision and every zone has acknowledged it to global; then endpoint rounds register a
- * new endpoint at one proxy and wait until every proxy in the other regions lists it.
+ * region, bench/controlplane-proxies.ts), so this process only drives and times. The proxies
+ * connect and register first, then the mesh (3 Regions, S Services, a few TrafficPolicies) is
+ * applied. Each round applies a one-resource change through `POST /v1/apply` and waits until
+ * every proxy has the new policy revision and every zone has acknowledged it to global; then
+ * endpoint rounds register a new endpoint at one proxy and wait until every proxy in the other
+ * regions lists it (zone → global → the other zones → their proxies).
  *
  * Scale: in a forked child (bench/controlplane-scale.ts), in-process, S services / E endpoints.
  */
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -92,7 +94,7 @@ const USAGE = `Usage: npm run bench:controlplane -- [options]
   --scale-endpoints N     endpoints in the scale test (BENCH_CP_SCALE_ENDPOINTS, default 100000)
   --scale-cycles N        timed changes per kind in the scale test (BENCH_CP_SCALE_CYCLES, default 3)
   --no-scale              skip the scale test
-  --profile DIR           write a V8 CPU profile of the scale test to DIR (node --cpu-prof)
+  --profile DIR           write V8 CPU profiles of every process (global, zones, workers, scale) to DIR
   --save                  also write bench/results/controlplane-<date>.json
 `;
 
@@ -171,6 +173,11 @@ function parseOptions(argv: string[]): Options | undefined {
 
 // ---- processes --------------------------------------------------------------------------------
 
+/** Node's flags to write a CPU profile into `dir` at exit (`--profile`); none without one. */
+function cpuProfileFlags(dir: string | undefined): string[] {
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(dir)}`] : [];
+}
+
 /** `isthmus global|zone` started from this build, in its own process group, until stopped. */
 class RoleProcess {
   readonly child: ChildProcess;
@@ -182,8 +189,9 @@ class RoleProcess {
   constructor(
     readonly name: string,
     args: string[],
+    profileDir?: string,
   ) {
-    this.child = spawn(process.execPath, [...NODE_FLAGS, cliMain, ...args], {
+    this.child = spawn(process.execPath, [...NODE_FLAGS, ...cpuProfileFlags(profileDir), cliMain, ...args], {
       // Its own group: Ctrl-C reaches only the benchmark, which stops it (and nothing is orphaned).
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -263,21 +271,26 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 /** One forked worker process running a region's simulated proxies. */
 class ProxyWorker {
   readonly child: ChildProcess;
-  readonly errors: string[] = [];
+  /** Stream errors the proxies reported, with when (Date.now()) they arrived here. */
+  readonly errors: { atMs: number; message: string }[] = [];
   readonly exited: Promise<void>;
   #nextId = 1;
   readonly #pending = new Map<number, (m: FromWorker) => void>();
   #started: ((m: FromWorker) => void) | undefined;
 
-  constructor(readonly region: string) {
+  constructor(
+    readonly region: string,
+    profileDir?: string,
+  ) {
     this.child = fork(script('./controlplane-proxies.js'), [], {
-      execArgv: [...NODE_FLAGS],
+      execArgv: [...NODE_FLAGS, ...cpuProfileFlags(profileDir)],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
     this.child.on('message', (m: FromWorker) => {
       if (m.type === 'error') {
-        if (this.errors.length < 100) this.errors.push(m.message);
+        if (this.errors.length < 1000) this.errors.push({ atMs: Date.now(), message: m.message });
+        if (process.env.BENCH_CP_DEBUG) console.error(`[${new Date().toISOString()}] ${m.message}`);
         return;
       }
       if (m.type === 'started') {
@@ -294,15 +307,21 @@ class ProxyWorker {
     return this.child.pid ?? 0;
   }
 
-  #send(m: ToWorker): void {
-    this.child.send(m);
+  /** False when the worker is gone (it exited, e.g. on Ctrl-C): the caller fails the request. */
+  #send(m: ToWorker): boolean {
+    if (!this.child.connected) return false;
+    // A send racing the worker's exit fails through the callback, not as an 'error' event.
+    this.child.send(m, (err) => {
+      if (err) this.errors.push({ atMs: Date.now(), message: `cannot reach the worker: ${err.message}` });
+    });
+    return true;
   }
 
   start(m: Omit<Extract<ToWorker, { type: 'start' }>, 'type'>): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#started = () => resolve();
       void this.exited.then(() => reject(new Error(`the ${this.region} proxy worker exited`)));
-      this.#send({ type: 'start', ...m });
+      if (!this.#send({ type: 'start', ...m })) reject(new Error(`the ${this.region} proxy worker is gone`));
     });
   }
 
@@ -311,7 +330,7 @@ class ProxyWorker {
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, (m) => resolve(m as T));
       void this.exited.then(() => reject(new Error(`the ${this.region} proxy worker exited`)));
-      this.#send(make(id));
+      if (!this.#send(make(id))) reject(new Error(`the ${this.region} proxy worker is gone`));
     });
   }
 
@@ -336,8 +355,12 @@ class ProxyWorker {
     return m.atMs;
   }
 
-  async status(): Promise<string> {
-    const s = await this.#request<Extract<FromWorker, { type: 'status' }>>((id) => ({ type: 'status', id }));
+  status(): Promise<Extract<FromWorker, { type: 'status' }>> {
+    return this.#request((id) => ({ type: 'status', id }));
+  }
+
+  async describe(): Promise<string> {
+    const s = await this.status();
     return `${this.region}: ${s.connected}/${s.proxies} connected, lowest revision ${s.minRevision}, endpoints ${s.minEndpoints}..${s.maxEndpoints}`;
   }
 
@@ -347,7 +370,7 @@ class ProxyWorker {
 
   async stop(): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    if (this.child.connected) this.#send({ type: 'stop' });
+    this.#send({ type: 'stop' });
     const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
     await this.exited;
     clearTimeout(timer);
@@ -387,6 +410,8 @@ interface PolicyRound {
   /** POST /v1/apply round trip. */
   apiMs: number;
   firstProxyMs: number;
+  /** Latest over the regions of the first arrival in each: every zone had started sending it. */
+  everyZoneSendingMs: number;
   lastProxyMs: number;
   /** When polling first saw every zone's ackedRevision at the revision (checked after the proxies). */
   zonesAckedSeenMs: number;
@@ -412,10 +437,14 @@ interface Propagation {
   /** Per-snapshot parse + validation at one simulated proxy, ms, and the snapshot's size. */
   proxyDecodeMs: number;
   snapshotBytes: number;
+  /** Snapshots all simulated proxies received during the rounds, and the workers' CPU per one. */
+  snapshotsDuringRounds: number;
+  workerCpuMsPerSnapshot: number;
   cpuMsDuringRounds: Record<string, number>;
   busyPercent: Record<string, number>;
   foreignCpuPercent: number;
   measuredForMs: number;
+  /** Stream errors of the simulated proxies during the rounds (a reconnecting proxy is late). */
   workerErrors: string[];
 }
 
@@ -433,21 +462,25 @@ class Run {
     return (await this.api.get<{ zones: ZoneView[] }>('/v1/zones')).zones;
   }
 
-  /** Polls global until every region's zone is connected and acknowledged `revision`. */
-  async #zonesAcked(revision: number, timeoutMs: number): Promise<void> {
+  /** Polls global's view of the zones until `check` holds. */
+  async #until(check: (zones: ZoneView[]) => boolean, what: string, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const zones = await this.#zones();
-      if (
-        REGIONS.every((r) => zones.some((z) => z.region === r && z.connected && z.ackedRevision >= revision))
-      )
-        return;
-      if (Date.now() > deadline)
-        throw new Error(
-          `the zones did not acknowledge revision ${revision} in time: ${JSON.stringify(zones)}`,
-        );
+      if (check(zones)) return;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(zones)}`);
       await sleep(5);
     }
+  }
+
+  /** Until every region's zone is connected and has acknowledged `revision` to global. */
+  #zonesAcked(revision: number, timeoutMs: number): Promise<void> {
+    return this.#until(
+      (zones) =>
+        REGIONS.every((r) => zones.some((z) => z.region === r && z.connected && z.ackedRevision >= revision)),
+      `every zone to acknowledge revision ${revision}`,
+      timeoutMs,
+    );
   }
 
   #alive(): void {
@@ -465,38 +498,40 @@ class Run {
   async run(): Promise<Propagation> {
     const o = this.o;
     const setupStart = Date.now();
-    const global = new RoleProcess('isthmus global', [
-      'global',
-      '--data-dir',
-      path.join(this.tmp, 'global'),
-      '--listen',
-      '127.0.0.1:0',
-    ]);
+    const global = new RoleProcess(
+      'isthmus global',
+      ['global', '--data-dir', path.join(this.tmp, 'global'), '--listen', '127.0.0.1:0'],
+      o.profileDir,
+    );
     this.procs.push(global);
     const address = String((await global.ready).address);
     this.api = new ApiClient(`http://${address}`, {
       userAgent: 'isthmus-bench',
       timeoutMs: ROUND_TIMEOUT_MS,
     });
-    const initial = await this.#apply(0, 'bench: initial mesh');
     const zones = REGIONS.map(
       (region) =>
-        new RoleProcess(`isthmus zone ${region}`, [
-          'zone',
-          '--region',
-          region,
-          '--data-dir',
-          path.join(this.tmp, `zone-${region}`),
-          '--global',
-          `http://${address}`,
-          '--listen',
-          '127.0.0.1:0',
-        ]),
+        new RoleProcess(
+          `isthmus zone ${region}`,
+          [
+            'zone',
+            '--region',
+            region,
+            '--data-dir',
+            path.join(this.tmp, `zone-${region}`),
+            '--global',
+            `http://${address}`,
+            '--listen',
+            '127.0.0.1:0',
+          ],
+          o.profileDir,
+        ),
     );
     this.procs.push(...zones);
     const zoneAddresses = await Promise.all(zones.map(async (z) => String((await z.ready).address)));
-    await this.#zonesAcked(initial.revision, READY_TIMEOUT_MS);
-    REGIONS.forEach((region) => this.workers.push(new ProxyWorker(region)));
+    REGIONS.forEach((region) => this.workers.push(new ProxyWorker(region, o.profileDir)));
+    // The proxies connect and register before there is a mesh: a zone sends no snapshot until it
+    // has policies, so the registrations do not each cause a round of snapshots to every proxy.
     await Promise.all(
       this.workers.map((w, i) =>
         w.start({
@@ -508,6 +543,16 @@ class Run {
         }),
       ),
     );
+    await this.#until(
+      (zs) =>
+        REGIONS.every((r) =>
+          zs.some((z) => z.region === r && z.connected && z.inventory?.endpoints === o.proxies),
+        ),
+      `every zone to report its ${o.proxies} registrations to global`,
+      READY_TIMEOUT_MS * 3,
+    );
+    const initial = await this.#apply(0, 'bench: initial mesh');
+    await this.#zonesAcked(initial.revision, READY_TIMEOUT_MS);
     // Ready: every proxy has the mesh and every region's endpoints (its own and the others').
     const all = 3 * o.proxies;
     const ready = await Promise.all(
@@ -516,7 +561,9 @@ class Run {
     const missing = ready.flat().filter((t) => t === null).length;
     if (missing > 0)
       throw new Error(
-        `${missing} of ${all} proxies did not get revision ${initial.revision} with ${all} endpoints within 60 s (${(await Promise.all(this.workers.map((w) => w.status()))).join('; ')}); zones: ${JSON.stringify(await this.#zones())}; worker errors: ${this.workers.flatMap((w) => w.errors.slice(0, 3)).join('; ') || 'none'}`,
+        `${missing} of ${all} proxies did not get revision ${initial.revision} with ${all} endpoints within 60 s (${(await Promise.all(this.workers.map((w) => w.describe()))).join('; ')}); zones: ${JSON.stringify(await this.#zones())}; worker errors: ${
+          this.workers.flatMap((w) => w.errors.slice(0, 3).map((e) => e.message)).join('; ') || 'none'
+        }`,
       );
     const setupMs = Date.now() - setupStart;
     console.log(
@@ -528,6 +575,7 @@ class Run {
     const names = [...this.procs.map((p) => p.name), ...this.workers.map((w) => `proxy worker ${w.region}`)];
     const cpuStart = pids.map(cpuMs);
     const selfStart = process.cpuUsage();
+    const snapshotsBefore = await Promise.all(this.workers.map(async (w) => (await w.status()).snapshots));
     const meter = new CpuMeter(pids);
     const measuredFrom = Date.now();
 
@@ -552,9 +600,10 @@ class Run {
           `round ${round}: expected revision ${expected}, global answered ${JSON.stringify(result)}`,
         );
       revision = result.revision;
-      const times = (
-        await Promise.all(this.workers.map((w) => w.watch({ kind: 'revision', revision }, ROUND_TIMEOUT_MS)))
-      ).flat();
+      const byRegion = await Promise.all(
+        this.workers.map((w) => w.watch({ kind: 'revision', revision }, ROUND_TIMEOUT_MS)),
+      );
+      const times = byRegion.flat();
       const late = times.filter((t) => t === null).length;
       if (late > 0)
         throw new Error(
@@ -568,6 +617,7 @@ class Run {
         revision,
         apiMs,
         firstProxyMs: Math.min(...perProxyMs),
+        everyZoneSendingMs: Math.max(...byRegion.map((ts) => Math.min(...(ts as number[])) - t0)),
         lastProxyMs: Math.max(...perProxyMs),
         zonesAckedSeenMs,
         perProxyMs,
@@ -623,6 +673,12 @@ class Run {
     );
     const self = process.cpuUsage(selfStart);
     cpuMsDuringRounds['benchmark process'] = Math.round((self.user + self.system) / 1000);
+    const snapshotsAfter = await Promise.all(this.workers.map(async (w) => (await w.status()).snapshots));
+    const snapshots = snapshotsAfter.reduce((a, n, i) => a + n - (snapshotsBefore[i] ?? 0), 0);
+    const workerCpuMs = this.workers.reduce(
+      (a, w) => a + (cpuMsDuringRounds[`proxy worker ${w.region}`] ?? 0),
+      0,
+    );
     const costs = await Promise.all(this.workers.map((w) => w.decodeCost()));
     return {
       setupMs,
@@ -630,12 +686,18 @@ class Run {
       rounds,
       endpointRounds,
       proxyDecodeMs: median(costs.map((c) => c.ms)),
+      snapshotsDuringRounds: snapshots,
+      workerCpuMsPerSnapshot: snapshots > 0 ? workerCpuMs / snapshots : Number.NaN,
       snapshotBytes: Math.max(...costs.map((c) => c.bytes)),
       cpuMsDuringRounds,
       busyPercent,
       foreignCpuPercent: foreignPercent,
       measuredForMs,
-      workerErrors: this.workers.flatMap((w) => w.errors),
+      workerErrors: this.workers.flatMap((w) =>
+        w.errors
+          .filter((e) => e.atMs >= measuredFrom)
+          .map((e) => `+${e.atMs - measuredFrom} ms ${e.message}`),
+      ),
     };
   }
 
@@ -663,10 +725,12 @@ interface ScaleResult {
   };
 }
 
-function runScale(o: Options, children: Set<ChildProcess>): Promise<ScaleResult> {
+function runScale(o: Options, children: Set<ChildProcess>, dir: string): Promise<ScaleResult> {
   const child = fork(
     script('./controlplane-scale.js'),
     [
+      '--dir',
+      dir,
       '--services',
       String(o.scaleServices),
       '--endpoints',
@@ -675,11 +739,7 @@ function runScale(o: Options, children: Set<ChildProcess>): Promise<ScaleResult>
       String(o.scaleCycles),
     ],
     {
-      execArgv: [
-        ...NODE_FLAGS,
-        '--expose-gc',
-        ...(o.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(o.profileDir)}`] : []),
-      ],
+      execArgv: [...NODE_FLAGS, '--expose-gc', ...cpuProfileFlags(o.profileDir)],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     },
   );
@@ -768,6 +828,10 @@ function report(
         ...dist(p.rounds.flatMap((r) => r.perProxyMs)),
       ],
       ['policy change → first proxy (per round)', ...dist(p.rounds.map((r) => r.firstProxyMs))],
+      [
+        'policy change → first proxy of the last region (per round)',
+        ...dist(p.rounds.map((r) => r.everyZoneSendingMs)),
+      ],
       ['  of which POST /v1/apply round trip', ...dist(p.rounds.map((r) => r.apiMs))],
       [
         '  every zone ACKed to global (seen by polling after)',
@@ -802,9 +866,12 @@ function report(
         'is the batching delay it documents per KDS sync, not a measured end-to-end time.',
     );
     out.push(
-      `Simulated proxies: 3 worker processes (child_process.fork), ${o.proxies} StreamClients each; a snapshot is ` +
-        `${f1(p.snapshotBytes / 1024)} KiB and one proxy's parse + validation of it takes ${f1(p.proxyDecodeMs)} ms, ` +
-        `so up to ~${f0(p.proxyDecodeMs * o.proxies)} ms of a worker's last arrival is its own serial decoding of the ${o.proxies} copies.`,
+      `Simulated proxies: 3 worker processes (child_process.fork), ${o.proxies} StreamClients each. A snapshot is ` +
+        `${f1(p.snapshotBytes / 1024)} KiB; parsing and validating one takes ${f1(p.proxyDecodeMs)} ms on an idle worker, and ` +
+        `the workers spent ${f1(p.workerCpuMsPerSnapshot)} ms of CPU per snapshot per proxy during the rounds (receive, decode, ack; ` +
+        `${f0(p.snapshotsDuringRounds)} snapshots). A change costs the simulation ~${f0(p.workerCpuMsPerSnapshot * 3 * o.proxies)} ms of CPU ` +
+        `on ${String(os.availableParallelism())} cores shared with the control plane, and each worker takes its ${o.proxies} copies one after ` +
+        `the other: most of the spread between a region's first and last proxy is the simulation, the rest is the zone writing the copies.`,
     );
     const cpu = Object.entries(p.cpuMsDuringRounds)
       .map(([name, v]) => `${name} ${f1(v / 1000)} s`)
@@ -818,7 +885,7 @@ function report(
     );
     if (p.workerErrors.length > 0)
       out.push(
-        `warning: the simulated proxies saw ${p.workerErrors.length} stream error(s), first: ${p.workerErrors[0]}`,
+        `warning: the simulated proxies saw ${p.workerErrors.length} stream error(s) during the rounds (a proxy that reconnects is late that round), first: ${p.workerErrors[0]}`,
       );
     out.push('');
   }
@@ -855,8 +922,9 @@ function report(
         `zone: endpoint change → snapshot at proxy, median (of which build)`,
         `${f0(median(endpoint.map((c) => c.cycleMs)))} (${f0(median(endpoint.map((c) => c.buildMs)))})`,
       ],
+      [`zone: ${f0(Number(z.burst))} registrations in a burst → all in a snapshot`, f0(Number(z.burstMs))],
       [
-        `zone: start → first full snapshot at proxy (incl. ${Number(z.localEndpoints).toLocaleString('en-US')} registrations)`,
+        `zone: start (${Number(z.localEndpoints).toLocaleString('en-US')} registrations on disk) → first full snapshot at proxy`,
         f0(Number(z.loadMs)),
       ],
       [
@@ -905,18 +973,11 @@ function gitRevision(root: string): string | undefined {
   return `${head.stdout.trim()}${dirty.stdout.trim() ? '-dirty' : ''}`;
 }
 
-/** What the build must hold for the spawned CLI to start from it. */
+/** What the build must hold: the CLI and the benchmark's child modules, all built. */
 function missingPrerequisites(): string[] {
-  const missing: string[] = [];
-  for (const file of [cliMain, script('./controlplane-proxies.js'), script('./controlplane-scale.js')])
-    if (!existsSync(file)) missing.push(`${file} (build first: npm run build)`);
-  // The CLI reads its version from the package.json three folders above main.js.
-  const pkg = path.resolve(path.dirname(cliMain), '../../../package.json');
-  if (existsSync(cliMain) && !existsSync(pkg))
-    missing.push(
-      `${pkg}: the CLI of this build reads its version there; build into a folder directly below the package (dist) or give that folder's parent a package.json`,
-    );
-  return missing;
+  return [cliMain, script('./controlplane-proxies.js'), script('./controlplane-scale.js')]
+    .filter((file) => !existsSync(file))
+    .map((file) => `${file} (build first: npm run build)`);
 }
 
 async function main(): Promise<number> {
@@ -950,9 +1011,11 @@ async function main(): Promise<number> {
       await run.stop();
       await rm(tmp, { recursive: true, force: true });
     })());
+  // Last resort (an exit without the cleanup above): nothing may outlive the benchmark.
   process.on('exit', () => {
     run.killNow();
     for (const c of children) c.kill('SIGKILL');
+    rmSync(tmp, { recursive: true, force: true });
   });
   for (const signal of ['SIGINT', 'SIGTERM'] as const)
     process.once(signal, () => {
@@ -969,13 +1032,13 @@ async function main(): Promise<number> {
   let scale: ScaleResult | undefined;
   try {
     propagation = await run.run();
-    await cleanup();
-    cleaning = undefined;
+    // Free the machine for the scale test.
+    await run.stop();
     if (o.scale) {
       console.log(
         `  scale test: ${o.scaleServices.toLocaleString('en-US')} services, ${o.scaleEndpoints.toLocaleString('en-US')} endpoints (in-process)…`,
       );
-      scale = await runScale(o, children);
+      scale = await runScale(o, children, path.join(tmp, 'scale'));
     }
     const sum = summarise(propagation, scale, o);
     console.log(`\n${report(propagation, scale, o, sum)}`);

@@ -100,9 +100,16 @@ export class ZoneControlPlane {
   #inventoryTimer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
   #snapshots:
-    { sidecar: { version: string; text: string }; gateway: { version: string; text: string } } | undefined;
+    { sidecar: { version: string; text: Buffer }; gateway: { version: string; text: Buffer } } | undefined;
   #droppedRegions = '';
   #leaseDirty = false;
+  #leaseTtlMs = DEFAULT_LEASE_TTL_MS;
+  /** Registration ids by the node (proxy) that made them, for lease renewal on every frame. */
+  readonly #byNode = new Map<string, Set<string>>();
+  /** Registration changes not yet written; flushed together in one transaction. */
+  readonly #pendingPuts = new Map<string, Registration>();
+  readonly #pendingDeletes = new Set<string>();
+  #flushScheduled = false;
   #lastPersistMs = 0;
   #lastNack: { revision: number; reason: string; atMs: number } | undefined;
   #work: Promise<void> = Promise.resolve();
@@ -207,10 +214,7 @@ export class ZoneControlPlane {
     // Registrations survive a restart; each gets a fresh lease so its proxy has time to reconnect.
     const now = this.#clock.now();
     for (const e of await this.#store.range<Registration>('registrations/')) {
-      this.#registrations.set(e.value.id, {
-        ...e.value,
-        expiresAtMs: Math.max(e.value.expiresAtMs, now + this.leaseTtlMs),
-      });
+      this.#remember({ ...e.value, expiresAtMs: Math.max(e.value.expiresAtMs, now + this.leaseTtlMs) });
     }
   }
 
@@ -223,14 +227,12 @@ export class ZoneControlPlane {
       locate: () => ({ file: `global@${policy.revision}`, line: 1, col: 1 }),
     }));
     this.#mesh = new MeshIndex(resources);
+    // Read on every frame from a proxy: merged once per policy change.
+    this.#leaseTtlMs = parseDurationMs(this.#mesh.partition(this.region).value.leaseTtl);
   }
 
   get leaseTtlMs(): number {
-    try {
-      return parseDurationMs(this.#mesh.partition(this.region).value.leaseTtl);
-    } catch {
-      return DEFAULT_LEASE_TTL_MS;
-    }
+    return this.#leaseTtlMs;
   }
 
   get policyRevision(): number {
@@ -369,8 +371,53 @@ export class ZoneControlPlane {
     this.#inventoryTimer.unref();
   }
 
-  /** Records an inventory change: a new revision, persisted with the change itself. */
-  async #inventoryChanged(puts: { key: string; value: unknown }[], deletes: string[]): Promise<void> {
+  #remember(reg: Registration): void {
+    const old = this.#registrations.get(reg.id);
+    if (old && old.node !== reg.node) this.#byNode.get(old.node)?.delete(reg.id);
+    this.#registrations.set(reg.id, reg);
+    let ids = this.#byNode.get(reg.node);
+    if (!ids) this.#byNode.set(reg.node, (ids = new Set()));
+    ids.add(reg.id);
+  }
+
+  #forget(id: string): Registration | undefined {
+    const reg = this.#registrations.get(id);
+    if (!reg) return undefined;
+    this.#registrations.delete(id);
+    const ids = this.#byNode.get(reg.node);
+    ids?.delete(id);
+    if (ids?.size === 0) this.#byNode.delete(reg.node);
+    return reg;
+  }
+
+  /**
+   * Records an inventory change in memory at once and persists it with others made in the same
+   * turn: one transaction and one new inventory revision per burst (hundreds of proxies
+   * registering after a zone restart cost one fsync, not hundreds).
+   */
+  #inventoryChanged(puts: Registration[], deletes: string[]): void {
+    for (const r of puts) {
+      this.#pendingPuts.set(r.id, r);
+      this.#pendingDeletes.delete(r.id);
+    }
+    for (const id of deletes) {
+      this.#pendingPuts.delete(id);
+      this.#pendingDeletes.add(id);
+    }
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      void this.#serial(() => this.#flushInventory());
+    });
+  }
+
+  async #flushInventory(): Promise<void> {
+    if (this.#pendingPuts.size === 0 && this.#pendingDeletes.size === 0) return;
+    const puts = [...this.#pendingPuts.values()].map((r) => ({ key: `registrations/${r.id}`, value: r }));
+    const deletes = [...this.#pendingDeletes].map((id) => `registrations/${id}`);
+    this.#pendingPuts.clear();
+    this.#pendingDeletes.clear();
     this.#inventoryRevision++;
     await this.#store.txn({
       put: [
@@ -409,10 +456,10 @@ export class ZoneControlPlane {
       this.#renew(p.node);
       switch (m.type) {
         case 'register':
-          void this.#serial(() => this.#register(p, m.endpoint));
+          this.#register(p, m.endpoint);
           break;
         case 'deregister':
-          void this.#serial(() => this.#deregister(registrationId(m)));
+          this.#deregister(registrationId(m));
           break;
         case 'ack':
           p.acked = m.version;
@@ -442,16 +489,16 @@ export class ZoneControlPlane {
   }
 
   #renew(node: string): void {
-    const until = this.#clock.now() + this.leaseTtlMs;
-    for (const r of this.#registrations.values()) {
-      if (r.node === node) {
-        r.expiresAtMs = until;
-        this.#leaseDirty = true;
-      }
+    const ids = this.#byNode.get(node);
+    if (!ids) return;
+    const until = this.#clock.now() + this.#leaseTtlMs;
+    for (const id of ids) {
+      const r = this.#registrations.get(id);
+      if (r) r.expiresAtMs = until;
     }
   }
 
-  async #register(p: ProxySession, endpoint: EndpointRecord): Promise<void> {
+  #register(p: ProxySession, endpoint: EndpointRecord): void {
     const region = endpoint.locality.split('/')[0];
     if (region !== this.region) {
       p.session.fail(
@@ -470,16 +517,16 @@ export class ZoneControlPlane {
       registeredAtMs: old?.registeredAtMs ?? now,
       expiresAtMs: now + this.leaseTtlMs,
     };
-    this.#registrations.set(id, reg);
+    this.#remember(reg);
     if (old && JSON.stringify(old.endpoint) === JSON.stringify(endpoint) && old.node === p.node) return;
     this.#log({ event: 'registered', id, node: p.node });
-    await this.#inventoryChanged([{ key: `registrations/${id}`, value: reg }], []);
+    this.#inventoryChanged([reg], []);
   }
 
-  async #deregister(id: string): Promise<void> {
-    if (!this.#registrations.delete(id)) return;
+  #deregister(id: string): void {
+    if (!this.#forget(id)) return;
     this.#log({ event: 'deregistered', id });
-    await this.#inventoryChanged([], [`registrations/${id}`]);
+    this.#inventoryChanged([], [id]);
   }
 
   /** Removes registrations whose lease ran out; re-evaluates the partition policy. */
@@ -487,7 +534,7 @@ export class ZoneControlPlane {
     const now = this.#clock.now();
     const expired = [...this.#registrations.values()].filter((r) => r.expiresAtMs < now);
     for (const r of expired) {
-      this.#registrations.delete(r.id);
+      this.#forget(r.id);
       this.stats.inc(
         'isthmus_zone_leases_expired_total',
         'Registrations removed because their lease ran out.',
@@ -495,20 +542,18 @@ export class ZoneControlPlane {
       this.#log({ event: 'lease-expired', id: r.id, node: r.node });
     }
     if (expired.length > 0)
-      await this.#inventoryChanged(
+      this.#inventoryChanged(
         [],
-        expired.map((r) => `registrations/${r.id}`),
+        expired.map((r) => r.id),
       );
-    else if (this.#leaseDirty && now - this.#lastPersistMs > 5000) {
-      // Lease renewals and global contact are persisted in batches (a restart grants fresh leases
-      // anyway); the contact time tells a restarted zone how stale its view of other regions is.
+    if (this.#leaseDirty && now - this.#lastPersistMs > 5000) {
+      // Lease renewals are not persisted (a restarted zone grants fresh leases anyway); the time
+      // of the last contact with global is, now and then, so a restarted zone knows how stale its
+      // view of other regions is.
       this.#leaseDirty = false;
       this.#lastPersistMs = now;
       await this.#store.txn({
-        put: [
-          ...[...this.#registrations.values()].map((r) => ({ key: `registrations/${r.id}`, value: r })),
-          { key: 'global-contact', value: { atMs: this.#lastGlobalContactAtMs } },
-        ],
+        put: [{ key: 'global-contact', value: { atMs: this.#lastGlobalContactAtMs } }],
       });
     }
     const dropped = this.#droppedRemoteRegions().join(',');
@@ -570,7 +615,7 @@ export class ZoneControlPlane {
       const version = `${this.#policy.revision}-${digest}`;
       // Hand-assembled so the (large) resource and endpoint lists are serialised once.
       const text = `{"type":"snapshot","version":${JSON.stringify(version)},"policyRevision":${this.#policy.revision},"generatedAtMs":${now},"resources":${resourcesText},"endpoints":${endpointsText},"regions":${JSON.stringify(regions)}}`;
-      return { version, text };
+      return { version, text: Buffer.from(text) };
     };
     const sidecar = build([...local, ...remote]);
     const gateway = build(local);

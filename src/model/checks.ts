@@ -1,7 +1,7 @@
 import { closestMatch } from '../core/text.js';
 import { parseDurationMs, parseSizeBytes } from '../core/units.js';
 import { compareDiagnostics, type Diagnostic, type Position } from './diagnostics.js';
-import type { Effective, Layer, Origin } from './effective.js';
+import { mergeLayers, type Effective, type Layer, type Origin } from './effective.js';
 import type { LoadedResource } from './load.js';
 import { MeshIndex, type Loaded } from './mesh.js';
 import { getIn, leavesOf, type JsonSchema } from './schema-walk.js';
@@ -549,14 +549,23 @@ function checkEffective(index: MeshIndex, out: Reporter) {
     targets.push({ service: name });
     for (const route of svc.resource.spec.routes ?? []) targets.push({ service: name, route: route.name });
   }
+  // Most services and routes merge the same layers (built-in, mesh defaults, mesh-wide policies):
+  // merge and check each distinct list of layers once. A problem found for one of them would be
+  // reported once anyway (it is deduplicated by location), so nothing is lost.
+  const merged = new Map<string, Effective<EffectiveTraffic>>();
   for (const { service, route } of targets) {
     const layers = index.trafficLayers(service, route);
-    const effective = index.traffic(service, route);
+    const key = layersKey(layers);
+    let effective = merged.get(key);
     const context =
       service === undefined
         ? ''
         : ` (effective for ${service}${route === undefined ? '' : ` route ${route}`})`;
-    applyRules(out, effective, layers, TRAFFIC_RULES, context);
+    if (!effective) {
+      effective = mergeLayers<EffectiveTraffic>(TrafficSettings, layers);
+      merged.set(key, effective);
+      applyRules(out, effective, layers, TRAFFIC_RULES, context);
+    }
     if (service !== undefined && effective.value.consistency.mode === 'strong') {
       const svc = index.services.get(service);
       if (svc && svc.resource.spec.homeRegion === undefined) {
@@ -573,7 +582,27 @@ function checkEffective(index: MeshIndex, out: Reporter) {
       }
     }
   }
+  const checkedTelemetry = new Set<string>();
   for (const service of [undefined, ...index.services.keys()]) {
-    applyRules(out, index.telemetry(service), index.telemetryLayers(service), TELEMETRY_RULES, '');
+    const layers = index.telemetryLayers(service);
+    const key = layersKey(layers);
+    if (checkedTelemetry.has(key)) continue;
+    checkedTelemetry.add(key);
+    applyRules(
+      out,
+      mergeLayers<EffectiveTelemetry>(TelemetrySettings as JsonSchema, layers),
+      layers,
+      TELEMETRY_RULES,
+      '',
+    );
   }
+}
+
+/** Identity of a list of layers: which resources contribute, at which level. */
+function layersKey(layers: readonly Layer[]): string {
+  return layers
+    .map((l) =>
+      l.source ? `${l.level}:${l.source.resource.kind}/${l.source.resource.metadata.name}` : l.level,
+    )
+    .join('|');
 }

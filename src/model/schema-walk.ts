@@ -39,11 +39,29 @@ export function isSection(schema: JsonSchema): boolean {
   );
 }
 
-export function leavesOf(schema: JsonSchema, prefix: readonly string[] = []): Leaf[] {
+const leafCache = new WeakMap<JsonSchema, readonly Leaf[]>();
+
+/**
+ * The leaves (non-section fields) below `schema`, depth first. Cached per schema object: merging
+ * walks the same schema for every service and route of a mesh.
+ */
+export function leavesOf(schema: JsonSchema, prefix: readonly string[] = []): readonly Leaf[] {
+  if (prefix.length === 0) {
+    let cached = leafCache.get(schema);
+    if (!cached) {
+      cached = Object.freeze(collectLeaves(schema, []));
+      leafCache.set(schema, cached);
+    }
+    return cached;
+  }
+  return collectLeaves(schema, prefix);
+}
+
+function collectLeaves(schema: JsonSchema, prefix: readonly string[]): Leaf[] {
   const out: Leaf[] = [];
   for (const [key, child] of Object.entries(schema.properties ?? {})) {
     const path = [...prefix, key];
-    if (isSection(child)) out.push(...leavesOf(child, path));
+    if (isSection(child)) out.push(...collectLeaves(child, path));
     else out.push({ path, schema: child });
   }
   return out;

@@ -84,14 +84,17 @@ export class ServerSession {
     return sendJson(this.ws, message);
   }
 
-  /** Sends a message already serialised (one snapshot text shared by many sessions). */
-  sendText(json: string): boolean {
+  /**
+   * Sends a message already serialised — one snapshot shared by many sessions is encoded to
+   * UTF-8 once, as a Buffer, instead of once per session.
+   */
+  sendText(json: string | Buffer): boolean {
     if (this.ws.readyState !== WebSocket.OPEN) return false;
     if (this.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
       this.ws.terminate();
       return false;
     }
-    this.ws.send(json);
+    this.ws.send(json, { binary: false });
     return true;
   }
 
