@@ -11,6 +11,7 @@
  */
 import { PROTOCOL_VERSION, decodeServerMessage, type Snapshot } from '../src/protocol/messages.js';
 import { StreamClient } from '../src/protocol/stream.js';
+import { applySnapshotDelta } from '../src/protocol/snapshot-delta.js';
 import { PROXY_STREAM_PATH } from '../src/controlplane/zone.js';
 import {
   endpointKey,
@@ -29,6 +30,8 @@ interface SimulatedProxy {
   /** Endpoint key → when a snapshot first listed it. */
   endpoints: Map<string, number>;
   endpointCount: number;
+  /** The last complete snapshot (the base of the next delta). */
+  last: Snapshot | undefined;
 }
 
 interface Watch {
@@ -95,6 +98,7 @@ function start(m: Extract<ToWorker, { type: 'start' }>): void {
       revisions: [],
       endpoints: new Map(),
       endpointCount: 0,
+      last: undefined,
       client: new StreamClient({
         urls: [`ws://${m.zone}${PROXY_STREAM_PATH}`],
         hello: () => ({
@@ -113,10 +117,20 @@ function start(m: Extract<ToWorker, { type: 'start' }>): void {
         onMessage: (message, c) => {
           // First thing: the time of arrival (the validation StreamClient did is already in it).
           const atMs = Date.now();
-          if (message.type !== 'snapshot') return;
-          c.version = message.version;
-          c.send({ type: 'ack', version: message.version });
-          onSnapshot(p, message, atMs);
+          let full: Snapshot | undefined;
+          if (message.type === 'snapshot') full = message;
+          else if (message.type === 'snapshot-delta') {
+            // As a sidecar does: rebuild the complete snapshot from the last one received.
+            full = p.last && applySnapshotDelta(p.last, message);
+            if (!full) {
+              c.send({ type: 'nack', version: message.version, reason: 'no base for the delta' });
+              return;
+            }
+          } else return;
+          p.last = full;
+          c.version = full.version;
+          c.send({ type: 'ack', version: full.version });
+          onSnapshot(p, full, atMs);
         },
         onState: (s) => {
           if (!s.connected && s.lastError)

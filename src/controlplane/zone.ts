@@ -15,6 +15,7 @@ import type {
   Snapshot,
 } from '../protocol/messages.js';
 import { PROTOCOL_VERSION } from '../protocol/messages.js';
+import { diffSnapshots } from '../protocol/snapshot-delta.js';
 import { StreamClient, StreamServer, type ServerSession } from '../protocol/stream.js';
 import { Stats } from '../dataplane/stats.js';
 import { ZONE_STREAM_PATH } from './global.js';
@@ -65,8 +66,23 @@ interface ProxySession {
   kind: 'sidecar' | 'gateway';
   node: string;
   sent: string | undefined;
+  /** Whether `sent` went out as a delta (a NACK of it asks for the complete snapshot). */
+  sentDelta: boolean;
   acked: string | undefined;
   nack: { version: string; reason: string; details: string[]; atMs: number } | undefined;
+}
+
+interface BuiltDelta {
+  base: string;
+  text: Buffer;
+}
+
+/** A snapshot as built once for all proxies of a kind, with the delta from the previous one. */
+interface BuiltSnapshot {
+  version: string;
+  text: Buffer;
+  snapshot: Snapshot;
+  delta: BuiltDelta | undefined;
 }
 
 const registrationId = (e: { service: string; address: string; port: number }) =>
@@ -99,8 +115,7 @@ export class ZoneControlPlane {
   #snapshotTimer: NodeJS.Timeout | undefined;
   #inventoryTimer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
-  #snapshots:
-    { sidecar: { version: string; text: Buffer }; gateway: { version: string; text: Buffer } } | undefined;
+  #snapshots: { sidecar: BuiltSnapshot; gateway: BuiltSnapshot } | undefined;
   #droppedRegions = '';
   #leaseDirty = false;
   #leaseTtlMs = DEFAULT_LEASE_TTL_MS;
@@ -447,6 +462,7 @@ export class ZoneControlPlane {
       kind: node.role === 'gateway' ? 'gateway' : 'sidecar',
       node: node.id,
       sent: session.hello.resume?.version,
+      sentDelta: false,
       acked: session.hello.resume?.version,
       nack: undefined,
     };
@@ -474,6 +490,11 @@ export class ZoneControlPlane {
           };
           this.stats.inc('isthmus_zone_proxy_nacks_total', 'Snapshots a proxy refused.');
           this.#log({ event: 'proxy-nack', node: p.node, version: m.version, reason: m.reason });
+          // A delta it could not use (it lacks the base): send the complete snapshot instead.
+          if (p.sentDelta && p.sent === m.version) {
+            p.sent = undefined;
+            this.#sendSnapshot(p);
+          }
           break;
         case 'heartbeat':
           break;
@@ -615,10 +636,24 @@ export class ZoneControlPlane {
       const version = `${this.#policy.revision}-${digest}`;
       // Hand-assembled so the (large) resource and endpoint lists are serialised once.
       const text = `{"type":"snapshot","version":${JSON.stringify(version)},"policyRevision":${this.#policy.revision},"generatedAtMs":${now},"resources":${resourcesText},"endpoints":${endpointsText},"regions":${JSON.stringify(regions)}}`;
-      return { version, text: Buffer.from(text) };
+      const snapshot: Snapshot = {
+        type: 'snapshot',
+        version,
+        policyRevision: this.#policy.revision,
+        generatedAtMs: now,
+        resources: resources,
+        endpoints,
+        regions,
+      };
+      return { version, text: Buffer.from(text), snapshot, delta: undefined as BuiltDelta | undefined };
     };
-    const sidecar = build([...local, ...remote]);
-    const gateway = build(local);
+    const withDelta = (next: BuiltSnapshot, prev: BuiltSnapshot | undefined): BuiltSnapshot => {
+      if (!prev || prev.version === next.version) return prev ?? next;
+      const delta = diffSnapshots(prev.snapshot, next.snapshot);
+      return { ...next, delta: { base: prev.version, text: Buffer.from(JSON.stringify(delta)) } };
+    };
+    const sidecar = withDelta(build([...local, ...remote]), this.#snapshots?.sidecar);
+    const gateway = withDelta(build(local), this.#snapshots?.gateway);
     const changed =
       sidecar.version !== this.#snapshots?.sidecar.version ||
       gateway.version !== this.#snapshots?.gateway.version;
@@ -638,8 +673,11 @@ export class ZoneControlPlane {
     // A proxy that resumed with (or already has) this version needs nothing.
     if (p.sent === snap.version) return;
     if (this.#policy.revision === 0 && Object.keys(this.#policy.resources).length === 0) return;
+    // A proxy that has the previous snapshot gets only the changes.
+    const delta = snap.delta && p.sent === snap.delta.base ? snap.delta : undefined;
     p.sent = snap.version;
-    p.session.sendText(snap.text);
+    p.sentDelta = delta !== undefined;
+    p.session.sendText(delta ? delta.text : snap.text);
   }
 
   // ---- API ------------------------------------------------------------------------------------

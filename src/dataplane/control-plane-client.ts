@@ -3,6 +3,7 @@ import type { Clock } from '../core/clock.js';
 import type { Random } from '../core/random.js';
 import { formatLocality } from '../model/locality.js';
 import { PROTOCOL_VERSION, type EndpointRecord, type Snapshot } from '../protocol/messages.js';
+import { applySnapshotDelta } from '../protocol/snapshot-delta.js';
 import { StreamClient } from '../protocol/stream.js';
 import { splitHostPort } from './address.js';
 import type { Proxy } from './proxy.js';
@@ -26,15 +27,15 @@ export interface ControlPlaneClientOptions {
 export class ControlPlaneClient {
   readonly nodeId: string;
   readonly #proxy: Proxy;
-  readonly #options: ControlPlaneClientOptions;
   readonly #stream: StreamClient;
   #pending: Snapshot | undefined;
+  /** The last complete snapshot received (the base of the next delta). */
+  #received: Snapshot | undefined;
   #applying = false;
   #contactTimer: NodeJS.Timeout | undefined;
 
   constructor(proxy: Proxy, urls: readonly string[], options: ControlPlaneClientOptions) {
     this.#proxy = proxy;
-    this.#options = options;
     const b = proxy.bootstrap;
     this.nodeId = `${b.name}-${process.pid}-${randomUUID().slice(0, 6)}`;
     this.#stream = new StreamClient({
@@ -60,6 +61,17 @@ export class ControlPlaneClient {
       },
       onMessage: (message) => {
         if (message.type === 'snapshot') this.#receive(message);
+        else if (message.type === 'snapshot-delta') {
+          // Deltas are relative to the last snapshot the zone sent, applied or not.
+          const full = this.#received && applySnapshotDelta(this.#received, message);
+          if (full) this.#receive(full);
+          else
+            this.#stream.send({
+              type: 'nack',
+              version: message.version,
+              reason: `this proxy does not have the delta's base snapshot ${message.base}; send the complete snapshot`,
+            });
+        }
       },
       onState: (state) => {
         this.#report();
@@ -106,6 +118,7 @@ export class ControlPlaneClient {
   }
 
   #receive(snapshot: Snapshot): void {
+    this.#received = snapshot;
     this.#pending = snapshot;
     if (!this.#applying) void this.#drain();
   }

@@ -181,6 +181,46 @@ export const Snapshot = Type.Object(
 );
 export type Snapshot = Static<typeof Snapshot>;
 
+/**
+ * The changes from the snapshot with version `base` (the last one sent to this client) to the
+ * snapshot `version`. The client applies them to the snapshot it runs, which must be `base`;
+ * otherwise it NACKs and the zone sends the complete snapshot.
+ */
+export const SnapshotDelta = Type.Object(
+  {
+    type: Type.Literal('snapshot-delta'),
+    version: Str(128),
+    base: Str(128),
+    policyRevision: Int(),
+    generatedAtMs: Int(),
+    resources: Type.Object(
+      {
+        upserts: Type.Array(ResourceDoc, { maxItems: 1_000_000 }),
+        /** `KIND/NAME` of removed resources. */
+        deletes: Type.Array(Str(200), { maxItems: 1_000_000 }),
+      },
+      { additionalProperties: false },
+    ),
+    endpoints: Type.Object(
+      {
+        upserts: Type.Array(EndpointRecord, { maxItems: 10_000_000 }),
+        /** `SERVICE@ADDRESS:PORT` of removed endpoints. */
+        deletes: Type.Array(Str(400), { maxItems: 10_000_000 }),
+      },
+      { additionalProperties: false },
+    ),
+    regions: Type.Array(
+      Type.Object(
+        { region: Str(63), connected: Type.Boolean(), ageMs: Type.Union([Int(), Type.Null()]) },
+        { additionalProperties: false },
+      ),
+      { maxItems: 10_000 },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type SnapshotDelta = Static<typeof SnapshotDelta>;
+
 /** Desired state from global to a zone: a full set, or the changes since `base`. */
 export const PolicyUpdate = Type.Object(
   {
@@ -247,6 +287,7 @@ export const ServerMessage = Type.Union([
   Welcome,
   Heartbeat,
   Snapshot,
+  SnapshotDelta,
   PolicyUpdate,
   Inventories,
   InventoryAck,

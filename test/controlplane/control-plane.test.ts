@@ -52,6 +52,15 @@ describe('control plane: apply, delivery and history', () => {
       (s) => s.policyRevision === 2 && !names(s).includes('Service/catalog'),
       'catalog deleted',
     );
+    assert.ok(p.deltas >= 1, 'the change came as a delta');
+    // A proxy that claims a version it does not hold (e.g. booted from disk) cannot use a delta:
+    // it refuses it, and the zone sends the complete snapshot.
+    const amnesiac = lab.proxy({
+      zone: eu.address,
+      id: 'p2',
+      locality: 'eu-west/eu-west-a',
+      resume: p.latest?.version,
+    });
 
     // The zone acknowledged, and global's view says so.
     await waitUntil(async () => {
@@ -83,6 +92,13 @@ describe('control plane: apply, delivery and history', () => {
       (s) => s.policyRevision === 3 && names(s).includes('Service/catalog'),
       'catalog restored',
     );
+    const recovered = await amnesiac.waitFor(
+      (s) => s.policyRevision === 3,
+      'complete snapshot after a refused delta',
+    );
+    assert.deepEqual(names(recovered), names(p.latest), 'the rebuilt and the complete snapshot agree');
+    assert.equal(recovered.version, p.latest?.version);
+    assert.equal(amnesiac.deltas, 1, 'one delta refused, then the complete snapshot');
 
     // A stale base revision is refused, and nothing changes.
     await assert.rejects(

@@ -9,6 +9,7 @@ import { PROXY_STREAM_PATH, ZoneControlPlane } from '../../src/controlplane/zone
 import { validateText } from '../../src/model/validate.js';
 import type { AnyResource } from '../../src/model/resources.js';
 import { PROTOCOL_VERSION, type EndpointRecord, type Snapshot } from '../../src/protocol/messages.js';
+import { applySnapshotDelta } from '../../src/protocol/snapshot-delta.js';
 import { StreamClient } from '../../src/protocol/stream.js';
 
 /** Polls `check` until it returns a truthy value; fails with `what` after `timeoutMs`. */
@@ -44,6 +45,8 @@ export class FakeProxy {
   /** When set, the next snapshots are refused with this reason. */
   refuseWith: string | undefined;
   applied: string | undefined;
+  /** How many of the snapshots came as deltas. */
+  deltas = 0;
 
   constructor(input: {
     zone: string;
@@ -73,8 +76,17 @@ export class FakeProxy {
       onWelcome: (_w, c) => {
         if (input.register) c.send({ type: 'register', endpoint: input.register });
       },
-      onMessage: (m, c) => {
-        if (m.type !== 'snapshot') return;
+      onMessage: (message, c) => {
+        let m: Snapshot | undefined;
+        if (message.type === 'snapshot') m = message;
+        else if (message.type === 'snapshot-delta') {
+          m = this.latest && applySnapshotDelta(this.latest, message);
+          this.deltas++;
+          if (!m) {
+            c.send({ type: 'nack', version: message.version, reason: 'no base for the delta' });
+            return;
+          }
+        } else return;
         this.snapshots.push(m);
         if (this.refuseWith !== undefined) {
           c.send({ type: 'nack', version: m.version, reason: this.refuseWith });
