@@ -34,6 +34,7 @@ import {
   type EndpointRecord,
   type Snapshot,
 } from '../src/protocol/messages.js';
+import { applySnapshotDelta } from '../src/protocol/snapshot-delta.js';
 import { StreamClient } from '../src/protocol/stream.js';
 import {
   endpointKey,
@@ -96,6 +97,7 @@ class ScaleProxy {
   /** Whether to keep the next snapshots in `sample` (the largest object here, so only while asked). */
   keepSample = true;
   sample: Snapshot | undefined;
+  #last: Snapshot | undefined;
   readonly #waiters = new Set<{ check: (s: Snapshot) => boolean; resolve: (atMs: number) => void }>();
 
   constructor(zone: string) {
@@ -106,9 +108,19 @@ class ScaleProxy {
         protocol: PROTOCOL_VERSION,
         node: { id: PROXY_NODE, role: 'proxy', locality: 'eu-west/eu-west-a' },
       }),
-      onMessage: (m, c) => {
+      onMessage: (message, c) => {
         const atMs = performance.now();
-        if (m.type !== 'snapshot') return;
+        let m: Snapshot | undefined;
+        if (message.type === 'snapshot') m = message;
+        else if (message.type === 'snapshot-delta') {
+          // As a sidecar does: rebuild the complete snapshot from the last one received.
+          m = this.#last && applySnapshotDelta(this.#last, message);
+          if (!m) {
+            c.send({ type: 'nack', version: message.version, reason: 'no base for the delta' });
+            return;
+          }
+        } else return;
+        this.#last = m;
         c.send({ type: 'ack', version: m.version });
         this.latest = { policyRevision: m.policyRevision, endpoints: m.endpoints.length, atMs };
         if (this.keepSample) this.sample = m;

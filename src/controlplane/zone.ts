@@ -72,17 +72,15 @@ interface ProxySession {
   nack: { version: string; reason: string; details: string[]; atMs: number } | undefined;
 }
 
-interface BuiltDelta {
-  base: string;
-  text: Buffer;
-}
-
 /** A snapshot as built once for all proxies of a kind, with the delta from the previous one. */
 interface BuiltSnapshot {
   version: string;
   text: Buffer;
   snapshot: Snapshot;
-  delta: BuiltDelta | undefined;
+  /** The snapshot built before this one, while a delta from it may be needed. */
+  previous: BuiltSnapshot | undefined;
+  /** The delta from `previous`, serialised once when first needed. */
+  delta: Buffer | undefined;
 }
 
 const registrationId = (e: { service: string; address: string; port: number }) =>
@@ -351,7 +349,9 @@ export class ZoneControlPlane {
       if (r.region === this.region) continue;
       seen.add(r.region);
       const old = this.#remote.get(r.region);
-      const record: RemoteRecord = { ...r, receivedAtMs: now };
+      // An unchanged inventory keeps its endpoint objects: snapshot deltas compare by identity first.
+      const same = old && old.epoch === r.epoch && old.revision === r.revision;
+      const record: RemoteRecord = { ...r, endpoints: same ? old.endpoints : r.endpoints, receivedAtMs: now };
       this.#remote.set(r.region, record);
       if (!old || old.epoch !== r.epoch || old.revision !== r.revision || old.connected !== r.connected)
         puts.push({ key: `remote/${r.region}`, value: record });
@@ -645,12 +645,21 @@ export class ZoneControlPlane {
         endpoints,
         regions,
       };
-      return { version, text: Buffer.from(text), snapshot, delta: undefined as BuiltDelta | undefined };
+      const built: BuiltSnapshot = {
+        version,
+        text: Buffer.from(text),
+        snapshot,
+        previous: undefined,
+        delta: undefined,
+      };
+      return built;
     };
     const withDelta = (next: BuiltSnapshot, prev: BuiltSnapshot | undefined): BuiltSnapshot => {
       if (!prev || prev.version === next.version) return prev ?? next;
-      const delta = diffSnapshots(prev.snapshot, next.snapshot);
-      return { ...next, delta: { base: prev.version, text: Buffer.from(JSON.stringify(delta)) } };
+      // Only one step back is kept; the delta is computed when a proxy first needs it.
+      prev.previous = undefined;
+      next.previous = prev;
+      return next;
     };
     const sidecar = withDelta(build([...local, ...remote]), this.#snapshots?.sidecar);
     const gateway = withDelta(build(local), this.#snapshots?.gateway);
@@ -667,6 +676,12 @@ export class ZoneControlPlane {
     if (changed) for (const p of this.#proxies) this.#sendSnapshot(p);
   }
 
+  #delta(snap: BuiltSnapshot): Buffer | undefined {
+    if (!snap.delta && snap.previous)
+      snap.delta = Buffer.from(JSON.stringify(diffSnapshots(snap.previous.snapshot, snap.snapshot)));
+    return snap.delta;
+  }
+
   #sendSnapshot(p: ProxySession): void {
     const snap = this.#snapshots?.[p.kind];
     if (!snap || p.session.closed) return;
@@ -674,10 +689,10 @@ export class ZoneControlPlane {
     if (p.sent === snap.version) return;
     if (this.#policy.revision === 0 && Object.keys(this.#policy.resources).length === 0) return;
     // A proxy that has the previous snapshot gets only the changes.
-    const delta = snap.delta && p.sent === snap.delta.base ? snap.delta : undefined;
+    const delta = snap.previous && p.sent === snap.previous.version ? this.#delta(snap) : undefined;
     p.sent = snap.version;
     p.sentDelta = delta !== undefined;
-    p.session.sendText(delta ? delta.text : snap.text);
+    p.session.sendText(delta ?? snap.text);
   }
 
   // ---- API ------------------------------------------------------------------------------------

@@ -29,23 +29,29 @@ export function diffSnapshots(prev: Snapshot, next: Snapshot): SnapshotDelta {
   };
 }
 
-function diffBy<T>(
+function diffBy<T extends object>(
   prev: readonly T[],
   next: readonly T[],
   key: (item: T) => string,
 ): { upserts: T[]; deletes: string[] } {
-  const before = new Map<string, T>();
-  for (const item of prev) before.set(key(item), item);
+  // Unchanged items are usually the very same objects (a zone reuses them between builds):
+  // match by identity first, and by key and content only what is left.
+  const prevSet = new Set(prev);
+  const nextSet = new Set(next);
+  const gone = new Map<string, T>();
+  for (const item of prev) if (!nextSet.has(item)) gone.set(key(item), item);
   const upserts: T[] = [];
   for (const item of next) {
+    if (prevSet.has(item)) continue;
     const k = key(item);
-    const old = before.get(k);
-    before.delete(k);
-    // Unchanged items are usually the very same objects: compare contents only when they are not.
-    if (old === undefined || (old !== item && JSON.stringify(old) !== JSON.stringify(item)))
-      upserts.push(item);
+    const old = gone.get(k);
+    if (old !== undefined) {
+      gone.delete(k);
+      if (JSON.stringify(old) === JSON.stringify(item)) continue;
+    }
+    upserts.push(item);
   }
-  return { upserts, deletes: [...before.keys()] };
+  return { upserts, deletes: [...gone.keys()] };
 }
 
 /**
