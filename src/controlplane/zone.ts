@@ -55,7 +55,10 @@ interface Registration {
   endpoint: EndpointRecord;
   node: string;
   registeredAtMs: number;
-  /** Wall-clock ms when the lease runs out unless renewed. */
+  /**
+   * Wall-clock ms when the lease ran out as of the last write of this record. The live lease is
+   * per node (`#leases`): every frame from a node renews all its registrations at once.
+   */
   expiresAtMs: number;
 }
 
@@ -119,6 +122,8 @@ export class ZoneControlPlane {
   #leaseTtlMs = DEFAULT_LEASE_TTL_MS;
   /** Registration ids by the node (proxy) that made them, for lease renewal on every frame. */
   readonly #byNode = new Map<string, Set<string>>();
+  /** Lease expiry (wall-clock ms) per node that registered something. */
+  readonly #leases = new Map<string, number>();
   /** Registration changes not yet written; flushed together in one transaction. */
   readonly #pendingPuts = new Map<string, Registration>();
   readonly #pendingDeletes = new Set<string>();
@@ -227,7 +232,11 @@ export class ZoneControlPlane {
     // Registrations survive a restart; each gets a fresh lease so its proxy has time to reconnect.
     const now = this.#clock.now();
     for (const e of await this.#store.range<Registration>('registrations/')) {
-      this.#remember({ ...e.value, expiresAtMs: Math.max(e.value.expiresAtMs, now + this.leaseTtlMs) });
+      this.#remember(e.value);
+      this.#leases.set(
+        e.value.node,
+        Math.max(this.#leases.get(e.value.node) ?? 0, e.value.expiresAtMs, now + this.leaseTtlMs),
+      );
     }
   }
 
@@ -509,14 +518,9 @@ export class ZoneControlPlane {
     this.#sendSnapshot(p);
   }
 
+  /** Any frame from a node renews the lease of everything it registered: O(1) per frame. */
   #renew(node: string): void {
-    const ids = this.#byNode.get(node);
-    if (!ids) return;
-    const until = this.#clock.now() + this.#leaseTtlMs;
-    for (const id of ids) {
-      const r = this.#registrations.get(id);
-      if (r) r.expiresAtMs = until;
-    }
+    if (this.#leases.has(node)) this.#leases.set(node, this.#clock.now() + this.#leaseTtlMs);
   }
 
   #register(p: ProxySession, endpoint: EndpointRecord): void {
@@ -539,6 +543,7 @@ export class ZoneControlPlane {
       expiresAtMs: now + this.leaseTtlMs,
     };
     this.#remember(reg);
+    this.#leases.set(p.node, reg.expiresAtMs);
     if (old && JSON.stringify(old.endpoint) === JSON.stringify(endpoint) && old.node === p.node) return;
     this.#log({ event: 'registered', id, node: p.node });
     this.#inventoryChanged([reg], []);
@@ -553,7 +558,15 @@ export class ZoneControlPlane {
   /** Removes registrations whose lease ran out; re-evaluates the partition policy. */
   async sweep(): Promise<void> {
     const now = this.#clock.now();
-    const expired = [...this.#registrations.values()].filter((r) => r.expiresAtMs < now);
+    const expired: Registration[] = [];
+    for (const [node, until] of this.#leases) {
+      if (until >= now) continue;
+      this.#leases.delete(node);
+      for (const id of [...(this.#byNode.get(node) ?? [])]) {
+        const r = this.#registrations.get(id);
+        if (r) expired.push(r);
+      }
+    }
     for (const r of expired) {
       this.#forget(r.id);
       this.stats.inc(
@@ -761,7 +774,7 @@ export class ZoneControlPlane {
         sendJson(res, 200, {
           registrations: [...this.#registrations.values()].map((r) => ({
             ...r,
-            leaseRemainingMs: r.expiresAtMs - this.#clock.now(),
+            leaseRemainingMs: (this.#leases.get(r.node) ?? r.expiresAtMs) - this.#clock.now(),
           })),
         });
         return;
