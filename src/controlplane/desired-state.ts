@@ -76,7 +76,28 @@ interface Head {
 }
 
 export class DesiredState {
+  /**
+   * The stored resources as of one head write, so an apply or a zone update does not re-read and
+   * re-parse the whole desired state. Valid while the head's modRevision is unchanged; a write by
+   * another global process sharing the store changes it and the next call reloads.
+   */
+  #cache: { headModRevision: number; byKey: Map<string, StoredResource> } | undefined;
+
   constructor(readonly store: KvStore) {}
+
+  async #stored(head: { modRevision: number }): Promise<Map<string, StoredResource>> {
+    if (this.#cache?.headModRevision === head.modRevision) return this.#cache.byKey;
+    // Read after the head: the data can only be newer than the tag, which at worst costs a reload.
+    const byKey = new Map((await this.all()).map((s) => [s.key, s]));
+    this.#cache = { headModRevision: head.modRevision, byKey };
+    return byKey;
+  }
+
+  /** Stored resources in key order, from the cache. */
+  async #sorted(head: { modRevision: number }): Promise<StoredResource[]> {
+    const byKey = await this.#stored(head);
+    return [...byKey.keys()].sort().map((k) => byKey.get(k) as StoredResource);
+  }
 
   async head(): Promise<{ revision: number; modRevision: number }> {
     const h = await this.store.get<Head>('head');
@@ -91,9 +112,11 @@ export class DesiredState {
   /** The live resources at the head. */
   async current(): Promise<{ revision: number; resources: AnyResource[] }> {
     // Read head first: a concurrent apply can only make the resource list newer, never older.
-    const { revision } = await this.head();
-    const resources = (await this.all()).flatMap((s) => (s.resource && !s.deleted ? [s.resource] : []));
-    return { revision, resources };
+    const head = await this.head();
+    const resources = (await this.#sorted(head)).flatMap((s) =>
+      s.resource && !s.deleted ? [s.resource] : [],
+    );
+    return { revision: head.revision, resources };
   }
 
   /**
@@ -113,7 +136,7 @@ export class DesiredState {
     const head = await this.head();
     if (meta.baseRevision !== undefined && meta.baseRevision !== head.revision)
       return { ok: false, conflict: { head: head.revision, base: meta.baseRevision } };
-    const stored = new Map((await this.all()).map((s) => [s.key, s]));
+    const stored = await this.#stored(head);
     const revision = head.revision + 1;
     const changes: Change[] = [];
     const puts: { key: string; value: unknown }[] = [];
@@ -177,6 +200,12 @@ export class DesiredState {
       const now = await this.head();
       return { ok: false, conflict: { head: now.revision, base: head.revision } };
     }
+    // The head was written by this transaction: its modRevision is the transaction's revision.
+    for (const p of puts) {
+      const value = p.value as StoredResource;
+      stored.set(value.key, value);
+    }
+    this.#cache = { headModRevision: result.revision, byKey: stored };
     return { ok: true, revision, changes, unchanged: false };
   }
 
@@ -221,8 +250,9 @@ export class DesiredState {
     upserts: { key: string; version: number; resource: AnyResource }[];
     deletes: { key: string; version: number }[];
   }> {
-    const { revision } = await this.head();
-    const all = await this.all();
+    const head = await this.head();
+    const { revision } = head;
+    const all = await this.#sorted(head);
     const full = sinceRevision <= 0 || sinceRevision > revision;
     const base = full ? 0 : sinceRevision;
     const upserts: { key: string; version: number; resource: AnyResource }[] = [];
