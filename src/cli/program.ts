@@ -27,6 +27,7 @@ import {
 } from './format.js';
 
 import { EXIT, Exit, type CommandContext } from './context.js';
+import { addCollectorCommands } from './collector-commands.js';
 import { addControlPlaneCommands } from './controlplane-commands.js';
 
 export { EXIT };
@@ -343,6 +344,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       }),
   };
   addControlPlaneCommands(program, ctx);
+  addCollectorCommands(program, ctx);
 
   program
     .command('docs', { hidden: true })

@@ -1,0 +1,417 @@
+import path from 'node:path';
+import type { IncomingMessage, Server } from 'node:http';
+import { Stats } from '../../dataplane/stats.js';
+import { continuityView } from '../../telemetry/continuity.js';
+import {
+  OtlpError,
+  parseHeartbeat,
+  parseLogs,
+  parseMetrics,
+  parseTraces,
+  redactLogRecord,
+  jsonText,
+  type Json,
+  type JsonObject,
+  type LogItem,
+} from '../../telemetry/otlp.js';
+import type { WalAppend } from '../../telemetry/wal/index.js';
+import { ApiError, createApiServer, listen, readJson, sendJson, sendText } from '../http-api.js';
+import { Forwarder, type ForwardKind } from './forwarder.js';
+import { CollectorStore, type StoredLog } from './store.js';
+
+/**
+ * The telemetry collector (docs/collector.md): OTLP/HTTP JSON ingest with dedupe into SQLite,
+ * continuity per source, forwarding upstream through a write-ahead log, and queries — traces,
+ * metrics, and log search that a global collector federates to the region collectors.
+ */
+
+export interface CollectorOptions {
+  region: string;
+  dataDir: string;
+  listen: string;
+  /** Another collector (normally the global one) to forward everything stored to. */
+  upstream?: string;
+  /** Region collectors a global collector federates log searches to: name → base URL. */
+  regions?: Record<string, string>;
+  heartbeatIntervalMs: number;
+  /** Log-record fields allowed out of the region (telemetry.residency.logFieldsAllowedOut). */
+  logFieldsAllowedOut: readonly string[];
+  federationTimeoutMs?: number;
+  maxBodyBytes?: number;
+  log?: (e: Record<string, unknown>) => void;
+  now?: () => number;
+}
+
+const MAX_BODY_BYTES = 16 * 1024 * 1024;
+const HEX32 = /^[0-9a-fA-F]{32}$/;
+
+const kinds = { traces: parseTraces, metrics: parseMetrics, logs: parseLogs } as const;
+
+export class Collector {
+  readonly stats: Stats;
+  readonly store: CollectorStore;
+  readonly forwarder: Forwarder | undefined;
+  readonly #o: CollectorOptions;
+  readonly #server: Server;
+  readonly #allowed: ReadonlySet<string>;
+  readonly #now: () => number;
+  address = '';
+
+  private constructor(
+    o: CollectorOptions,
+    store: CollectorStore,
+    forwarder: Forwarder | undefined,
+    stats: Stats,
+  ) {
+    this.#o = o;
+    this.store = store;
+    this.forwarder = forwarder;
+    this.stats = stats;
+    this.#allowed = new Set(o.logFieldsAllowedOut);
+    this.#now = o.now ?? Date.now;
+    this.#server = createApiServer((req, res, url) => this.#handle(req, res, url), o.log);
+  }
+
+  static async start(o: CollectorOptions): Promise<Collector> {
+    const store = CollectorStore.open(o.dataDir);
+    let forwarder: Forwarder | undefined;
+    try {
+      const stats = new Stats({ region: o.region });
+      if (o.upstream) {
+        forwarder = await Forwarder.open({
+          dir: path.join(o.dataDir, 'wal'),
+          upstream: o.upstream,
+          stats,
+          log: o.log ?? (() => undefined),
+        });
+      }
+      // One registry: the forwarder counts into the collector's /metrics.
+      const c = new Collector(o, store, forwarder, stats);
+      c.address = await listen(c.#server, o.listen);
+      return c;
+    } catch (err) {
+      await forwarder?.close().catch(() => undefined);
+      store.close();
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeAllConnections();
+    });
+    await this.forwarder?.close();
+    this.store.close();
+  }
+
+  async #handle(req: IncomingMessage, res: Parameters<typeof sendJson>[0], url: URL): Promise<void> {
+    const p = url.pathname;
+    if (req.method === 'POST') {
+      const kind = /^\/v1\/(traces|metrics|logs)$/.exec(p)?.[1] as keyof typeof kinds | undefined;
+      if (kind) return sendJson(res, 200, await this.#ingest(kind, req));
+      if (p === '/v1/heartbeat') return sendJson(res, 200, await this.#heartbeat(req));
+      throw new ApiError(404, 'ISTHMUS_E_NOT_FOUND', `no POST ${p}`);
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      throw new ApiError(405, 'ISTHMUS_E_USAGE', 'use GET or POST');
+    if (p === '/healthz') return sendJson(res, 200, { ok: true });
+    if (p === '/metrics') return sendText(res, 200, this.#prometheus());
+    if (p === '/v1/continuity') return sendJson(res, 200, this.continuity());
+    if (p === '/v1/sources')
+      return sendJson(res, 200, {
+        sources: this.continuity().sources.map((s) => ({
+          source: s.source,
+          region: s.region,
+          zone: s.zone,
+          lastHeardMs: s.lastHeardMs,
+          stale: s.stale,
+        })),
+      });
+    if (p === '/v1/summary')
+      return sendJson(res, 200, {
+        region: this.#o.region,
+        stored: this.store.counts(),
+        forwarding: this.forwarder?.status() ?? null,
+      });
+    const trace = /^\/v1\/traces\/([^/]+)$/.exec(p)?.[1];
+    if (trace !== undefined) return sendJson(res, 200, this.#trace(trace));
+    if (p === '/v1/metrics') return sendJson(res, 200, this.#metrics(url));
+    if (p === '/v1/logs') return sendJson(res, 200, await this.#logs(url));
+    throw new ApiError(404, 'ISTHMUS_E_NOT_FOUND', `no GET ${p}`);
+  }
+
+  async #read(req: IncomingMessage, signal: string): Promise<Record<string, unknown>> {
+    try {
+      return await readJson(req, this.#o.maxBodyBytes ?? MAX_BODY_BYTES);
+    } catch (err) {
+      this.stats.inc(
+        'isthmus_collector_rejected_total',
+        'Requests refused (malformed, too large, not JSON).',
+        {
+          signal,
+        },
+      );
+      throw err;
+    }
+  }
+
+  #invalid(err: unknown, signal: string): never {
+    if (err instanceof OtlpError) {
+      this.stats.inc(
+        'isthmus_collector_rejected_total',
+        'Requests refused (malformed, too large, not JSON).',
+        {
+          signal,
+        },
+      );
+      throw new ApiError(400, err.code, err.message, { path: err.path });
+    }
+    throw err;
+  }
+
+  async #ingest(kind: keyof typeof kinds, req: IncomingMessage): Promise<Record<string, never>> {
+    const body = await this.#read(req, kind);
+    let items: ReturnType<(typeof kinds)[typeof kind]>;
+    try {
+      items = kinds[kind](body);
+    } catch (err) {
+      this.#invalid(err, kind);
+    }
+    const now = this.#now();
+    // Forward first, store second, answer once both are durable: a crash in between leaves the
+    // source without a 200 (it resends; both stores dedupe), never a 200 for something lost.
+    let forwarded: WalAppend | undefined;
+    if (this.forwarder && items.length > 0) {
+      const out =
+        kind === 'logs' ? this.#reducedLogs(body as JsonObject, items as LogItem[]) : (body as JsonObject);
+      forwarded = await this.#enqueue(kind, out, now);
+    }
+    const result =
+      kind === 'traces'
+        ? this.store.ingest('traces', items as ReturnType<typeof parseTraces>, now)
+        : kind === 'metrics'
+          ? this.store.ingest('metrics', items as ReturnType<typeof parseMetrics>, now)
+          : this.store.ingest('logs', items as LogItem[], now);
+    await this.#durable(forwarded);
+    for (const [source, [stored, dups]] of result.bySource) {
+      if (stored)
+        this.stats.inc(
+          'isthmus_collector_received_total',
+          'Records stored (spans, points, log records).',
+          {
+            signal: kind,
+            source,
+          },
+          stored,
+        );
+      if (dups)
+        this.stats.inc(
+          'isthmus_collector_duplicates_total',
+          'Records received again and dropped.',
+          {
+            signal: kind,
+            source,
+          },
+          dups,
+        );
+    }
+    return {};
+  }
+
+  async #enqueue(kind: ForwardKind, body: JsonObject, now: number): Promise<WalAppend> {
+    try {
+      return await (this.forwarder as Forwarder).enqueue(kind, body, now);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'ISTHMUS_E_WAL_FULL')
+        throw new ApiError(503, code, `the forwarding log is full (upstream unreachable?): retry later`);
+      throw new ApiError(503, 'ISTHMUS_E_IO', `the forwarding log failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** Waits for the forwarding record's fsync; a failed log is a 503 (the source resends), not a 400. */
+  async #durable(forwarded: WalAppend | undefined): Promise<void> {
+    try {
+      await forwarded?.durable;
+    } catch (err) {
+      throw new ApiError(503, 'ISTHMUS_E_IO', `the forwarding log failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** The logs request with each record reduced to the fields allowed out of the region. */
+  #reducedLogs(body: JsonObject, items: LogItem[]): JsonObject {
+    let i = 0;
+    const resourceLogs = (Array.isArray(body.resourceLogs) ? body.resourceLogs : []).map((rl) => {
+      const r = rl as JsonObject;
+      return {
+        ...r,
+        scopeLogs: (Array.isArray(r.scopeLogs) ? r.scopeLogs : []).map((sl) => {
+          const s = sl as JsonObject;
+          return {
+            ...s,
+            logRecords: (Array.isArray(s.logRecords) ? s.logRecords : []).map(() => {
+              const item = items[i++] as LogItem;
+              return redactLogRecord(item.record, this.#allowed, item.recordId);
+            }),
+          };
+        }),
+      };
+    });
+    return { resourceLogs };
+  }
+
+  async #heartbeat(req: IncomingMessage): Promise<Record<string, never>> {
+    const body = await this.#read(req, 'heartbeat');
+    let hb: ReturnType<typeof parseHeartbeat>;
+    try {
+      hb = parseHeartbeat(body);
+    } catch (err) {
+      this.#invalid(err, 'heartbeat');
+    }
+    const now = this.#now();
+    const forwarded = this.forwarder ? await this.#enqueue('heartbeat', body as JsonObject, now) : undefined;
+    this.store.heartbeat(hb, now);
+    await this.#durable(forwarded);
+    return {};
+  }
+
+  continuity() {
+    const now = this.#now();
+    return {
+      region: this.#o.region,
+      heartbeatIntervalMs: this.#o.heartbeatIntervalMs,
+      nowMs: now,
+      sources: this.store
+        .sources()
+        .map((s) => continuityView(s, now, this.#o.heartbeatIntervalMs))
+        .sort((a, b) => (a.source < b.source ? -1 : 1)),
+    };
+  }
+
+  #trace(traceId: string) {
+    if (!HEX32.test(traceId))
+      throw new ApiError(400, 'ISTHMUS_E_INVALID_VALUE', 'a trace id is 32 hex digits');
+    const spans = this.store.trace(traceId);
+    if (spans.length === 0) throw new ApiError(404, 'ISTHMUS_E_NOT_FOUND', `no spans of trace ${traceId}`);
+    const ids = new Set(spans.map((s) => jsonText(s.span.spanId)));
+    const missingParents = [
+      ...new Set(spans.map((s) => jsonText(s.span.parentSpanId)).filter((p) => p !== '' && !ids.has(p))),
+    ];
+    const regions = [...new Set(spans.map((s) => s.region).filter((r): r is string => r !== null))].sort();
+    return {
+      traceId: traceId.toLowerCase(),
+      incomplete: missingParents.length > 0,
+      missingParents,
+      regions,
+      spans: spans.map((s) => ({ ...s.span, source: s.source, region: s.region, resource: s.resource })),
+    };
+  }
+
+  #metrics(url: URL) {
+    const name = url.searchParams.get('name') ?? undefined;
+    const source = url.searchParams.get('source') ?? undefined;
+    const limit = boundedInt(url.searchParams.get('limit'), 10_000, 100_000);
+    const series = new Map<
+      string,
+      { name: string; source: string; metric: JsonObject; attributes: Json; points: JsonObject[] }
+    >();
+    for (const p of this.store.points(name, source, limit)) {
+      let s = series.get(p.series);
+      if (!s) {
+        s = {
+          name: p.name,
+          source: p.source,
+          metric: p.metric,
+          attributes: p.point.attributes ?? [],
+          points: [],
+        };
+        series.set(p.series, s);
+      }
+      const { attributes: _attributes, ...point } = p.point;
+      s.points.push(point);
+    }
+    return { series: [...series.values()] };
+  }
+
+  #redact(log: StoredLog): StoredLog {
+    return { ...log, record: redactLogRecord(log.record, this.#allowed, log.recordId) };
+  }
+
+  async #logs(url: URL) {
+    const contains = url.searchParams.get('contains') ?? '';
+    const limit = boundedInt(url.searchParams.get('limit'), 100, 10_000);
+    const redacted = url.searchParams.get('redacted') === '1';
+    const regions = this.#o.regions;
+    if (!regions || Object.keys(regions).length === 0) {
+      const logs = this.store.logs(contains, limit).map((l) => ({ ...(redacted ? this.#redact(l) : l) }));
+      return { region: this.#o.region, redacted, partial: false, unanswered: [], records: logs };
+    }
+    // Federated: each region searches its own (full) logs and sends only allowed fields out; the
+    // answer is reduced again here, so a region with a wider list cannot leak through.
+    const timeoutMs = this.#o.federationTimeoutMs ?? 2_000;
+    const answers = await Promise.all(
+      Object.entries(regions).map(async ([region, base]) => {
+        try {
+          const q = new URL('/v1/logs', base);
+          q.searchParams.set('contains', contains);
+          q.searchParams.set('limit', String(limit));
+          q.searchParams.set('redacted', '1');
+          const res = await fetch(q, { signal: AbortSignal.timeout(timeoutMs) });
+          if (res.status !== 200) throw new Error(`answered ${res.status}`);
+          const body = (await res.json()) as { records: StoredLog[] };
+          return {
+            region,
+            records: body.records.map((r) => ({ ...this.#redact(r), region: r.region ?? region })),
+          };
+        } catch (err) {
+          this.#o.log?.({ event: 'federation-unanswered', region, error: (err as Error).message });
+          return { region, records: undefined };
+        }
+      }),
+    );
+    const unanswered = answers.filter((a) => a.records === undefined).map((a) => a.region);
+    const records = answers
+      .flatMap((a) => a.records ?? [])
+      .sort((a, b) => {
+        const ta = BigInt(jsonText(a.record.timeUnixNano) || '0');
+        const tb = BigInt(jsonText(b.record.timeUnixNano) || '0');
+        return ta > tb ? -1 : ta < tb ? 1 : 0;
+      })
+      .slice(0, limit);
+    return { region: this.#o.region, redacted: true, partial: unanswered.length > 0, unanswered, records };
+  }
+
+  #prometheus(): string {
+    this.forwarder?.updateGauges();
+    for (const s of this.continuity().sources) {
+      this.stats.set(
+        'isthmus_collector_source_gaps',
+        'Seqs a source emitted that have not arrived.',
+        { source: s.source },
+        s.gaps,
+      );
+      this.stats.set(
+        'isthmus_collector_source_lag_ms',
+        'Now minus the newest original timestamp of a source, ms.',
+        { source: s.source },
+        s.lagMs ?? -1,
+      );
+      this.stats.set(
+        'isthmus_collector_source_stale',
+        '1 when a source was silent for two heartbeat intervals.',
+        { source: s.source },
+        s.stale ? 1 : 0,
+      );
+    }
+    return this.stats.prometheus();
+  }
+}
+
+function boundedInt(text: string | null, fallback: number, max: number): number {
+  if (text === null || text === '') return fallback;
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 1 || n > max)
+    throw new ApiError(400, 'ISTHMUS_E_INVALID_VALUE', `limit must be an integer in 1..${max}`);
+  return n;
+}

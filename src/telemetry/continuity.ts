@@ -1,0 +1,133 @@
+/**
+ * Continuity accounting per source (docs/telemetry-wire.md): which `isthmus.seq` values arrived,
+ * kept as sorted disjoint ranges so that millions of consecutive seqs cost one pair of numbers.
+ */
+
+/** Sorted, disjoint, non-adjacent inclusive ranges `[lo, hi]`. */
+export type SeqRanges = [number, number][];
+
+/** Adds `seq`; returns false when it was already there (a duplicate). Mutates `ranges`. */
+export function addSeq(ranges: SeqRanges, seq: number): boolean {
+  // Binary search for the last range with lo <= seq.
+  let lo = 0;
+  let hi = ranges.length - 1;
+  let at = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if ((ranges[mid] as [number, number])[0] <= seq) {
+      at = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  const prev = at >= 0 ? ranges[at] : undefined;
+  const next = ranges[at + 1];
+  if (prev && seq <= prev[1]) return false;
+  const joinsPrev = prev !== undefined && prev[1] === seq - 1;
+  const joinsNext = next !== undefined && next[0] === seq + 1;
+  if (joinsPrev && joinsNext) {
+    prev[1] = next[1];
+    ranges.splice(at + 1, 1);
+  } else if (joinsPrev) prev[1] = seq;
+  else if (joinsNext) next[0] = seq;
+  else ranges.splice(at + 1, 0, [seq, seq]);
+  return true;
+}
+
+export function hasSeq(ranges: SeqRanges, seq: number): boolean {
+  return ranges.some(([lo, hi]) => lo <= seq && seq <= hi);
+}
+
+/** Number of distinct seqs. */
+export function countSeqs(ranges: SeqRanges): number {
+  let n = 0;
+  for (const [lo, hi] of ranges) n += hi - lo + 1;
+  return n;
+}
+
+export function maxSeq(ranges: SeqRanges): number {
+  return ranges.at(-1)?.[1] ?? 0;
+}
+
+/** The missing seqs in 1..emitted as ranges (at most `limit` of them), for showing where a gap is. */
+export function missingRanges(ranges: SeqRanges, emitted: number, limit = 20): SeqRanges {
+  const out: SeqRanges = [];
+  let next = 1;
+  for (const [lo, hi] of ranges) {
+    if (next > emitted || out.length >= limit) break;
+    if (lo > next) out.push([next, Math.min(lo - 1, emitted)]);
+    next = hi + 1;
+  }
+  if (next <= emitted && out.length < limit) out.push([next, emitted]);
+  return out;
+}
+
+/** What is persisted per source. */
+export interface SourceState {
+  source: string;
+  region: string | null;
+  zone: string | null;
+  /** Highest seq the source reported (heartbeat) or that arrived. */
+  emittedSeq: number;
+  ranges: SeqRanges;
+  /** Records (spans, points, log records) received again and dropped. */
+  duplicates: number;
+  /** Records stored. */
+  records: number;
+  lastHeardMs: number | null;
+  lastHeartbeatMs: number | null;
+  /** Newest original timestamp of a stored record, epoch ms. */
+  newestRecordMs: number | null;
+}
+
+export interface ContinuityView {
+  source: string;
+  region: string | null;
+  zone: string | null;
+  emitted: number;
+  received: number;
+  duplicates: number;
+  gaps: number;
+  /** First missing ranges (up to 20), to see where the loss is. */
+  missing: SeqRanges;
+  records: number;
+  lagMs: number | null;
+  lastHeardMs: number | null;
+  lastHeardAgoMs: number | null;
+  stale: boolean;
+}
+
+export function newSourceState(source: string): SourceState {
+  return {
+    source,
+    region: null,
+    zone: null,
+    emittedSeq: 0,
+    ranges: [],
+    duplicates: 0,
+    records: 0,
+    lastHeardMs: null,
+    lastHeartbeatMs: null,
+    newestRecordMs: null,
+  };
+}
+
+/** The continuity of one source at `nowMs`; stale when silent for two heartbeat intervals. */
+export function continuityView(s: SourceState, nowMs: number, heartbeatIntervalMs: number): ContinuityView {
+  const emitted = Math.max(s.emittedSeq, maxSeq(s.ranges));
+  const received = countSeqs(s.ranges);
+  return {
+    source: s.source,
+    region: s.region,
+    zone: s.zone,
+    emitted,
+    received,
+    duplicates: s.duplicates,
+    gaps: emitted - received,
+    missing: missingRanges(s.ranges, emitted),
+    records: s.records,
+    lagMs: s.newestRecordMs === null ? null : Math.max(0, nowMs - s.newestRecordMs),
+    lastHeardMs: s.lastHeardMs,
+    lastHeardAgoMs: s.lastHeardMs === null ? null : Math.max(0, nowMs - s.lastHeardMs),
+    stale: s.lastHeardMs === null || nowMs - s.lastHeardMs > 2 * heartbeatIntervalMs,
+  };
+}

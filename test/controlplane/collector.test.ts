@@ -1,0 +1,365 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Collector, type CollectorOptions } from '../../src/controlplane/collector/collector.js';
+import { addSeq, missingRanges, type SeqRanges } from '../../src/telemetry/continuity.js';
+import {
+  get,
+  post,
+  spanIdOf,
+  TestSource,
+  timeNsOf,
+  traceIdOf,
+  type Continuity,
+  type Summary,
+} from '../support/telemetry-source.js';
+
+const ALLOWED = ['timestamp', 'recordId', 'region', 'status', 'route'];
+
+describe('telemetry collector', () => {
+  let dir = '';
+  const running: Collector[] = [];
+  const start = async (name: string, extra: Partial<CollectorOptions> = {}) => {
+    const c = await Collector.start({
+      region: 'eu-west',
+      dataDir: path.join(dir, name),
+      listen: '127.0.0.1:0',
+      heartbeatIntervalMs: 2_000,
+      logFieldsAllowedOut: ALLOWED,
+      ...extra,
+    });
+    running.push(c);
+    return { c, url: `http://${c.address}` };
+  };
+  const stop = async (c: Collector) => {
+    running.splice(running.indexOf(c), 1);
+    await c.close();
+  };
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'isthmus-collector-'));
+  });
+  after(async () => {
+    for (const c of running) await c.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('rejects garbage and malformed OTLP with the right status and stores nothing', async () => {
+    const { url } = await start('reject', { maxBodyBytes: 64 * 1024 });
+    const src = new TestSource('proxy/frontend-1@eu-west', 'eu-west');
+    const badSpan = src.spans(2).body as {
+      resourceSpans: { scopeSpans: { spans: Record<string, unknown>[] }[] }[];
+    };
+    const spans = badSpan.resourceSpans[0]?.scopeSpans[0]?.spans ?? [];
+    (spans[1] as Record<string, unknown>).traceId = 'xyz';
+    const cases: [string, string, unknown, string, number, string?][] = [
+      ['garbage bytes', '/v1/traces', '\u0000\u0001{{not json', 'application/json', 400],
+      ['protobuf', '/v1/traces', new Uint8Array([0x0a, 0x02, 0x08, 0x01]), 'application/x-protobuf', 415],
+      ['too large', '/v1/logs', `{"resourceLogs":[],"pad":"${'x'.repeat(70_000)}"}`, 'application/json', 413],
+      ['not an object', '/v1/metrics', '[1,2]', 'application/json', 400],
+      [
+        'bad trace id (first span valid)',
+        '/v1/traces',
+        badSpan,
+        'application/json',
+        400,
+        'resourceSpans[0].scopeSpans[0].spans[1].traceId',
+      ],
+      [
+        'time not nanos',
+        '/v1/traces',
+        {
+          resourceSpans: [
+            {
+              scopeSpans: [
+                {
+                  spans: [
+                    {
+                      traceId: traceIdOf(1),
+                      spanId: spanIdOf(1),
+                      name: 'x',
+                      startTimeUnixNano: '12:00',
+                      endTimeUnixNano: '1',
+                    },
+                  ],
+                },
+              ],
+            },
+          ],
+        },
+        'application/json',
+        400,
+        'resourceSpans[0].scopeSpans[0].spans[0].startTimeUnixNano',
+      ],
+      [
+        'histogram buckets',
+        '/v1/metrics',
+        {
+          resourceMetrics: [
+            {
+              scopeMetrics: [
+                {
+                  metrics: [
+                    {
+                      name: 'h',
+                      histogram: {
+                        dataPoints: [{ timeUnixNano: '1', bucketCounts: ['1'], explicitBounds: [1, 2] }],
+                      },
+                    },
+                  ],
+                },
+              ],
+            },
+          ],
+        },
+        'application/json',
+        400,
+        'resourceMetrics[0].scopeMetrics[0].metrics[0].histogram.dataPoints[0].bucketCounts',
+      ],
+      [
+        'gauge without value',
+        '/v1/metrics',
+        {
+          resourceMetrics: [
+            { scopeMetrics: [{ metrics: [{ name: 'g', gauge: { dataPoints: [{ timeUnixNano: '1' }] } }] }] },
+          ],
+        },
+        'application/json',
+        400,
+        'resourceMetrics[0].scopeMetrics[0].metrics[0].gauge.dataPoints[0]',
+      ],
+      [
+        'bad seq',
+        '/v1/logs',
+        {
+          resourceLogs: [
+            {
+              scopeLogs: [
+                { logRecords: [{ attributes: [{ key: 'isthmus.seq', value: { intValue: '-3' } }] }] },
+              ],
+            },
+          ],
+        },
+        'application/json',
+        400,
+        'resourceLogs[0].scopeLogs[0].logRecords[0].attributes[isthmus.seq]',
+      ],
+      [
+        'heartbeat without source',
+        '/v1/heartbeat',
+        { region: 'eu-west', emittedSeq: 3, sentAtMs: 1 },
+        'application/json',
+        400,
+        'source',
+      ],
+    ];
+    for (const [what, p, body, type, status, problemPath] of cases) {
+      const r = await post(url, p, body, type);
+      assert.equal(r.status, status, `${what}: ${JSON.stringify(r.body)}`);
+      assert.equal(typeof r.body.message, 'string', what);
+      if (problemPath) assert.equal(r.body.path, problemPath, `${what}: ${JSON.stringify(r.body)}`);
+    }
+    const summary = await get<Summary>(url, '/v1/summary');
+    assert.deepEqual(summary.body.stored, { spans: 0, points: 0, logs: 0 });
+    assert.equal((await get(url, `/v1/traces/${traceIdOf(1)}`)).status, 404);
+    assert.deepEqual((await get<Continuity>(url, '/v1/continuity')).body.sources, []);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    assert.match(metrics, /isthmus_collector_rejected_total\{region="eu-west",signal="traces"\} 4/);
+  });
+
+  it('accepts a foreign OpenTelemetry request without isthmus attributes', async () => {
+    const { url } = await start('foreign');
+    const traceId = '5b8efff798038103d269b633813fc60c';
+    const r = await post(url, '/v1/traces', {
+      resourceSpans: [
+        {
+          resource: { attributes: [{ key: 'service.name', value: { stringValue: 'checkout' } }] },
+          scopeSpans: [
+            {
+              scope: { name: 'my.library', version: '1.0.0' },
+              spans: [
+                {
+                  traceId: traceId.toUpperCase(),
+                  spanId: 'EEE19B7EC3C1B174',
+                  parentSpanId: 'EEE19B7EC3C1B173',
+                  name: 'I am a span!',
+                  startTimeUnixNano: 1544712660000000000,
+                  endTimeUnixNano: '1544712661000000000',
+                  kind: 2,
+                  attributes: [{ key: 'my.span.attr', value: { stringValue: 'some value' } }],
+                },
+              ],
+            },
+          ],
+        },
+      ],
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const logs = await post(url, '/v1/logs', {
+      resourceLogs: [
+        {
+          resource: { attributes: [{ key: 'service.name', value: { stringValue: 'checkout' } }] },
+          scopeLogs: [
+            {
+              logRecords: [
+                { observedTimeUnixNano: '1544712660300000000', body: { stringValue: 'Example log record' } },
+              ],
+            },
+          ],
+        },
+      ],
+    });
+    assert.equal(logs.status, 200, JSON.stringify(logs.body));
+    const trace = await get<{
+      spans: Record<string, unknown>[];
+      incomplete: boolean;
+      missingParents: string[];
+    }>(url, `/v1/traces/${traceId}`);
+    assert.equal(trace.status, 200);
+    assert.equal(trace.body.spans.length, 1);
+    assert.equal(trace.body.spans[0]?.endTimeUnixNano, '1544712661000000000');
+    assert.equal(trace.body.spans[0]?.source, 'otel/checkout');
+    assert.equal(trace.body.incomplete, true);
+    assert.deepEqual(trace.body.missingParents, ['eee19b7ec3c1b173']);
+    const found = await get<{ records: unknown[] }>(url, '/v1/logs?contains=example');
+    assert.equal(found.body.records.length, 1);
+  });
+
+  it('stores a batch sent twice once and counts the duplicates', async () => {
+    const { url } = await start('dedupe');
+    const src = new TestSource('proxy/frontend-1@eu-west', 'eu-west');
+    const spans = src.spans(20);
+    const logs = src.logs(10);
+    const metrics = src.metrics(5);
+    for (let round = 0; round < 2; round++) {
+      assert.equal((await post(url, '/v1/traces', spans.body)).status, 200);
+      assert.equal((await post(url, '/v1/logs', logs.body)).status, 200);
+      assert.equal((await post(url, '/v1/metrics', metrics.body)).status, 200);
+    }
+    const summary = await get<Summary>(url, '/v1/summary');
+    assert.deepEqual(summary.body.stored, { spans: 20, points: 10, logs: 10 });
+    const c = (await get<Continuity>(url, '/v1/continuity')).body.sources[0];
+    assert.equal(c?.received, 35);
+    assert.equal(c?.emitted, 35);
+    assert.equal(c?.gaps, 0);
+    assert.equal(c?.duplicates, 20 + 10 + 10);
+    const text = await (await fetch(`${url}/metrics`)).text();
+    assert.match(
+      text,
+      /isthmus_collector_duplicates_total\{region="eu-west",signal="traces",source="proxy\/frontend-1@eu-west"\} 20/,
+    );
+    // Original timestamps are kept.
+    const series = await get<{ series: { name: string; points: { timeUnixNano: string }[] }[] }>(
+      url,
+      '/v1/metrics?name=isthmus.requests.inflight',
+    );
+    assert.equal(series.body.series.length, 1);
+    assert.deepEqual(
+      series.body.series[0]?.points.map((p) => p.timeUnixNano),
+      metrics.seqs.map((s) => timeNsOf(s)),
+    );
+  });
+
+  it('keeps continuity across a restart: gaps, heartbeats, stale sources', async () => {
+    const first = await start('continuity', { heartbeatIntervalMs: 100 });
+    const src = new TestSource('proxy/frontend-2@eu-west', 'eu-west');
+    await post(first.url, '/v1/traces', src.spans(5).body);
+    src.spans(3); // seqs 6..8 lost on the way
+    await post(first.url, '/v1/traces', src.spans(2).body);
+    assert.equal(
+      (await post(first.url, '/v1/heartbeat', { ...src.heartbeat(), emittedSeq: 12 })).status,
+      200,
+    );
+    let c = (await get<Continuity & { sources: { missing: number[][] }[] }>(first.url, '/v1/continuity')).body
+      .sources[0];
+    assert.equal(c?.emitted, 12);
+    assert.equal(c?.received, 7);
+    assert.equal(c?.gaps, 5);
+    assert.deepEqual(c?.missing, [
+      [6, 8],
+      [11, 12],
+    ]);
+    assert.equal(c?.stale, false);
+    await stop(first.c);
+    await new Promise((r) => setTimeout(r, 250));
+    const second = await start('continuity', { heartbeatIntervalMs: 100 });
+    c = (await get<Continuity & { sources: { missing: number[][] }[] }>(second.url, '/v1/continuity')).body
+      .sources[0];
+    assert.equal(c?.gaps, 5, 'the accounting survives a restart');
+    assert.equal(c?.stale, true, 'silent for two heartbeat intervals');
+    assert.notEqual(c?.lastHeardMs, null);
+    const sources = await get<{ sources: { source: string; stale: boolean }[] }>(second.url, '/v1/sources');
+    assert.deepEqual(sources.body.sources, [
+      {
+        source: 'proxy/frontend-2@eu-west',
+        region: 'eu-west',
+        zone: 'eu-west-a',
+        lastHeardMs: c?.lastHeardMs,
+        stale: true,
+      },
+    ]);
+  });
+
+  it('federates log searches, redacts them, and names the regions that did not answer', async () => {
+    const eu = await start('fed-eu', { region: 'eu-west' });
+    const us = await start('fed-us', { region: 'us-east' });
+    const ap = await start('fed-ap', { region: 'ap-south' });
+    const srcEu = new TestSource('proxy/a@eu-west', 'eu-west');
+    const srcUs = new TestSource('proxy/b@us-east', 'us-east');
+    assert.equal((await post(eu.url, '/v1/logs', srcEu.logs(3).body)).status, 200);
+    assert.equal((await post(us.url, '/v1/logs', srcUs.logs(2).body)).status, 200);
+    await stop(ap.c);
+    const global = await start('fed-global', {
+      region: 'global',
+      regions: { 'eu-west': eu.url, 'us-east': us.url, 'ap-south': ap.url },
+      federationTimeoutMs: 1_000,
+    });
+    // Locally, a region collector shows every field.
+    const local = await get<{ records: { record: { attributes: { key: string }[] } }[] }>(
+      eu.url,
+      '/v1/logs?contains=alice',
+    );
+    assert.equal(local.body.records.length, 3);
+    assert.ok(local.body.records[0]?.record.attributes.some((a) => a.key === 'path'));
+
+    const r = await get<{
+      partial: boolean;
+      unanswered: string[];
+      records: {
+        region: string;
+        record: { body?: unknown; traceId?: unknown; attributes: { key: string }[] };
+      }[];
+    }>(global.url, '/v1/logs?contains=ALICE&limit=50');
+    assert.equal(r.status, 200);
+    assert.equal(r.body.partial, true);
+    assert.deepEqual(r.body.unanswered, ['ap-south']);
+    assert.equal(r.body.records.length, 5);
+    assert.deepEqual([...new Set(r.body.records.map((x) => x.region))].sort(), ['eu-west', 'us-east']);
+    for (const x of r.body.records) {
+      assert.equal(x.record.body, undefined, 'the body stays in the region');
+      assert.deepEqual(x.record.attributes.map((a) => a.key).sort(), [
+        'isthmus.record_id',
+        'isthmus.seq',
+        'route',
+        'status',
+      ]);
+    }
+  });
+
+  it('keeps seq ranges compact', () => {
+    const ranges: SeqRanges = [];
+    for (const s of [5, 1, 3, 2, 4, 9, 7, 8, 12]) assert.equal(addSeq(ranges, s), true);
+    assert.equal(addSeq(ranges, 3), false);
+    assert.deepEqual(ranges, [
+      [1, 5],
+      [7, 9],
+      [12, 12],
+    ]);
+    assert.deepEqual(missingRanges(ranges, 14), [
+      [6, 6],
+      [10, 11],
+      [13, 14],
+    ]);
+  });
+});
