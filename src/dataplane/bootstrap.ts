@@ -127,6 +127,28 @@ export const BootstrapSpec = Type.Object(
         },
       ),
     ),
+    telemetry: Type.Optional(
+      Type.Object(
+        {
+          collector: Text({
+            pattern: `^https?://(?:\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+)(?::${PORT})?(?:/[!-~]*)?$`,
+            maxLength: 2048,
+            description: 'Base URL of the region collector (OTLP/HTTP JSON): http://HOST:PORT.',
+          }),
+          dataDir: Text({
+            minLength: 1,
+            maxLength: 4096,
+            description:
+              'Folder of the telemetry write-ahead log, relative to this file; created when missing. Signals wait there while the collector is unreachable.',
+          }),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'Request telemetry (spans, access logs, metrics) shipped to a collector. Without it, telemetry is off and costs the request path nothing.',
+        },
+      ),
+    ),
     limits: Type.Optional(
       Type.Object(
         {
@@ -198,6 +220,14 @@ export interface StaticEndpoint {
   weight: number;
 }
 
+/** `spec.telemetry`, resolved. */
+export interface TelemetryConfig {
+  /** Base URL of the collector. */
+  collector: string;
+  /** Absolute path of the write-ahead log's folder. */
+  dataDir: string;
+}
+
 /** `spec.controlPlane`, resolved. */
 export interface ControlPlaneConfig {
   /** WebSocket URLs of the zone control plane, in the order to try them. */
@@ -217,6 +247,8 @@ export interface Bootstrap {
   endpoints: StaticEndpoint[];
   /** Set when configuration comes from a zone control plane rather than this file. */
   controlPlane?: ControlPlaneConfig;
+  /** Set when the bootstrap turns request telemetry on. */
+  telemetry?: TelemetryConfig;
 }
 
 let validate: ((value: unknown) => ReturnType<ReturnType<typeof compileValidator>>) | undefined;
@@ -340,6 +372,12 @@ export function parseBootstrap(
         controlPlane: {
           zones: [...spec.controlPlane.zones],
           dataDir: path.resolve(base, spec.controlPlane.dataDir),
+        },
+      }),
+      ...(spec.telemetry && {
+        telemetry: {
+          collector: spec.telemetry.collector,
+          dataDir: path.resolve(base, spec.telemetry.dataDir),
         },
       }),
     },

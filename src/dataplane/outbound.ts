@@ -107,6 +107,34 @@ function hasBody(req: IncomingMessage): boolean {
 type Failure = { kind: FailureKind | 'no-endpoint'; detail: string; status?: number };
 
 /**
+ * How an outbound request was served, filled in for telemetry when the caller passes one (the
+ * response headers carry the same facts, but Node does not keep headers given to writeHead).
+ */
+export interface HopOutcome {
+  route: string;
+  attempts: number;
+  /** `region/zone` (or the gateway's more precise answer) of the endpoint that answered. */
+  servedBy: string | undefined;
+  /** Region of the endpoint that answered (a gateway's region for another region). */
+  peerRegion: string | undefined;
+  /** `failover:pN` or `panic` when a lower-priority tier answered. */
+  failover: string | undefined;
+  /** `stale` or `static` when a fallback answered. */
+  fallback: string | undefined;
+}
+
+export function newHopOutcome(): HopOutcome {
+  return {
+    route: '',
+    attempts: 0,
+    servedBy: undefined,
+    peerRegion: undefined,
+    failover: undefined,
+    fallback: undefined,
+  };
+}
+
+/**
  * Serves one outbound request to a mesh destination: deadline → limits → attempts (balancer
  * pick, upstream pool, retry decision) → response or fallback. Every decision shows in the
  * response headers and the stats.
@@ -117,12 +145,14 @@ export async function serveOutbound(
   req: IncomingMessage,
   res: ServerResponse,
   target: { path: string; authority: string },
+  outcome?: HopOutcome,
 ): Promise<void> {
   const { clock, stats } = ctx;
   const method = req.method ?? 'GET';
   const route = dest.routes.match(method, target.path);
   const policy = dest.policy(route);
   const labels = dest.labels(route);
+  if (outcome) outcome.route = labels.route;
   dest.counter(stats, 'isthmus_requests_total', 'Requests received per destination and route.', labels).inc();
 
   const requestId = first(req.headers[H.requestId]) ?? randomUUID();
@@ -357,6 +387,7 @@ export async function serveOutbound(
           cacheable: method === 'GET' && policy.staleIfError.enabled,
           authority: target.authority,
           path: target.path,
+          outcome,
         });
         return;
       }
@@ -405,6 +436,7 @@ export async function serveOutbound(
       labels,
       authority: target.authority,
       path: target.path,
+      outcome,
     });
   } finally {
     release();
@@ -567,11 +599,21 @@ function commit(
     cacheable: boolean;
     authority: string;
     path: string;
+    outcome: HopOutcome | undefined;
   },
 ): void {
   const headers = explain(ctx, dest, endToEnd(result.headers), info.attempts, info.picked);
   // A gateway knows the zone that served; keep its more precise answer.
   if (result.headers[H.servedBy] !== undefined) headers[H.servedBy] = result.headers[H.servedBy];
+  const outcome = info.outcome;
+  if (outcome) {
+    outcome.attempts = info.attempts;
+    const served = headers[H.servedBy];
+    outcome.servedBy = typeof served === 'string' ? served : undefined;
+    outcome.peerRegion = info.picked.endpoint.locality.region;
+    const degraded = headers[H.degraded];
+    outcome.failover = typeof degraded === 'string' ? degraded : undefined;
+  }
   appendHeader(headers, 'via', ctx.via);
   // The correlation id goes back to the caller too, so a client can quote it.
   headers[H.requestId] ??= info.requestId;
@@ -632,8 +674,10 @@ function fallback(
     labels: Record<string, string>;
     authority: string;
     path: string;
+    outcome: HopOutcome | undefined;
   },
 ): void {
+  if (info.outcome) info.outcome.attempts = info.attempts;
   if (res.headersSent || res.destroyed) return;
   const method = req.method ?? 'GET';
   const now = ctx.clock.monotonicMs();
@@ -650,6 +694,7 @@ function fallback(
         fallback: 'stale',
       });
       dest.markDegraded(now, 'stale-if-error');
+      if (info.outcome) info.outcome.fallback = 'stale';
       res.writeHead(hit.entry.status, {
         ...(hit.entry.headers as OutgoingHttpHeaders),
         [H.fallback]: 'stale',
@@ -668,6 +713,7 @@ function fallback(
       fallback: 'static',
     });
     dest.markDegraded(now, 'static-fallback');
+    if (info.outcome) info.outcome.fallback = 'static';
     res.writeHead(policy.staticFallback.status, {
       'content-type': policy.staticFallback.contentType,
       'content-length': Buffer.byteLength(policy.staticFallback.body),

@@ -25,6 +25,8 @@ import { IdempotencyStore } from './resilience/idempotency-store.js';
 import { loadConfigInWorker, validateDocumentsInWorker } from './load-config.js';
 import { serviceHost } from './routing.js';
 import { Stats } from './stats.js';
+import { ProxyTelemetry } from './telemetry.js';
+import { TelemetrySource } from '../telemetry/source.js';
 
 export type PartitionMode = (typeof PARTITION_MODES)[number];
 
@@ -162,6 +164,8 @@ export class Proxy {
   /** Destinations replaced by a newer configuration, closed once in-flight requests are done. */
   readonly #retiring = new Map<Destination, NodeJS.Timeout>();
   #contact: ControlPlaneContact | undefined;
+  /** Present only when the bootstrap turns telemetry on: the request path checks it once. */
+  #telemetry: ProxyTelemetry | undefined;
   readonly addresses: Record<string, string> = {};
   lastReloadError: { atMs: number; diagnostics: Diagnostic[] } | undefined;
   /** The last snapshot this proxy refused (what it NACKed), wall-clock `atMs`. */
@@ -212,10 +216,61 @@ export class Proxy {
     const proxy = new Proxy(bootstrap, options);
     if (bootstrap.controlPlane) await proxy.#startFromLastKnownGood(bootstrap.controlPlane.dataDir);
     else proxy.#install(await proxy.#loadStatic());
-    await proxy.#listen();
+    if (bootstrap.telemetry) await proxy.#startTelemetry(bootstrap.telemetry);
+    try {
+      await proxy.#listen();
+    } catch (err) {
+      await proxy.#telemetry?.close(0).catch(() => undefined);
+      throw err;
+    }
     proxy.#timer = setInterval(() => proxy.#tick(), options.evaluateIntervalMs ?? 250);
     proxy.#timer.unref();
     return proxy;
+  }
+
+  /**
+   * Opens the telemetry pipeline. Its buffer and intervals come from the mesh-wide telemetry
+   * settings of the configuration at start (built-in defaults without one); the log is opened
+   * once, so later changes to them apply at the next start.
+   */
+  async #startTelemetry(config: { collector: string; dataDir: string }): Promise<void> {
+    const spec = this.bootstrap.spec;
+    const settings = this.#config?.mesh.telemetry().value;
+    const buffer = settings?.buffer;
+    const { region, zone } = this.bootstrap.locality;
+    const source = await TelemetrySource.open({
+      dir: config.dataDir,
+      collectorUrl: config.collector,
+      source: `proxy/${this.bootstrap.name}@${region}`,
+      resource: { service: spec.service ?? this.bootstrap.name, region, zone },
+      ...(buffer && {
+        buffer: {
+          maxBytes: parseSizeBytes(buffer.maxBytes),
+          segmentBytes: parseSizeBytes(buffer.segmentBytes),
+          fsyncIntervalMs: parseDurationMs(buffer.fsyncInterval),
+          whenFull: buffer.whenFull,
+        },
+      }),
+      heartbeatIntervalMs: parseDurationMs(settings?.heartbeatInterval ?? '2s'),
+      clock: this.#clock,
+      random: this.#random,
+    });
+    this.#telemetry = new ProxyTelemetry({
+      source,
+      clock: this.#clock,
+      random: this.#random,
+      locality: this.bootstrap.locality,
+      stats: this.stats,
+      name: this.bootstrap.name,
+      settings: (service) => this.#config?.mesh.telemetry(service).value,
+      metricsIntervalMs: parseDurationMs(settings?.metricsInterval ?? '10s'),
+    });
+    void source.heartbeat();
+  }
+
+  /** The telemetry pipeline; undefined when the bootstrap has no `telemetry`. */
+  get telemetry(): ProxyTelemetry | undefined {
+    return this.#telemetry;
   }
 
   /** The running configuration; undefined until the first one (control-plane mode). */
@@ -352,6 +407,7 @@ export class Proxy {
     }
     // Carried-over destinations keep what partition policy withheld; re-decide for the new config.
     this.#evaluatePartition();
+    this.#telemetry?.reconfigure();
   }
 
   async #loadStatic(): Promise<RunningConfig> {
@@ -807,7 +863,16 @@ export class Proxy {
       );
       return;
     }
-    await serveOutbound(this.#outboundContext(), dest, req, res, { path, authority });
+    // A gateway is the server side of the hop from another region; a sidecar's outbound, the client side.
+    const outcome = this.#telemetry?.begin(
+      req,
+      res,
+      mode === 'gateway' ? 'server' : 'client',
+      mode,
+      service,
+      true,
+    );
+    await serveOutbound(this.#outboundContext(), dest, req, res, { path, authority }, outcome);
   }
 
   #onConnect(req: IncomingMessage, socket: Socket, head: Buffer): void {
@@ -990,6 +1055,7 @@ export class Proxy {
         const ctx = () => this.#inboundContext();
         await this.#serve('inbound', spec.inbound.listen, (req, res) => {
           if (!this.#admit(res)) return;
+          this.#telemetry?.begin(req, res, 'server', 'inbound', spec.service ?? '', false);
           return serveInbound(ctx(), req, res);
         });
       }
@@ -1128,6 +1194,7 @@ export class Proxy {
           {},
           this.#inflight,
         );
+        this.#telemetry?.scrape();
         const text = this.stats.prometheus();
         res.writeHead(200, {
           'content-type': 'text/plain; version=0.0.4',
@@ -1180,5 +1247,7 @@ export class Proxy {
       ),
     );
     await this.#appPool?.close().catch(() => undefined);
+    // Last: the requests just closed still write their spans and records.
+    await this.#telemetry?.close().catch(() => undefined);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * A small metrics registry for the proxy: counters and gauges with bounded label sets, exposed as
+ * A small metrics registry for the proxy: counters, gauges and histograms with bounded label sets, exposed as
  * JSON (`/stats`) and Prometheus text (`/metrics`). Label values come from configuration
  * (services, regions, routes), never from request data, so cardinality stays bounded.
  */
@@ -17,6 +17,39 @@ interface Family {
   series: Map<string, Series>;
 }
 
+/** A histogram series: per-bucket (not cumulative) counts, the last one for +Inf. */
+export interface HistogramSeries {
+  readonly labels: Labels;
+  readonly bounds: readonly number[];
+  readonly buckets: Float64Array;
+  count: number;
+  sum: number;
+}
+
+/** A handle on one histogram series, for the request path. */
+export interface Histogram {
+  observe(value: number): void;
+  readonly series: HistogramSeries;
+}
+
+interface HistogramFamily {
+  name: string;
+  help: string;
+  bounds: readonly number[];
+  series: Map<string, HistogramSeries>;
+}
+
+function observe(this: { series: HistogramSeries }, value: number): void {
+  const s = this.series;
+  const bounds = s.bounds;
+  // Few buckets: a linear scan beats a binary search and allocates nothing.
+  let i = 0;
+  while (i < bounds.length && value > (bounds[i] as number)) i++;
+  s.buckets[i] = (s.buckets[i] as number) + 1;
+  s.count++;
+  s.sum += value;
+}
+
 const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 
 function labelKey(labels: Labels): string {
@@ -25,8 +58,12 @@ function labelKey(labels: Labels): string {
   return key;
 }
 
+/** Prometheus renders `le` with the shortest exact decimal; `+Inf` for the last bucket. */
+const formatLe = (b: number) => (b === Infinity ? '+Inf' : String(b));
+
 export class Stats {
   readonly #families = new Map<string, Family>();
+  readonly #histograms = new Map<string, HistogramFamily>();
   readonly #constLabels: Labels;
 
   /** `constLabels` (e.g. region, zone) are added to every series. */
@@ -66,6 +103,34 @@ export class Stats {
     };
   }
 
+  /**
+   * A handle on one histogram series (`bounds` ascending upper bounds, +Inf implied). The bounds
+   * of a family are fixed by its first use. Take the handle once per label set and keep it.
+   */
+  histogram(name: string, help: string, bounds: readonly number[], labels: Labels = {}): Histogram {
+    let f = this.#histograms.get(name);
+    if (!f) {
+      f = { name, help, bounds: [...bounds], series: new Map() };
+      this.#histograms.set(name, f);
+    }
+    const key = labelKey(labels);
+    let series = f.series.get(key);
+    if (!series) {
+      series = { labels, bounds: f.bounds, buckets: new Float64Array(f.bounds.length + 1), count: 0, sum: 0 };
+      f.series.set(key, series);
+    }
+    return { series, observe };
+  }
+
+  /** Every histogram series, for exporting them elsewhere (OTLP). */
+  histograms(): { name: string; help: string; series: HistogramSeries[] }[] {
+    return [...this.#histograms.values()].map((f) => ({
+      name: f.name,
+      help: f.help,
+      series: [...f.series.values()],
+    }));
+  }
+
   /** Adds `by` (default 1) to a counter. */
   inc(name: string, help: string, labels: Labels = {}, by = 1): void {
     this.#series(this.#family(name, help, 'counter'), labels).value += by;
@@ -96,6 +161,26 @@ export class Stats {
           .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
           .join(',');
         lines.push(`${f.name}${text ? `{${text}}` : ''} ${s.value}`);
+      }
+    }
+    for (const f of this.#histograms.values()) {
+      lines.push(`# HELP ${f.name} ${f.help}`, `# TYPE ${f.name} histogram`);
+      for (const s of f.series.values()) {
+        const text = Object.entries({ ...this.#constLabels, ...s.labels })
+          .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
+          .join(',');
+        const sep = text ? ',' : '';
+        let cumulative = 0;
+        for (let i = 0; i <= f.bounds.length; i++) {
+          cumulative += s.buckets[i] as number;
+          lines.push(
+            `${f.name}_bucket{${text}${sep}le="${formatLe(f.bounds[i] ?? Infinity)}"} ${cumulative}`,
+          );
+        }
+        lines.push(
+          `${f.name}_sum${text ? `{${text}}` : ''} ${s.sum}`,
+          `${f.name}_count${text ? `{${text}}` : ''} ${s.count}`,
+        );
       }
     }
     return `${lines.join('\n')}\n`;

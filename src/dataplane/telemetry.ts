@@ -1,0 +1,423 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Clock } from '../core/clock.js';
+import type { Random } from '../core/random.js';
+import type { Locality } from '../model/locality.js';
+import type { EffectiveTelemetry } from '../model/settings.js';
+import {
+  applyThreshold,
+  samplerOptions,
+  ServiceSamplers,
+  type AdaptiveSampler,
+  type SamplingDecision,
+} from '../telemetry/sampling.js';
+import type { MetricPoint, TelemetrySource } from '../telemetry/source.js';
+import {
+  formatTraceparent,
+  newSpanId,
+  newTraceId,
+  nextTraceparent,
+  OT_KEY,
+  parseTraceparent,
+  parseTracestate,
+  TRACE_FLAG_SAMPLED,
+  TraceState,
+} from '../telemetry/trace-context.js';
+import { H } from './http/headers.js';
+import { newHopOutcome, type HopOutcome } from './outbound.js';
+import type { Histogram, Stats } from './stats.js';
+
+/**
+ * Request telemetry of one proxy: W3C trace propagation, one span per hop (sampled), an access
+ * log record per request and per-hop metrics, all handed to a {@link TelemetrySource}. It exists
+ * only when the bootstrap turns telemetry on; otherwise the proxy never calls into it.
+ *
+ * Per request it costs: the traceparent parse, one sampling decision, two random ids, one small
+ * state object and one `close` listener (a shared function, not a closure). The span object is
+ * built only for sampled (or forced) requests, after the response, off the response's path.
+ */
+
+/** Latency buckets, seconds (Prometheus convention); 11 buckets keep the series count small. */
+export const LATENCY_BOUNDS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+/** Past this many (service, peer region) series, new combinations are counted under `other`. */
+const MAX_SERIES = 1000;
+
+export type HopKind = 'server' | 'client';
+
+interface SeriesHandles {
+  service: string;
+  peerRegion: string;
+  requests: number;
+  errors: number;
+  histogram: Histogram;
+  requestsCounter: { inc(by?: number): void };
+  errorsCounter: { inc(by?: number): void };
+}
+
+/** What one request carries from its start to its end. */
+class Hop {
+  constructor(
+    readonly telemetry: ProxyTelemetry,
+    readonly req: IncomingMessage,
+    readonly kind: HopKind,
+    readonly listener: string,
+    readonly service: string,
+    readonly sampler: AdaptiveSampler,
+    readonly decision: SamplingDecision,
+    readonly traceId: string,
+    readonly spanId: string,
+    readonly parentSpanId: string | undefined,
+    readonly traceState: string | undefined,
+    readonly requestId: string,
+    readonly startWallMs: number,
+    readonly startMonoMs: number,
+    readonly outcome: HopOutcome | undefined,
+  ) {}
+}
+
+const HOP = Symbol('isthmus.hop');
+type WithHop = ServerResponse & { [HOP]?: Hop };
+
+/** The `close` listener of every traced response: shared, so no closure is made per request. */
+function onResponseClose(this: WithHop): void {
+  const hop = this[HOP];
+  if (hop) {
+    this[HOP] = undefined;
+    hop.telemetry.finish(hop, this);
+  }
+}
+
+export interface ProxyTelemetryOptions {
+  source: TelemetrySource;
+  clock: Clock;
+  random: Random;
+  locality: Locality;
+  stats: Stats;
+  /** This proxy's name, part of record ids. */
+  name: string;
+  /** Merged telemetry settings of a service (or of the mesh for `undefined`); undefined without a configuration. */
+  settings(service: string | undefined): EffectiveTelemetry | undefined;
+  /** Interval of metrics batches written to the pipeline, ms. */
+  metricsIntervalMs: number;
+}
+
+const DEFAULT_SAMPLING: EffectiveTelemetry['sampling'] = {
+  tracesPerSecond: 10,
+  minRatio: 0.001,
+  keepErrors: true,
+  keepSlowerThan: '1s',
+};
+
+export class ProxyTelemetry {
+  readonly source: TelemetrySource;
+  readonly #clock: Clock;
+  readonly #random: Random;
+  readonly #region: string;
+  readonly #zone: string;
+  readonly #stats: Stats;
+  readonly #samplers: ServiceSamplers;
+  readonly #series = new Map<string, SeriesHandles>();
+  readonly #startWallMs: number;
+  readonly #timer: NodeJS.Timeout;
+  /** Record ids: a per-process random prefix and a counter, unique without a UUID per request. */
+  readonly #idPrefix: string;
+  #records = 0;
+
+  constructor(options: ProxyTelemetryOptions) {
+    this.source = options.source;
+    this.#clock = options.clock;
+    this.#random = options.random;
+    this.#region = options.locality.region;
+    this.#zone = options.locality.zone ?? '';
+    this.#stats = options.stats;
+    this.#samplers = new ServiceSamplers(options.clock, (service) =>
+      samplerOptions(options.settings(service)?.sampling ?? DEFAULT_SAMPLING),
+    );
+    this.#startWallMs = options.clock.now();
+    this.#idPrefix = `${options.name}-${randomBytes(6).toString('hex')}-`;
+    this.#timer = setInterval(() => this.exportMetrics(), options.metricsIntervalMs);
+    this.#timer.unref();
+  }
+
+  /** After a configuration change: samplers re-read their settings. */
+  reconfigure(): void {
+    this.#samplers.reconfigure();
+  }
+
+  /**
+   * Starts a hop: continues or starts the trace, decides sampling, and rewrites the request's
+   * `traceparent`/`tracestate` (and fills in a missing `x-request-id`) so that the listener's
+   * forwarding code, which copies the request headers, sends this hop's span as the parent.
+   * Returns the outcome slot to pass to serveOutbound (client and gateway hops).
+   */
+  begin(
+    req: IncomingMessage,
+    res: ServerResponse,
+    kind: HopKind,
+    listener: string,
+    service: string,
+    withOutcome: boolean,
+  ): HopOutcome | undefined {
+    const headers = req.headers;
+    const parent = headers.traceparent === undefined ? undefined : parseTraceparent(headers.traceparent);
+    let state: TraceState | undefined;
+    let traceId: string;
+    if (parent) {
+      traceId = parent.traceId;
+      if (headers.tracestate !== undefined) state = parseTracestate(headers.tracestate);
+    } else traceId = newTraceId(this.#random);
+    const sampler = this.#samplers.get(service);
+    const decision = sampler.decide({
+      traceId,
+      isRoot: parent === undefined,
+      parentSampled: parent !== undefined && (parent.flags & TRACE_FLAG_SAMPLED) !== 0,
+      tracestate: state,
+    });
+    const spanId = newSpanId(this.#random);
+    if (decision.threshold !== undefined || state?.has(OT_KEY)) {
+      state ??= new TraceState();
+      applyThreshold(state, decision.threshold);
+    }
+    let traceState: string | undefined;
+    if (state !== undefined && state.size > 0) {
+      state.truncate();
+      traceState = state.format();
+      headers.tracestate = traceState;
+    } else delete headers.tracestate;
+    headers.traceparent = formatTraceparent(
+      nextTraceparent(traceId, spanId, decision.sampled, parent?.flags),
+    );
+    let requestId = headers[H.requestId];
+    if (typeof requestId !== 'string') {
+      requestId = randomUUID();
+      headers[H.requestId] = requestId;
+    }
+    const outcome = withOutcome ? newHopOutcome() : undefined;
+    const hop = new Hop(
+      this,
+      req,
+      kind,
+      listener,
+      service,
+      sampler,
+      decision,
+      traceId,
+      spanId,
+      parent?.parentId,
+      traceState,
+      requestId,
+      this.#clock.now(),
+      this.#clock.monotonicMs(),
+      outcome,
+    );
+    (res as WithHop)[HOP] = hop;
+    res.once('close', onResponseClose);
+    return outcome;
+  }
+
+  #handles(service: string, peerRegion: string): SeriesHandles {
+    const key = `${service}\u0000${peerRegion}`;
+    let h = this.#series.get(key);
+    if (h) return h;
+    if (this.#series.size >= MAX_SERIES) return this.#handles('other', 'other');
+    const labels = { service, peer_region: peerRegion };
+    h = {
+      service,
+      peerRegion,
+      requests: 0,
+      errors: 0,
+      histogram: this.#stats.histogram(
+        'isthmus_hop_duration_seconds',
+        'Duration of requests through this proxy, by service and peer region, seconds.',
+        LATENCY_BOUNDS_S,
+        labels,
+      ),
+      requestsCounter: this.#stats.counter(
+        'isthmus_hop_requests_total',
+        'Requests through this proxy (every listener), by service and peer region.',
+        labels,
+      ),
+      errorsCounter: this.#stats.counter(
+        'isthmus_hop_errors_total',
+        'Requests answered 5xx or not completed, by service and peer region.',
+        labels,
+      ),
+    };
+    this.#series.set(key, h);
+    return h;
+  }
+
+  /** Ends a hop once its response is done (or the connection closed first). */
+  finish(hop: Hop, res: ServerResponse): void {
+    const endMono = this.#clock.monotonicMs();
+    const durationMs = endMono - hop.startMonoMs;
+    const status = res.statusCode;
+    const completed = res.writableFinished;
+    const error = !completed || status >= 500;
+    const o = hop.outcome;
+    const peerRegion = o?.peerRegion ?? '';
+    const h = this.#handles(hop.service, peerRegion);
+    h.requests++;
+    h.requestsCounter.inc();
+    if (error) {
+      h.errors++;
+      h.errorsCounter.inc();
+    }
+    h.histogram.observe(durationMs / 1000);
+
+    const endWallMs = hop.startWallMs + durationMs;
+    const final = hop.sampler.keepAnyway(hop.decision, { error, durationMs });
+    const req = hop.req;
+    const method = req.method ?? 'GET';
+    if (final.sampled)
+      this.source.span({
+        traceId: hop.traceId,
+        spanId: hop.spanId,
+        parentSpanId: hop.parentSpanId,
+        traceState: hop.traceState,
+        name: `${method} ${hop.service}`,
+        kind: hop.kind,
+        startTimeMs: hop.startWallMs,
+        endTimeMs: endWallMs,
+        error,
+        statusMessage: completed ? undefined : 'the connection closed before the response completed',
+        attributes: {
+          'http.request.method': method,
+          'url.path': req.url,
+          'http.response.status_code': status,
+          'isthmus.listener': hop.listener,
+          'isthmus.service': hop.service,
+          'isthmus.route': o?.route || undefined,
+          'isthmus.request_id': hop.requestId,
+          'isthmus.attempts': o?.attempts,
+          'isthmus.served_by': o?.servedBy,
+          'isthmus.peer_region': o?.peerRegion,
+          'isthmus.failover': o?.failover,
+          'isthmus.fallback': o?.fallback,
+          'isthmus.sampling.forced': final.forced || undefined,
+          'isthmus.sampling.adjusted_count': final.adjustedCount,
+        },
+      });
+    // Every request gets an access-log record, sampled or not (logs are the complete record).
+    const recordId = `${this.#idPrefix}${++this.#records}`;
+    this.source.log({
+      timeMs: endWallMs,
+      severity: status >= 500 || !completed ? 'ERROR' : status >= 400 ? 'WARN' : 'INFO',
+      body: `${method} ${req.url ?? '/'} ${status}`,
+      traceId: hop.traceId,
+      spanId: hop.spanId,
+      attributes: {
+        'isthmus.record_id': recordId,
+        recordId,
+        timestamp: new Date(hop.startWallMs).toISOString(),
+        region: this.#region,
+        zone: this.#zone,
+        service: hop.service,
+        listener: hop.listener,
+        route: o?.route || undefined,
+        method,
+        path: req.url,
+        authority: req.headers.host,
+        status,
+        completed,
+        durationMs: Math.round(durationMs * 1000) / 1000,
+        attempts: o?.attempts,
+        servedBy: o?.servedBy,
+        peerRegion: o?.peerRegion,
+        failover: o?.failover,
+        fallback: o?.fallback,
+        traceId: hop.traceId,
+        spanId: hop.spanId,
+        sampled: final.sampled,
+        requestId: hop.requestId,
+        client: req.socket.remoteAddress,
+        userAgent: req.headers['user-agent'],
+      },
+    });
+  }
+
+  /** Writes one metrics batch (cumulative since start) to the pipeline. */
+  exportMetrics(): void {
+    if (this.#series.size === 0) return;
+    const now = this.#clock.now();
+    const start = this.#startWallMs;
+    const points: MetricPoint[] = [];
+    for (const h of this.#series.values()) {
+      const attributes = {
+        region: this.#region,
+        zone: this.#zone,
+        service: h.service,
+        peer_region: h.peerRegion,
+      };
+      points.push(
+        {
+          kind: 'sum',
+          name: 'isthmus.hop.requests',
+          unit: '{request}',
+          startTimeMs: start,
+          timeMs: now,
+          value: h.requests,
+          attributes,
+        },
+        {
+          kind: 'sum',
+          name: 'isthmus.hop.errors',
+          unit: '{request}',
+          startTimeMs: start,
+          timeMs: now,
+          value: h.errors,
+          attributes,
+        },
+        {
+          kind: 'histogram',
+          name: 'isthmus.hop.duration',
+          unit: 's',
+          startTimeMs: start,
+          timeMs: now,
+          count: h.histogram.series.count,
+          sum: h.histogram.series.sum,
+          explicitBounds: h.histogram.series.bounds,
+          bucketCounts: [...h.histogram.series.buckets],
+          attributes,
+        },
+      );
+    }
+    this.source.metrics(points);
+  }
+
+  /** Sets the pipeline's gauges (at scrape time, so requests do no work for them). */
+  scrape(): void {
+    const s = this.source.stats();
+    const set = (name: string, help: string, value: number) => this.#stats.set(name, help, {}, value);
+    set('isthmus_telemetry_emitted_records', 'Telemetry records written to the log since start.', s.emitted);
+    set(
+      'isthmus_telemetry_shipped_records',
+      'Telemetry records the collector stored since start.',
+      s.shipped,
+    );
+    set(
+      'isthmus_telemetry_backlog_records',
+      'Telemetry records in the log not shipped yet.',
+      s.backlogRecords,
+    );
+    set(
+      'isthmus_telemetry_backlog_bytes',
+      'Bytes of telemetry records in the log not shipped yet.',
+      s.backlogBytes,
+    );
+    set('isthmus_telemetry_ship_failures', 'Failed exports to the collector since start.', s.shipFailures);
+    set(
+      'isthmus_telemetry_dropped_records',
+      'Telemetry records lost since start (log full with drop-oldest, corrupt, torn).',
+      s.dropped.full.records + s.dropped.corrupt.records + s.dropped.torn.records,
+    );
+  }
+
+  /** Writes a last metrics batch, tries to ship what is pending for up to `flushMs`, and closes the log. */
+  async close(flushMs = 2000): Promise<void> {
+    clearInterval(this.#timer);
+    this.exportMetrics();
+    await this.source.flush(flushMs);
+    await this.source.close();
+  }
+}

@@ -1,0 +1,378 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import type { Proxy } from '../../src/dataplane/proxy.js';
+import { parseTraceparent } from '../../src/telemetry/trace-context.js';
+import { FakeCollector } from '../support/fake-collector.js';
+import type { FakeUpstream } from '../support/fake-upstream.js';
+import { service } from '../support/mesh-fixtures.js';
+import { call, eventually, TestLab } from '../support/proxy-harness.js';
+
+const API = 'apiVersion: isthmus.dev/v1alpha1';
+const SIDECAR = 'proxy/sc-us-east@us-east';
+const GATEWAY = 'proxy/gw-eu-west@eu-west';
+
+/**
+ * Request telemetry across two hops as in production: an app's sidecar in us-east sends to
+ * eu-west's gateway, which forwards to an instance there. Both proxies ship to one fake collector.
+ */
+describe('proxy telemetry', () => {
+  let euA: FakeUpstream;
+  let gateway: Proxy;
+  let sidecar: Proxy;
+  let collector: FakeCollector;
+  let dataDir: string;
+  const lab = new TestLab();
+
+  before(async () => {
+    collector = await FakeCollector.start();
+    dataDir = await mkdtemp(path.join(tmpdir(), 'isthmus-telemetry-'));
+    [euA] = await lab.upstreams('eu-a');
+    const resources = (gatewayPort: number) => ({
+      'mesh.yaml': `${API}
+kind: Region
+metadata: {name: us-east}
+spec:
+  zones: [{name: us-east-a}]
+  latencyHints: {eu-west: 80ms}
+---
+${API}
+kind: Region
+metadata: {name: eu-west}
+spec:
+  zones: [{name: eu-west-a}]
+  gateway: {address: 127.0.0.1, port: ${gatewayPort}}
+---
+${service('catalog').trim()}
+---
+${service('frontend').trim()}
+---
+${API}
+kind: TrafficPolicy
+metadata: {name: base}
+spec:
+  targetRef: {kind: Mesh}
+  timeouts: {connect: 200ms, perTry: 1s, overall: 3s}
+  healthChecks: {enabled: false}
+---
+${API}
+kind: TelemetryPolicy
+metadata: {name: all}
+spec:
+  targetRef: {kind: Mesh}
+  sampling: {minRatio: 1}
+  buffer: {fsyncInterval: 5ms}
+  heartbeatInterval: 100ms
+  metricsInterval: 1s
+`,
+    });
+    const endpoints = [{ service: 'catalog', port: euA.port, locality: 'eu-west/eu-west-a' }];
+    const telemetry = (name: string) =>
+      `  telemetry: {collector: "${collector.url}", dataDir: ${JSON.stringify(path.join(dataDir, name))}}`;
+    gateway = await lab.proxy({
+      name: 'gw-eu-west',
+      mode: 'gateway',
+      locality: 'eu-west/eu-west-a',
+      resources: await lab.mesh(resources(1)),
+      endpoints,
+      extra: telemetry('gw'),
+    });
+    const gatewayPort = Number(gateway.addresses.gateway!.split(':')[1]);
+    sidecar = await lab.proxy({
+      name: 'sc-us-east',
+      locality: 'us-east/us-east-a',
+      resources: await lab.mesh(resources(gatewayPort)),
+      endpoints,
+      extra: telemetry('sc'),
+    });
+  });
+  after(async () => {
+    await lab.close();
+    await collector.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    euA.seen.length = 0;
+  });
+
+  const spansOf = (traceId: string) => collector.spans().filter((s) => s.item.traceId === traceId);
+
+  it('continues a valid trace: one span per hop, parent/child ids line up', async () => {
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const appSpan = '00f067aa0ba902b7';
+    const r = await call(sidecar.addresses.outbound!, {
+      host: 'catalog',
+      path: '/products?id=1',
+      headers: {
+        traceparent: `00-${traceId}-${appSpan}-01`,
+        tracestate: 'vendor=x',
+        baggage: 'user=42',
+        'x-request-id': 'req-1',
+      },
+    });
+    assert.equal(r.status, 200);
+    const seen = euA.seen.at(-1);
+    const tp = parseTraceparent(seen?.headers.traceparent);
+    assert.ok(tp, `upstream got a valid traceparent: ${String(seen?.headers.traceparent)}`);
+    assert.equal(tp.traceId, traceId);
+    assert.equal(tp.flags & 1, 1, 'sampled');
+    // Parent-based: the parent sent no th, so the probability is unknown and none is added.
+    assert.equal(seen?.headers.tracestate, 'vendor=x');
+    assert.equal(seen?.headers.baggage, 'user=42');
+
+    const spans = await eventually(() => {
+      const s = spansOf(traceId);
+      assert.equal(s.length, 2);
+      return s;
+    }, 5000);
+    const client = spans.find((s) => s.source === SIDECAR);
+    const server = spans.find((s) => s.source === GATEWAY);
+    assert.ok(client && server);
+    assert.equal(client.item.kind, 3);
+    assert.equal(server.item.kind, 2);
+    assert.equal(client.item.parentSpanId, appSpan);
+    assert.equal(server.item.parentSpanId, client.item.spanId);
+    assert.equal(tp.parentId, server.item.spanId, 'the upstream sees the gateway span as its parent');
+    assert.equal(client.item.traceState, 'vendor=x');
+    assert.equal(
+      client.attrs['isthmus.failover'],
+      'failover:p1',
+      'us-east has no catalog: the gateway tier served',
+    );
+    assert.equal(client.attrs['isthmus.request_id'], 'req-1');
+    assert.equal(server.attrs['isthmus.request_id'], 'req-1');
+    assert.equal(client.attrs['isthmus.attempts'], 1);
+    assert.equal(client.attrs['isthmus.peer_region'], 'eu-west');
+    assert.equal(client.attrs['isthmus.served_by'], 'eu-west/eu-west-a');
+    assert.equal(server.attrs['isthmus.peer_region'], 'eu-west');
+    assert.equal(client.attrs['http.response.status_code'], 200);
+    assert.equal(typeof client.attrs['isthmus.seq'], 'number');
+    assert.equal(client.resource['isthmus.region'], 'us-east');
+    assert.equal(server.resource['isthmus.zone'], 'eu-west-a');
+  });
+
+  it('starts a new trace when traceparent is invalid, drops its tracestate, and sets th', async () => {
+    const bad = '00-00000000000000000000000000000000-00f067aa0ba902b7-01';
+    await call(sidecar.addresses.outbound!, {
+      host: 'catalog',
+      path: '/x',
+      headers: { traceparent: bad, tracestate: 'vendor=x' },
+    });
+    const tp = parseTraceparent(euA.seen.at(-1)?.headers.traceparent);
+    assert.ok(tp);
+    assert.notEqual(tp.traceId, '00000000000000000000000000000000');
+    assert.equal(tp.flags & 2, 2, 'a new trace has the random flag');
+    assert.equal(euA.seen.at(-1)?.headers.tracestate, 'ot=th:0');
+    const spans = await eventually(() => {
+      const s = spansOf(tp.traceId);
+      assert.equal(s.length, 2);
+      return s;
+    }, 5000);
+    const client = spans.find((s) => s.source === SIDECAR);
+    assert.equal(client?.item.parentSpanId, undefined, 'a root span');
+    const server = spans.find((s) => s.source === GATEWAY);
+    assert.equal(server?.item.parentSpanId, client?.item.spanId);
+    assert.equal(client?.item.traceState, 'ot=th:0');
+    assert.equal(server?.item.traceState, 'ot=th:0', 'the next hop keeps the th it was sent');
+  });
+
+  it('writes an access-log record per request and hop, with unique record ids', async () => {
+    const before = collector.logs().length;
+    for (let i = 0; i < 5; i++) await call(sidecar.addresses.outbound!, { host: 'catalog', path: `/l${i}` });
+    const logs = await eventually(() => {
+      const l = collector.logs().slice(before);
+      assert.equal(l.length, 10);
+      return l;
+    }, 5000);
+    const ids = logs.map((l) => l.attrs['isthmus.record_id']);
+    assert.equal(new Set(ids).size, 10);
+    const first = logs.find((l) => l.source === SIDECAR && l.attrs.path === '/l0');
+    assert.ok(first);
+    for (const field of [
+      'timestamp',
+      'region',
+      'zone',
+      'service',
+      'method',
+      'status',
+      'durationMs',
+      'attempts',
+    ])
+      assert.notEqual(first.attrs[field], undefined, field);
+    assert.equal(first.attrs.status, 200);
+    assert.equal(first.attrs.servedBy, 'eu-west/eu-west-a');
+    assert.equal(first.item.traceId, first.attrs.traceId);
+  });
+
+  it('exports metrics to the collector and as a Prometheus histogram', async () => {
+    await call(sidecar.addresses.outbound!, { host: 'catalog', path: '/m' });
+    const scope = await eventually(() => {
+      const m = collector.of('metrics').filter((x) => x.source === SIDECAR);
+      assert.ok(m.length > 0);
+      return m.at(-1)?.item as {
+        metrics: { name: string; histogram?: { dataPoints: { count: string }[] } }[];
+      };
+    }, 5000);
+    const names = scope.metrics.map((m) => m.name);
+    assert.deepEqual(names, ['isthmus.hop.requests', 'isthmus.hop.errors', 'isthmus.hop.duration']);
+    const hist = scope.metrics[2]?.histogram?.dataPoints[0];
+    assert.ok(Number(hist?.count) > 0);
+
+    const text = (await call(sidecar.addresses.admin!, { path: '/metrics' })).body;
+    assert.match(text, /# TYPE isthmus_hop_duration_seconds histogram/);
+    assert.match(
+      text,
+      /isthmus_hop_duration_seconds_bucket\{region="us-east",zone="us-east-a",service="catalog",peer_region="eu-west",le="\+Inf"\} \d+/,
+    );
+    assert.match(text, /isthmus_hop_requests_total\{[^}]*peer_region="eu-west"\} \d+/);
+    assert.match(text, /isthmus_telemetry_backlog_records\{[^}]*\} \d+/);
+  });
+
+  it('passes `promtool check metrics` (needs promtool, Debian package prometheus)', async () => {
+    const which = spawnSync('promtool', ['--version'], { encoding: 'utf8' });
+    assert.ok(
+      !which.error,
+      'promtool is not installed: install the Debian package `prometheus` (as .ci/run does) to check the /metrics exposition',
+    );
+    const text = (await call(gateway.addresses.admin!, { path: '/metrics' })).body;
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    assert.equal(check.status, 0, `promtool check metrics:\n${check.stdout}${check.stderr}`);
+  });
+
+  it('delivers everything after a collector outage: no loss, counts match', async () => {
+    const spansBefore = collector.spans().length;
+    const logsBefore = collector.logs().length;
+    collector.down = true;
+    const n = 20;
+    for (let i = 0; i < n; i++) {
+      const r = await call(sidecar.addresses.outbound!, { host: 'catalog', path: `/outage${i}` });
+      assert.equal(r.status, 200, 'requests are unaffected by the outage');
+    }
+    await eventually(() => assert.ok((sidecar.telemetry?.source.stats().shipFailures ?? 0) > 0), 5000);
+    await new Promise((r) => setTimeout(r, 300));
+    collector.down = false;
+    await eventually(() => {
+      assert.equal(collector.spans().length - spansBefore, 2 * n);
+      assert.equal(collector.logs().length - logsBefore, 2 * n);
+    }, 20_000);
+    for (const p of [sidecar, gateway]) {
+      const s = p.telemetry!.source.stats();
+      assert.equal(s.dropped.full.records, 0);
+      assert.equal(s.appendFailures, 0);
+    }
+    // Dedupe on (source, seq) found nothing missing: seqs are dense per source.
+    for (const source of [SIDECAR, GATEWAY]) {
+      const seqs = collector.items
+        .filter((i) => i.source === source)
+        .map((i) => i.seq)
+        .sort((a, b) => a - b);
+      assert.deepEqual(
+        seqs,
+        Array.from({ length: seqs.length }, (_, i) => i + 1),
+        `${source}: no gaps`,
+      );
+    }
+    await eventually(() => {
+      const hb = collector.heartbeats.filter((h) => h.source === SIDECAR).at(-1);
+      assert.ok(Number(hb?.emittedSeq) >= n);
+    }, 3000);
+  });
+});
+
+describe('proxy without telemetry', () => {
+  const lab = new TestLab();
+  after(() => lab.close());
+
+  it('has no pipeline and passes trace headers through untouched', async () => {
+    const [up] = await lab.upstreams('up');
+    const proxy = await lab.proxy({
+      locality: 'us-east/us-east-a',
+      resources: await lab.mesh({
+        'mesh.yaml': `${API}
+kind: Region
+metadata: {name: us-east}
+spec:
+  zones: [{name: us-east-a}]
+---
+${service('catalog').trim()}
+---
+${service('frontend').trim()}
+`,
+      }),
+      endpoints: [{ service: 'catalog', port: up.port, locality: 'us-east/us-east-a' }],
+    });
+    assert.equal(proxy.telemetry, undefined);
+    const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    await call(proxy.addresses.outbound!, { host: 'catalog', headers: { traceparent: tp } });
+    assert.equal(up.seen.at(-1)?.headers.traceparent, tp);
+    assert.doesNotMatch((await call(proxy.addresses.admin!, { path: '/metrics' })).body, /isthmus_hop_/);
+  });
+});
+
+describe('proxy telemetry on the inbound listener', () => {
+  const lab = new TestLab();
+  let collector: FakeCollector;
+  let dataDir: string;
+  before(async () => {
+    collector = await FakeCollector.start();
+    dataDir = await mkdtemp(path.join(tmpdir(), 'isthmus-telemetry-in-'));
+  });
+  after(async () => {
+    await lab.close();
+    await collector.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('records a server span whose id the local app sees as its parent', async () => {
+    const [app] = await lab.upstreams('app');
+    const proxy = await lab.proxy({
+      name: 'sc-in',
+      service: 'catalog',
+      locality: 'us-east/us-east-a',
+      inboundApp: app.port,
+      resources: await lab.mesh({
+        'mesh.yaml': `${API}
+kind: Region
+metadata: {name: us-east}
+spec:
+  zones: [{name: us-east-a}]
+---
+${service('catalog').trim()}
+---
+${API}
+kind: TelemetryPolicy
+metadata: {name: all}
+spec:
+  targetRef: {kind: Mesh}
+  sampling: {minRatio: 1}
+  buffer: {fsyncInterval: 5ms}
+`,
+      }),
+      endpoints: [],
+      extra: `  telemetry: {collector: "${collector.url}", dataDir: ${JSON.stringify(dataDir)}}`,
+    });
+    const traceId = '0af7651916cd43dd8448eb211c80319c';
+    const r = await call(proxy.addresses.inbound!, {
+      path: '/item',
+      headers: { traceparent: `00-${traceId}-b7ad6b7169203331-01`, tracestate: 'ot=th:0' },
+    });
+    assert.equal(r.status, 200);
+    const tp = parseTraceparent(app.seen.at(-1)?.headers.traceparent);
+    assert.equal(tp?.traceId, traceId);
+    assert.equal(app.seen.at(-1)?.headers.tracestate, 'ot=th:0');
+    const span = await eventually(() => {
+      const s = collector.spans().find((x) => x.item.traceId === traceId);
+      assert.ok(s);
+      return s;
+    }, 5000);
+    assert.equal(span.item.kind, 2);
+    assert.equal(span.item.parentSpanId, 'b7ad6b7169203331');
+    assert.equal(span.item.spanId, tp?.parentId);
+    assert.equal(span.attrs['isthmus.listener'], 'inbound');
+    assert.equal(span.attrs['isthmus.service'], 'catalog');
+    assert.equal(typeof span.attrs['isthmus.request_id'], 'string');
+  });
+});

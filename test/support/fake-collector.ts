@@ -1,0 +1,146 @@
+import http, { type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+type Json = Record<string, unknown>;
+
+export interface OtlpAttribute {
+  key: string;
+  value: { stringValue?: string; intValue?: string | number; doubleValue?: number; boolValue?: boolean };
+}
+
+/** One span, log record or metrics scope as received, with its source and seq. */
+export interface Received {
+  signal: 'traces' | 'logs' | 'metrics';
+  source: string;
+  seq: number;
+  item: Json & { attributes?: OtlpAttribute[] };
+  resource: Record<string, unknown>;
+}
+
+export function attr(attributes: readonly OtlpAttribute[] | undefined, key: string): unknown {
+  const a = attributes?.find((x) => x.key === key);
+  if (!a) return undefined;
+  const v = a.value;
+  if (v.stringValue !== undefined) return v.stringValue;
+  if (v.intValue !== undefined) return Number(v.intValue);
+  if (v.doubleValue !== undefined) return v.doubleValue;
+  return v.boolValue;
+}
+
+function flatAttrs(list: readonly OtlpAttribute[] | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const a of list ?? []) out[a.key] = attr(list, a.key);
+  return out;
+}
+
+/**
+ * A stand-in collector: answers the OTLP/HTTP JSON endpoints of docs/telemetry-wire.md, records
+ * what it got, deduplicates on (source, seq) as the real one does, and can be told to fail
+ * (`down`: 503 to everything) to script an outage.
+ */
+export class FakeCollector {
+  /** Answer every request 503 while true. */
+  down = false;
+  readonly requests: { path: string; status: number; body: string }[] = [];
+  readonly items: Received[] = [];
+  readonly heartbeats: Json[] = [];
+  duplicates = 0;
+  readonly #seen = new Set<string>();
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+
+  private constructor() {
+    this.#server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        const path = req.url ?? '/';
+        let status = 200;
+        if (this.down) status = 503;
+        else {
+          try {
+            this.#accept(path, JSON.parse(body) as Json);
+          } catch {
+            status = 400;
+          }
+        }
+        this.requests.push({ path, status, body });
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(status === 200 ? '{}' : JSON.stringify({ error: 'unavailable', message: 'fake outage' }));
+      });
+    });
+    this.#server.on('connection', (s: Socket) => {
+      this.#sockets.add(s);
+      s.once('close', () => this.#sockets.delete(s));
+    });
+  }
+
+  static async start(): Promise<FakeCollector> {
+    const c = new FakeCollector();
+    await new Promise<void>((resolve) => c.#server.listen(0, '127.0.0.1', resolve));
+    return c;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+  }
+
+  #keep(signal: Received['signal'], resource: Json, item: Json, seqFrom: OtlpAttribute[] | undefined): void {
+    const res = flatAttrs((resource.attributes as OtlpAttribute[] | undefined) ?? []);
+    const source = String(res['isthmus.source']);
+    const seq = attr(seqFrom, 'isthmus.seq');
+    if (typeof seq !== 'number') throw new Error('missing isthmus.seq');
+    const key = `${source}#${seq}`;
+    if (this.#seen.has(key)) {
+      this.duplicates++;
+      return;
+    }
+    this.#seen.add(key);
+    this.items.push({ signal, source, seq, item: item, resource: res });
+  }
+
+  #accept(path: string, body: Json): void {
+    const list = (v: unknown) => (Array.isArray(v) ? (v as Json[]) : []);
+    if (path === '/v1/heartbeat') this.heartbeats.push(body);
+    else if (path === '/v1/traces')
+      for (const rs of list(body.resourceSpans))
+        for (const ss of list(rs.scopeSpans))
+          for (const s of list(ss.spans))
+            this.#keep('traces', rs.resource as Json, s, s.attributes as OtlpAttribute[]);
+    else if (path === '/v1/logs')
+      for (const rl of list(body.resourceLogs))
+        for (const sl of list(rl.scopeLogs))
+          for (const l of list(sl.logRecords))
+            this.#keep('logs', rl.resource as Json, l, l.attributes as OtlpAttribute[]);
+    else if (path === '/v1/metrics')
+      for (const rm of list(body.resourceMetrics))
+        for (const sm of list(rm.scopeMetrics))
+          this.#keep(
+            'metrics',
+            rm.resource as Json,
+            sm,
+            (sm.scope as Json | undefined)?.attributes as OtlpAttribute[],
+          );
+    else throw new Error(`unknown path ${path}`);
+  }
+
+  spans(): (Received & { attrs: Record<string, unknown> })[] {
+    return this.of('traces');
+  }
+
+  logs(): (Received & { attrs: Record<string, unknown> })[] {
+    return this.of('logs');
+  }
+
+  of(signal: Received['signal']): (Received & { attrs: Record<string, unknown> })[] {
+    return this.items
+      .filter((i) => i.signal === signal)
+      .map((i) => ({ ...i, attrs: flatAttrs(i.item.attributes) }));
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.#sockets) s.destroy();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}
