@@ -25,8 +25,7 @@ import { IdempotencyStore } from './resilience/idempotency-store.js';
 import { loadConfigInWorker, validateDocumentsInWorker } from './load-config.js';
 import { serviceHost } from './routing.js';
 import { Stats } from './stats.js';
-import { ProxyTelemetry } from './telemetry.js';
-import { TelemetrySource } from '../telemetry/source.js';
+import type { ProxyTelemetry } from './telemetry.js';
 
 export type PartitionMode = (typeof PARTITION_MODES)[number];
 
@@ -238,6 +237,12 @@ export class Proxy {
     const settings = this.#config?.mesh.telemetry().value;
     const buffer = settings?.buffer;
     const { region, zone } = this.bootstrap.locality;
+    // Loaded only when telemetry is configured: a proxy without it does not carry the pipeline
+    // (the write-ahead log, the OTLP client) in memory.
+    const [{ TelemetrySource }, { ProxyTelemetry }] = await Promise.all([
+      import('../telemetry/source.js'),
+      import('./telemetry.js'),
+    ]);
     const source = await TelemetrySource.open({
       dir: config.dataDir,
       collectorUrl: config.collector,
