@@ -1,8 +1,11 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { IsthmusError } from '../core/errors.js';
 import { parseDurationMs } from '../core/units.js';
 import { TelemetrySettings } from '../model/settings.js';
+import { parseAlertRules, toPrometheusRules } from '../telemetry/alert-rules.js';
+import type { AlertRule } from '../telemetry/alerts.js';
 import type { CommandContext } from './context.js';
 
 /** `isthmus collector`: the telemetry collector of a region, or the global one (docs/collector.md). */
@@ -62,13 +65,26 @@ function fieldList(text: string): string[] {
 const DEFAULT_ALLOWED_OUT = TelemetrySettings.properties.residency.properties.logFieldsAllowedOut
   .default as readonly string[];
 
+/** Reads and validates an alert rules file; a bad file stops the command with the located error. */
+function loadAlertRules(file: string): AlertRule[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new IsthmusError('ISTHMUS_E_IO', `cannot read --alert-rules ${file}: ${(err as Error).message}`);
+  }
+  return parseAlertRules(text, file);
+}
+
 export function addCollectorCommands(program: Command, ctx: CommandContext): void {
   const log = (event: Record<string, unknown>) => ctx.out(JSON.stringify(event));
-  program
+  const collector = program
     .command('collector')
     .description('Run a telemetry collector: OTLP/HTTP JSON ingest, dedupe, continuity, forwarding, queries.')
-    .requiredOption('--region <name>', 'the region this collector serves (or e.g. "global")')
-    .requiredOption('--data-dir <dir>', 'where its store and forwarding log live (created if missing)')
+    // Checked in the action rather than required here: commander would demand them of
+    // `collector rules export` too.
+    .option('--region <name>', 'the region this collector serves (or e.g. "global") (required)')
+    .option('--data-dir <dir>', 'where its store and forwarding log live, created if missing (required)')
     .option('--listen <host:port>', 'OTLP/HTTP and query API', hostPort, '127.0.0.1:4318')
     .option('--upstream <url>', 'collector to forward everything to (normally the global one)', httpUrl)
     .option('--regions <list>', 'region collectors to federate log searches to: name=URL,...', regionList)
@@ -89,22 +105,35 @@ export function addCollectorCommands(program: Command, ctx: CommandContext): voi
       duration,
       2_000,
     )
+    .option('--alert-rules <file>', 'YAML alert rules evaluated here (docs/collector.md#alerts)')
+    .option('--alert-interval <duration>', 'how often alert rules are evaluated', duration, 10_000)
+    .option('--alert-webhook <url>', 'receives each firing/resolved alert event as a JSON POST', httpUrl)
     .action(
       async (opts: {
-        region: string;
-        dataDir: string;
+        region?: string;
+        dataDir?: string;
         listen: string;
         upstream?: string;
         regions?: Record<string, string>;
         heartbeatInterval: number;
         logFieldsAllowedOut?: string[];
         federationTimeout: number;
+        alertRules?: string;
+        alertInterval: number;
+        alertWebhook?: string;
       }) => {
+        if (opts.region === undefined || opts.dataDir === undefined)
+          throw new IsthmusError(
+            'ISTHMUS_E_USAGE',
+            `required option '${opts.region === undefined ? '--region <name>' : '--data-dir <dir>'}' not specified`,
+          );
         if (!REGION_RE.test(opts.region))
           throw new IsthmusError(
             'ISTHMUS_E_USAGE',
             `--region "${opts.region}" is not a region name (lowercase letters, digits, -)`,
           );
+        // Before opening anything: an invalid rules file refuses the start with its located error.
+        const alertRules = opts.alertRules === undefined ? undefined : loadAlertRules(opts.alertRules);
         const { Collector } = await import('../controlplane/collector/collector.js');
         const collector = await Collector.start({
           region: opts.region,
@@ -115,6 +144,9 @@ export function addCollectorCommands(program: Command, ctx: CommandContext): voi
           heartbeatIntervalMs: opts.heartbeatInterval,
           logFieldsAllowedOut: opts.logFieldsAllowedOut ?? DEFAULT_ALLOWED_OUT,
           federationTimeoutMs: opts.federationTimeout,
+          ...(alertRules !== undefined && { alertRules }),
+          alertIntervalMs: opts.alertInterval,
+          ...(opts.alertWebhook !== undefined && { alertWebhook: opts.alertWebhook }),
           log,
         });
         log({
@@ -128,4 +160,19 @@ export function addCollectorCommands(program: Command, ctx: CommandContext): voi
         await ctx.runUntilSignal(() => collector.close(), log);
       },
     );
+  collector
+    .command('rules')
+    .description('Alert rules of a collector.')
+    .command('export')
+    .description(
+      "Print --alert-rules as a Prometheus rules file (PromQL over the proxies' and collectors' /metrics).",
+    )
+    .option('--alert-rules <file>', 'YAML alert rules (docs/collector.md#alerts)')
+    .action((_opts: unknown, cmd: Command) => {
+      // `collector` declares --alert-rules too and takes it wherever it appears: read both levels.
+      const file = cmd.optsWithGlobals<{ alertRules?: string }>().alertRules;
+      if (file === undefined)
+        throw new IsthmusError('ISTHMUS_E_USAGE', 'collector rules export needs --alert-rules FILE');
+      ctx.out(toPrometheusRules(loadAlertRules(file)).trimEnd());
+    });
 }

@@ -1,6 +1,9 @@
 import path from 'node:path';
 import type { IncomingMessage, Server } from 'node:http';
+import { systemClock, type Clock } from '../../core/clock.js';
 import { Stats } from '../../dataplane/stats.js';
+import { AlertEngine, type AlertRule } from '../../telemetry/alerts.js';
+import { AlertWebhook } from '../../telemetry/alert-webhook.js';
 import { continuityView } from '../../telemetry/continuity.js';
 import {
   OtlpError,
@@ -40,6 +43,13 @@ export interface CollectorOptions {
   maxBodyBytes?: number;
   log?: (e: Record<string, unknown>) => void;
   now?: () => number;
+  /** Alert rules evaluated here (docs/collector.md#alerts), every `alertIntervalMs` (10 s). */
+  alertRules?: readonly AlertRule[];
+  alertIntervalMs?: number;
+  /** Receives each firing/resolved event as a JSON POST. */
+  alertWebhook?: string;
+  /** For alert evaluation; tests pass a ManualClock and call `alerts.evaluate()`. */
+  clock?: Clock;
 }
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -55,6 +65,10 @@ export class Collector {
   readonly #server: Server;
   readonly #allowed: ReadonlySet<string>;
   readonly #now: () => number;
+  /** Undefined without rules. Evaluated here, so a cut-off region collector keeps alerting. */
+  readonly alerts: AlertEngine | undefined;
+  readonly #webhook: AlertWebhook | undefined;
+  #alertTimer: NodeJS.Timeout | undefined;
   address = '';
 
   private constructor(
@@ -70,6 +84,42 @@ export class Collector {
     this.#allowed = new Set(o.logFieldsAllowedOut);
     this.#now = o.now ?? Date.now;
     this.#server = createApiServer((req, res, url) => this.#handle(req, res, url), o.log);
+    this.#webhook =
+      o.alertWebhook === undefined
+        ? undefined
+        : new AlertWebhook({
+            url: o.alertWebhook,
+            onFailure: (e, error) => {
+              this.stats.inc(
+                'isthmus_collector_alert_webhook_failures_total',
+                'Alert events the webhook did not accept after every retry.',
+              );
+              o.log?.({ event: 'alert-webhook-failed', rule: e.rule, kind: e.kind, error });
+            },
+          });
+    this.alerts =
+      o.alertRules === undefined || o.alertRules.length === 0
+        ? undefined
+        : new AlertEngine({
+            rules: o.alertRules,
+            clock: o.clock ?? systemClock,
+            signals: {
+              backlogBytes: () => {
+                const b = this.forwarder?.status().backlogBytes;
+                return typeof b === 'number' ? b : undefined;
+              },
+              stale: (source) => this.continuity().sources.find((s) => s.source === source)?.stale,
+            },
+            onEvent: (e) => {
+              o.log?.({ event: `alert-${e.kind}`, rule: e.rule, severity: e.severity });
+              this.#webhook?.send(e);
+            },
+          });
+    if (this.alerts) {
+      const engine = this.alerts;
+      this.#alertTimer = setInterval(() => engine.evaluate(), o.alertIntervalMs ?? 10_000);
+      this.#alertTimer.unref();
+    }
   }
 
   static async start(o: CollectorOptions): Promise<Collector> {
@@ -97,6 +147,8 @@ export class Collector {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#alertTimer);
+    await this.#webhook?.settle(true);
     await new Promise<void>((resolve) => {
       this.#server.close(() => resolve());
       this.#server.closeAllConnections();
@@ -117,6 +169,8 @@ export class Collector {
       throw new ApiError(405, 'ISTHMUS_E_USAGE', 'use GET or POST');
     if (p === '/healthz') return sendJson(res, 200, { ok: true });
     if (p === '/metrics') return sendText(res, 200, this.#prometheus());
+    if (p === '/v1/alerts') return sendJson(res, 200, { rules: this.alerts?.status() ?? [] });
+    if (p === '/v1/alerts/events') return sendJson(res, 200, { events: this.alerts?.events() ?? [] });
     if (p === '/v1/continuity') return sendJson(res, 200, this.continuity());
     if (p === '/v1/sources')
       return sendJson(res, 200, {
@@ -194,6 +248,7 @@ export class Collector {
           ? this.store.ingest('metrics', items as ReturnType<typeof parseMetrics>, now)
           : this.store.ingest('logs', items as LogItem[], now);
     await this.#durable(forwarded);
+    if (kind === 'metrics') this.alerts?.hops.observe(items as ReturnType<typeof parseMetrics>);
     for (const [source, [stored, dups]] of result.bySource) {
       if (stored)
         this.stats.inc(
