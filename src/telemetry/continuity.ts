@@ -131,3 +131,57 @@ export function continuityView(s: SourceState, nowMs: number, heartbeatIntervalM
     stale: s.lastHeardMs === null || nowMs - s.lastHeardMs > 2 * heartbeatIntervalMs,
   };
 }
+
+/** One region's telemetry as a collector sees it: its sources rolled up. */
+export interface RegionView {
+  region: string;
+  sources: number;
+  staleSources: number;
+  /**
+   * `live` when some source was heard within two heartbeat intervals, else `stale`: the region's
+   * figures are then as of `lastHeardMs`, and unknown since — never shown as zero traffic.
+   */
+  state: 'live' | 'stale';
+  lastHeardMs: number | null;
+  lastHeardAgoMs: number | null;
+  emitted: number;
+  received: number;
+  gaps: number;
+  duplicates: number;
+}
+
+/** Rolls per-source continuity up by region (sources without a region are grouped as `unknown`). */
+export function regionViews(sources: readonly ContinuityView[], nowMs: number): RegionView[] {
+  const byRegion = new Map<string, RegionView>();
+  for (const s of sources) {
+    const region = s.region ?? 'unknown';
+    let r = byRegion.get(region);
+    if (!r) {
+      r = {
+        region,
+        sources: 0,
+        staleSources: 0,
+        state: 'stale',
+        lastHeardMs: null,
+        lastHeardAgoMs: null,
+        emitted: 0,
+        received: 0,
+        gaps: 0,
+        duplicates: 0,
+      };
+      byRegion.set(region, r);
+    }
+    r.sources++;
+    if (s.stale) r.staleSources++;
+    else r.state = 'live';
+    if (s.lastHeardMs !== null && (r.lastHeardMs === null || s.lastHeardMs > r.lastHeardMs))
+      r.lastHeardMs = s.lastHeardMs;
+    r.emitted += s.emitted;
+    r.received += s.received;
+    r.gaps += s.gaps;
+    r.duplicates += s.duplicates;
+  }
+  for (const r of byRegion.values())
+    r.lastHeardAgoMs = r.lastHeardMs === null ? null : Math.max(0, nowMs - r.lastHeardMs);
+  return [...byRegion.values()].sort((a, b) => a.region.localeCompare(b.region));
+}

@@ -299,6 +299,24 @@ describe('telemetry collector', () => {
         stale: true,
       },
     ]);
+    // The region is stale with its last-heard time, and its figures are those as of then.
+    const regions = await get<{ regions: Record<string, unknown>[] }>(second.url, '/v1/regions');
+    assert.deepEqual(
+      regions.body.regions.map(({ lastHeardAgoMs: _ago, ...r }) => r),
+      [
+        {
+          region: 'eu-west',
+          sources: 1,
+          staleSources: 1,
+          state: 'stale',
+          lastHeardMs: c?.lastHeardMs,
+          emitted: 12,
+          received: 7,
+          gaps: 5,
+          duplicates: 0,
+        },
+      ],
+    );
   });
 
   it('federates log searches, redacts them, and names the regions that did not answer', async () => {

@@ -4,7 +4,7 @@ import { systemClock, type Clock } from '../../core/clock.js';
 import { Stats } from '../../dataplane/stats.js';
 import { AlertEngine, type AlertRule } from '../../telemetry/alerts.js';
 import { AlertWebhook } from '../../telemetry/alert-webhook.js';
-import { continuityView } from '../../telemetry/continuity.js';
+import { continuityView, regionViews } from '../../telemetry/continuity.js';
 import {
   OtlpError,
   parseHeartbeat,
@@ -172,6 +172,8 @@ export class Collector {
     if (p === '/v1/alerts') return sendJson(res, 200, { rules: this.alerts?.status() ?? [] });
     if (p === '/v1/alerts/events') return sendJson(res, 200, { events: this.alerts?.events() ?? [] });
     if (p === '/v1/continuity') return sendJson(res, 200, this.continuity());
+    if (p === '/v1/regions')
+      return sendJson(res, 200, { regions: regionViews(this.continuity().sources, this.#now()) });
     if (p === '/v1/sources')
       return sendJson(res, 200, {
         sources: this.continuity().sources.map((s) => ({
