@@ -40,6 +40,7 @@ import {
   type ToWorker,
 } from './controlplane-shared.js';
 import { CpuMeter } from './support/processes.js';
+import { intFlag } from './support/flags.js';
 
 /** The compiled tree this file belongs to (`dist`, or whatever --outDir built it). */
 const buildRoot = fileURLToPath(new URL('../', import.meta.url));
@@ -98,8 +99,6 @@ const USAGE = `Usage: npm run bench:controlplane -- [options]
   --save                  also write bench/results/controlplane-<date>.json
 `;
 
-class UsageError extends Error {}
-
 function parseOptions(argv: string[]): Options | undefined {
   const { values } = parseArgs({
     args: argv,
@@ -119,23 +118,7 @@ function parseOptions(argv: string[]): Options | undefined {
     strict: true,
   });
   if (values.help) return undefined;
-  const int = (
-    flag: string,
-    value: string | undefined,
-    env: string,
-    fallback: number,
-    min: number,
-    max: number,
-  ) => {
-    const text = value ?? process.env[env];
-    if (text === undefined || text === '') return fallback;
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < min || n > max)
-      throw new UsageError(
-        `--${flag} (${env}) must be a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`,
-      );
-    return n;
-  };
+  const int = intFlag;
   return {
     rounds: int('rounds', values.rounds, 'BENCH_CP_ROUNDS', 20, 1, 1000),
     endpointRounds: int(

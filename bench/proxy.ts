@@ -42,6 +42,7 @@ import {
   type PeerResult,
 } from './support/report.js';
 import { parseWrkOutput, runWrk } from './support/wrk.js';
+import { UsageError, intFlag } from './support/flags.js';
 
 /** The core the proxy under test owns, and the one everything else shares. */
 const PROXY_CORE = 0;
@@ -77,8 +78,6 @@ const USAGE = `Usage: npm run bench:proxy -- [options]
   --save                      also write bench/results/proxy-<date>.json
 `;
 
-class UsageError extends Error {}
-
 function parseOptions(argv: string[]): Options | undefined {
   const { values } = parseArgs({
     args: argv,
@@ -96,23 +95,7 @@ function parseOptions(argv: string[]): Options | undefined {
     strict: true,
   });
   if (values.help) return undefined;
-  const int = (
-    flag: string,
-    value: string | undefined,
-    env: string,
-    fallback: number,
-    min: number,
-    max: number,
-  ) => {
-    const text = value ?? process.env[env];
-    if (text === undefined || text === '') return fallback;
-    const n = Number(text.replace(/s$/, ''));
-    if (!Number.isInteger(n) || n < min || n > max)
-      throw new UsageError(
-        `--${flag} (${env}) must be a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`,
-      );
-    return n;
-  };
+  const int = intFlag;
   const peerText = values.peers ?? process.env.BENCH_PEERS;
   const peers = peerText ? peerText.split(',').map((p) => p.trim()) : [...PEERS];
   for (const p of peers)
