@@ -2,10 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Proxy } from '../../src/dataplane/proxy.js';
 import type { FakeUpstream } from '../support/fake-upstream.js';
-import { region, service } from '../support/mesh-fixtures.js';
+import { API, region, service } from '../support/mesh-fixtures.js';
 import { call, TestLab } from '../support/proxy-harness.js';
-
-const API = 'apiVersion: isthmus.dev/v1alpha1';
 
 /**
  * A cross-region path as in production: a sidecar in us-east sends to eu-west's gateway (a real

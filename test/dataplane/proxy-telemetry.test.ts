@@ -8,10 +8,9 @@ import type { Proxy } from '../../src/dataplane/proxy.js';
 import { parseTraceparent } from '../../src/telemetry/trace-context.js';
 import { FakeCollector } from '../support/fake-collector.js';
 import type { FakeUpstream } from '../support/fake-upstream.js';
-import { service } from '../support/mesh-fixtures.js';
+import { API, service } from '../support/mesh-fixtures.js';
 import { call, eventually, TestLab } from '../support/proxy-harness.js';
 
-const API = 'apiVersion: isthmus.dev/v1alpha1';
 const SIDECAR = 'proxy/sc-us-east@us-east';
 const GATEWAY = 'proxy/gw-eu-west@eu-west';
 
