@@ -185,7 +185,8 @@ function toProblem(err: ErrorObject): SchemaProblem | undefined {
         rule: 'invalid-value',
         path,
         atKey: false,
-        message: `"${String(data)}" is not an accepted value`,
+        // `data` can be any YAML value here (a mapping, a list); never String() it.
+        message: `${typeof data === 'string' ? JSON.stringify(data) : describeValue(data)} is not an accepted value`,
         expected: `one of ${listOr(allowed)}`,
         found,
         ...(suggestion !== undefined && { hint: `did you mean "${suggestion}"?` }),
@@ -315,8 +316,11 @@ function explain(validate: ValidateFunction, value: unknown): SchemaProblem[] {
       };
     }
     if (!problem) continue;
-    const id = `${JSON.stringify(problem.path)}|${problem.rule}`;
+    const at = JSON.stringify(problem.path);
+    const id = `${at}|${problem.rule}`;
     if (seen.has(id)) continue;
+    // A value of the wrong type fails its `enum`/`const` too; the type error says it all.
+    if (problem.rule === 'invalid-value' && seen.has(`${at}|wrong-type`)) continue;
     seen.add(id);
     problems.push(problem);
   }

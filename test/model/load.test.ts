@@ -432,6 +432,21 @@ const INVALID: InvalidCase[] = [
     ],
   },
   {
+    // Found by the load property test: String() of such a mapping throws, and the loader with it.
+    name: 'a mapping whose key shadows an Object.prototype method where a choice is expected',
+    text: policy('  consistency:\n    mode:\n      toString: null\n'),
+    diagnostics: [
+      {
+        rule: 'wrong-type',
+        line: 9,
+        col: 7,
+        at: 'toString',
+        path: 'spec.consistency.mode',
+        found: 'a mapping',
+      },
+    ],
+  },
+  {
     name: 'unknown top-level field',
     text: policy('status: {}\n'),
     diagnostics: [{ rule: 'unknown-field', line: 7, col: 1, at: 'status', path: 'status' }],
