@@ -2,32 +2,13 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { IsthmusError } from '../core/errors.js';
-import { parseDurationMs } from '../core/units.js';
 import { TelemetrySettings } from '../model/settings.js';
 import { parseAlertRules, toPrometheusRules } from '../telemetry/alert-rules.js';
 import type { AlertRule } from '../telemetry/alerts.js';
 import type { CommandContext } from './context.js';
+import { duration, hostPort, httpUrl, REGION_RE } from './options.js';
 
 /** `isthmus collector`: the telemetry collector of a region, or the global one (docs/collector.md). */
-
-const REGION_RE = /^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?$/;
-
-function hostPort(text: string): string {
-  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(text) || Number(text.split(':').pop()) > 65535)
-    throw new InvalidArgumentError(`"${text}" is not HOST:PORT`);
-  return text;
-}
-
-function httpUrl(text: string): string {
-  let u: URL;
-  try {
-    u = new URL(text);
-  } catch {
-    throw new InvalidArgumentError(`"${text}" is not a URL (e.g. http://127.0.0.1:4318)`);
-  }
-  if (u.protocol !== 'http:') throw new InvalidArgumentError(`"${text}" must be an http:// URL`);
-  return text;
-}
 
 function regionList(text: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -42,14 +23,6 @@ function regionList(text: string): Record<string, string> {
   }
   if (Object.keys(out).length === 0) throw new InvalidArgumentError('give at least one REGION=URL');
   return out;
-}
-
-function duration(text: string): number {
-  try {
-    return parseDurationMs(text);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
 }
 
 function fieldList(text: string): string[] {

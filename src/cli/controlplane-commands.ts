@@ -5,6 +5,7 @@ import { formatDurationMs } from '../core/units.js';
 import type { AnyResource } from '../model/resources.js';
 import type { ApiClient } from '../controlplane/api-client.js';
 import type { CommandContext } from './context.js';
+import { hostPort, urlList } from './options.js';
 import { formatDiagnostic, formatDiff, plural } from './format.js';
 
 /**
@@ -19,35 +20,11 @@ const serverOption = [
   `global control plane API (default: $ISTHMUS_SERVER or ${DEFAULT_SERVER})`,
 ] as const;
 
-function hostPort(text: string): string {
-  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(text) || Number(text.split(':').pop()) > 65535)
-    throw new InvalidArgumentError(`"${text}" is not HOST:PORT`);
-  return text;
-}
-
 function revisionNumber(text: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(n))
     throw new InvalidArgumentError(`"${text}" is not a revision number`);
   return n;
-}
-
-function urlList(text: string): string[] {
-  const urls = text
-    .split(',')
-    .map((u) => u.trim())
-    .filter(Boolean);
-  for (const u of urls) {
-    let parsed: URL;
-    try {
-      parsed = new URL(u);
-    } catch {
-      throw new InvalidArgumentError(`"${u}" is not a URL (e.g. http://127.0.0.1:7400)`);
-    }
-    if (parsed.protocol !== 'http:') throw new InvalidArgumentError(`"${u}" must be an http:// URL`);
-  }
-  if (urls.length === 0) throw new InvalidArgumentError('give at least one URL');
-  return urls;
 }
 
 const ago = (ms: number | null | undefined) =>
