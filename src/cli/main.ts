@@ -29,6 +29,13 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
+// Started by `isthmus lab` (or another supervisor) with an IPC channel: when the parent goes away,
+// even by kill -9, the channel closes and this process shuts down as on SIGTERM. No orphans.
+if (process.env.ISTHMUS_EXIT_WITH_PARENT === '1' && process.channel) {
+  process.channel.unref();
+  process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+}
+
 process.exitCode = await runCli(process.argv.slice(2), {
   version: pkg.version,
   stdout: process.stdout,

@@ -28,7 +28,9 @@ import {
 
 import { EXIT, Exit, type CommandContext } from './context.js';
 import { addCollectorCommands } from './collector-commands.js';
+import { addLinkCommands } from './link-commands.js';
 import { addControlPlaneCommands } from './controlplane-commands.js';
+import { addLabCommands } from './lab-commands.js';
 
 export { EXIT };
 
@@ -345,6 +347,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   };
   addControlPlaneCommands(program, ctx);
   addCollectorCommands(program, ctx);
+  addLabCommands(program, ctx);
+  addLinkCommands(program, ctx);
 
   program
     .command('docs', { hidden: true })

@@ -23,6 +23,8 @@ export const ErrorCodes = {
     'A state file Isthmus wrote (the last-known-good snapshot) is truncated, fails its checksum or is in an unknown format.',
   ISTHMUS_E_WAL_FULL:
     'The telemetry write-ahead log is at maxBytes and an append could not be admitted (whenFull: block timed out, or nothing could be dropped).',
+  ISTHMUS_E_EXISTS:
+    'A named resource to create already exists (a link emulator proxy or toxic); answered 409.',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -6,7 +6,16 @@ import { splitHostPort } from './address.js';
 import { compareDiagnostics, type Diagnostic } from '../model/diagnostics.js';
 import { parseYaml } from '../model/load.js';
 import { parseLocality, type Locality } from '../model/locality.js';
-import { Duration, Int, Name, OneOf, Size, Text } from '../model/primitives.js';
+import {
+  Duration,
+  Int,
+  Name,
+  NAME_MAX_LENGTH,
+  NAME_PATTERN,
+  OneOf,
+  Size,
+  Text,
+} from '../model/primitives.js';
 import { API_VERSION, Metadata } from '../model/resources.js';
 import { formatPath } from '../model/schema-walk.js';
 import { compileValidator } from '../model/validator.js';
@@ -24,12 +33,13 @@ const HOST_PORT_PATTERN = `^(?:\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):${PORT}$`;
 
 const ZONE_URL_PATTERN = `^wss?://(?:\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):${PORT}(?:/[!-~]*)?$`;
 
-const HostPort = (description: string) =>
+/** `use: 'listen'` (default) admits port 0, a free port; `'connect'` names a peer to reach. */
+const HostPort = (description: string, use: 'listen' | 'connect' = 'listen') =>
   Type.String({
     pattern: HOST_PORT_PATTERN,
     maxLength: 260,
     'x-unit': 'host-port',
-    description: `${description} (HOST:PORT; port 0 picks a free one)`,
+    description: `${description} (HOST:PORT${use === 'listen' ? '; port 0 picks a free one' : ''})`,
   });
 
 const Listener = (description: string) =>
@@ -124,6 +134,17 @@ export const BootstrapSpec = Type.Object(
           additionalProperties: false,
           description:
             'Take resources and endpoints from a zone control plane instead of this file. Exclusive with `resources` and `endpoints`.',
+        },
+      ),
+    ),
+    regionGateways: Type.Optional(
+      Type.Record(
+        Type.String({ pattern: NAME_PATTERN, maxLength: NAME_MAX_LENGTH }),
+        HostPort('Address of that region’s gateway as reached from this proxy', 'connect'),
+        {
+          additionalProperties: false,
+          description:
+            'Reach another region’s gateway at this address instead of its Region’s `spec.gateway`, per region name: for a gateway reached through a NAT, a private link endpoint or a WAN emulator (sidecar mode). A region not in the mesh is ignored; the proxy’s own region is an error.',
         },
       ),
     ),
@@ -228,6 +249,13 @@ export interface TelemetryConfig {
   dataDir: string;
 }
 
+/** Where to reach a region's gateway (`spec.regionGateways`, resolved). */
+export interface GatewayAddress {
+  /** Host name or IP address, IPv6 without brackets. */
+  address: string;
+  port: number;
+}
+
 /** `spec.controlPlane`, resolved. */
 export interface ControlPlaneConfig {
   /** WebSocket URLs of the zone control plane, in the order to try them. */
@@ -249,6 +277,11 @@ export interface Bootstrap {
   controlPlane?: ControlPlaneConfig;
   /** Set when the bootstrap turns request telemetry on. */
   telemetry?: TelemetryConfig;
+  /**
+   * Per region name, where this proxy reaches that region's gateway instead of the Region's
+   * `spec.gateway` (empty without `spec.regionGateways`).
+   */
+  regionGateways: ReadonlyMap<string, GatewayAddress>;
 }
 
 let validate: ((value: unknown) => ReturnType<ReturnType<typeof compileValidator>>) | undefined;
@@ -329,6 +362,33 @@ export function parseBootstrap(
         'inbound and outbound listeners are for sidecars',
       );
   }
+  if (spec.regionGateways && typeof spec.regionGateways === 'object') {
+    // A gateway never sends traffic on to another region, so it has no remote gateways to reach.
+    if (spec.mode === 'gateway')
+      problem(
+        ['spec', 'regionGateways'],
+        '`regionGateways` is for sidecars: a gateway never sends traffic to another region',
+        'remove it or set mode: sidecar',
+        'invalid-value',
+      );
+    const ownRegion = typeof spec.locality === 'string' ? spec.locality.split('/')[0] : undefined;
+    for (const [region, address] of Object.entries(spec.regionGateways)) {
+      if (region === ownRegion)
+        problem(
+          ['spec', 'regionGateways', region],
+          `"${region}" is this proxy's own region (spec.locality ${spec.locality}): its instances are reached directly, never through a gateway`,
+          `remove the entry for ${region}`,
+          'self-reference',
+        );
+      else if (typeof address === 'string' && /:0+$/.test(address))
+        problem(
+          ['spec', 'regionGateways', region],
+          `port 0 cannot be reached: "${address}" must name the port ${region}'s gateway listens on`,
+          `write HOST:PORT with the gateway's port, e.g. 127.0.2.1:15443`,
+          'out-of-range',
+        );
+    }
+  }
   if (spec.controlPlane) {
     // Two sources of truth would make every answer to "which configuration runs?" ambiguous.
     for (const field of ['resources', 'endpoints'] as const)
@@ -380,6 +440,12 @@ export function parseBootstrap(
           dataDir: path.resolve(base, spec.telemetry.dataDir),
         },
       }),
+      regionGateways: new Map(
+        Object.entries(spec.regionGateways ?? {}).map(([region, hostPort]) => {
+          const { host, port } = splitHostPort(hostPort);
+          return [region, { address: host, port }];
+        }),
+      ),
     },
   };
 }

@@ -12,7 +12,7 @@ import { canonical } from '../model/canonical.js';
 import type { PARTITION_MODES } from '../model/settings.js';
 import type { Snapshot } from '../protocol/messages.js';
 import { splitHostPort } from './address.js';
-import type { Bootstrap, StaticEndpoint } from './bootstrap.js';
+import type { Bootstrap, GatewayAddress, StaticEndpoint } from './bootstrap.js';
 import { localityBalancers } from './balancers.js';
 import { Destination, endpointsKey, type BalancerFactory } from './destination.js';
 import type { Endpoint } from './endpoint.js';
@@ -104,6 +104,7 @@ function toEndpoints(
   from: { region: string },
   mesh: MeshIndex,
   gateway: boolean,
+  regionGateways: ReadonlyMap<string, GatewayAddress>,
 ): Endpoint[] {
   const own = list.filter((e) => e.service === service && e.locality.region === from.region);
   const out: Endpoint[] = own.map((e) => ({
@@ -122,7 +123,10 @@ function toEndpoints(
       .map((e) => e.locality.region),
   );
   for (const region of remoteRegions) {
-    const gw = mesh.regions.get(region)?.resource.spec.gateway;
+    const known = mesh.regions.get(region);
+    // The bootstrap's address for a region wins over the Region's: the same gateway is reached
+    // through different NATs, private links or emulated WAN links from different sources.
+    const gw = known && (regionGateways.get(region) ?? known.resource.spec.gateway);
     if (!gw) continue;
     out.push({
       id: `gateway:${region}`,
@@ -334,7 +338,14 @@ export class Proxy {
     }
     const destinations = new Map<string, Destination>();
     for (const name of mesh.services.keys()) {
-      const endpoints = toEndpoints(byService.get(name) ?? [], name, this.bootstrap.locality, mesh, gateway);
+      const endpoints = toEndpoints(
+        byService.get(name) ?? [],
+        name,
+        this.bootstrap.locality,
+        mesh,
+        gateway,
+        this.bootstrap.regionGateways,
+      );
       const kept = previous?.destinations.get(name);
       if (kept && kept.endpointsKey === endpointsKey(endpoints)) {
         destinations.set(name, kept);
