@@ -29,6 +29,6 @@ describe('documentation stays true', () => {
     const ci = read('.ci/run');
     assert.match(ci, /^npm test$/m);
     assert.ok(readme.includes('npm install && npm test'), 'README lacks the test command');
-    assert.ok(readme.includes('npx isthmus validate examples/mesh'), 'README lacks the main job');
+    assert.ok(readme.includes('npm install && npx isthmus lab'), 'README lacks the main job');
   });
 });

@@ -165,7 +165,10 @@ export class Workload {
         ...(servedBy && { servedBy }),
       });
     } catch (err) {
-      const code = (err as { code?: string }).code ?? (err as Error).name;
+      const code =
+        typeof (err as { code?: unknown }).code === 'string'
+          ? (err as { code: string }).code
+          : (err as Error).name;
       // Refused or reset before an answer started: the request certainly did not complete, but a
       // timeout leaves a write's fate unknown.
       const timedOut =

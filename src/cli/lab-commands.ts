@@ -321,6 +321,8 @@ export function addLabCommands(program: Command, ctx: CommandContext): void {
             subnet: opts.subnet,
             seed: spec.seed,
             ...(regions && { regions }),
+            ...(spec.topology.source === 'lab' &&
+              spec.topology.placement && { placement: spec.topology.placement }),
             onProgress: (p) => {
               if (p.name === undefined) say(so.dim(`  [${p.done}/${p.total}] ${p.step}`));
             },

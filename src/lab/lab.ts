@@ -678,8 +678,20 @@ export function partitionToxics(
   if (mode !== 'blackhole') {
     for (const l of outgoing(a, b)) add(l, 'upstream');
     if (!oneWay) for (const l of incoming(a, b)) add(l, 'upstream');
-    // One-way: B's connections to A still open, but A's answers never reach B.
-    if (oneWay) for (const l of incoming(a, b)) add(l, 'downstream');
+    // One-way: B's connections to A still open, but A's answers never reach B (a silent loss:
+    // a reset or refusal on B's own links would cut both directions).
+    if (oneWay)
+      for (const l of incoming(a, b))
+        if (fault.purpose === undefined || l.purpose === fault.purpose)
+          out.push({
+            proxy: l.name,
+            toxic: {
+              name: `fault-${faultId}-downstream`,
+              type: 'partition',
+              stream: 'downstream',
+              attributes: { mode: 'blackhole', scope },
+            },
+          });
     return out;
   }
   for (const l of outgoing(a, b)) {

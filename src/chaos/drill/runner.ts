@@ -170,8 +170,14 @@ export async function runDrill(
     while (monitoring) {
       await Promise.all(
         view.proxies.map(async (p) => {
-          const c = await getJson<{ ageMs?: number | null }>(`${p.admin}/config`, 1000);
-          if (c && typeof c.ageMs === 'number') stalenessMaxMs = Math.max(stalenessMaxMs ?? 0, c.ageMs);
+          // Staleness: how long since the proxy last heard from its control plane (a quiet mesh
+          // has old but current configuration; that is not stale).
+          const c = await getJson<{ controlPlane?: { lastContactAgeMs?: number } }>(
+            `${p.admin}/config`,
+            1000,
+          );
+          const age = c?.controlPlane?.lastContactAgeMs;
+          if (typeof age === 'number') stalenessMaxMs = Math.max(stalenessMaxMs ?? 0, age);
         }),
       );
       const global = view.collectors.find((c) => c.region === 'global');
@@ -219,6 +225,10 @@ export async function runDrill(
     });
   }, 1000);
 
+  // Warm-up, outside every phase: connections and balancer state settle (a freshly started lab
+  // still has cold pools and may have ejected regions while its processes started).
+  await warmUp(frontends, drill.workload.timeoutMs, note);
+  const tStart = Date.now();
   workload.start();
   const monitors = [monitorHealth(), monitorSlow()];
   const abort = new AbortController();
@@ -556,6 +566,36 @@ function failoverFigures(
   };
 }
 
+/** Sends each frontend a read every 100 ms until ten in a row succeed everywhere (at most 60 s). */
+async function warmUp(
+  frontends: { region: string; url: string }[],
+  timeoutMs: number,
+  note: (kind: TimelineEvent['kind'], detail: string) => void,
+): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  const streak = new Map(frontends.map((f) => [f.url, 0]));
+  while (Date.now() < deadline && [...streak.values()].some((n) => n < 10)) {
+    await Promise.all(
+      frontends.map(async (f) => {
+        try {
+          const res = await request(`${f.url}/products/1`, {
+            headersTimeout: timeoutMs,
+            bodyTimeout: timeoutMs,
+          });
+          await res.body.dump();
+          streak.set(f.url, res.statusCode === 200 ? (streak.get(f.url) ?? 0) + 1 : 0);
+        } catch {
+          streak.set(f.url, 0);
+        }
+      }),
+    );
+    await sleep(100);
+  }
+  const cold = frontends.filter((f) => (streak.get(f.url) ?? 0) < 10);
+  if (cold.length > 0)
+    note('note', `warm-up gave up after 60 s: ${cold.map((f) => f.region).join(', ')} still failing`);
+}
+
 async function ordersStats(urls: string[]): Promise<{ duplicates: number }> {
   let duplicates = 0;
   for (const u of urls) {
@@ -587,15 +627,14 @@ async function collectSignals(
   if (!global) return empty;
   const deadline = Date.now() + drainTimeoutMs;
   let last: ContinuityJson | undefined;
-  let stableFor = 0;
-  let previous = '';
+  // Drained when two polls in a row show no gap (sources keep emitting — health checks, heartbeats —
+  // so the counts never stand still).
+  let clean = 0;
   while (Date.now() < deadline) {
     last = await getJson<ContinuityJson>(`${global.url}/v1/continuity`, 3000);
     const gaps = last?.sources.reduce((n, s) => n + s.gaps, 0) ?? -1;
-    const key = JSON.stringify(last?.sources.map((s) => [s.source, s.emitted, s.received]));
-    stableFor = key === previous ? stableFor + 1 : 0;
-    previous = key;
-    if (last && gaps === 0 && stableFor >= 2) break;
+    clean = gaps === 0 ? clean + 1 : 0;
+    if (clean >= 2) break;
     await sleep(1000);
   }
   if (!last) return empty;

@@ -409,6 +409,23 @@ export const DrillSchema = Type.Object(
                   regions: Type.Optional(
                     RegionList('Regions the lab starts. Default: us-east, eu-west, ap-south.'),
                   ),
+                  placement: Type.Optional(
+                    Type.Record(
+                      Type.String({ pattern: '^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?$' }),
+                      Type.Array(
+                        Text({
+                          pattern: '^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:@[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)?$',
+                          maxLength: 127,
+                          description: 'SERVICE or SERVICE@ZONE (default: the region’s first zone).',
+                        }),
+                        { maxItems: 40 },
+                      ),
+                      {
+                        description:
+                          'Which demo services run where: REGION → [SERVICE[@ZONE], …]. Default: us-east and eu-west run frontend, catalog, orders and recommendations; ap-south only a frontend.',
+                      },
+                    ),
+                  ),
                 },
                 { additionalProperties: false, description: 'The drill starts its own lab.' },
               ),
@@ -578,7 +595,9 @@ export type RollbackSpec = {
   /** `all`, a step name (heal) or a region (restore). */ target: string;
 };
 
-export type TopologySpec = { source: 'lab'; regions: string[] } | { source: 'endpoints'; lab: string };
+export type TopologySpec =
+  | { source: 'lab'; regions: string[]; placement?: Record<string, string[]> }
+  | { source: 'endpoints'; lab: string };
 
 export interface DrillSpec {
   name: string;
@@ -1064,7 +1083,11 @@ function normalize(doc: DrillDocument, file: string): DrillSpec {
   });
   const topology: TopologySpec = s.topology.endpoints
     ? { source: 'endpoints', lab: s.topology.endpoints.lab }
-    : { source: 'lab', regions: [...(s.topology.lab?.regions ?? DEFAULT_LAB_REGIONS)] };
+    : {
+        source: 'lab',
+        regions: [...(s.topology.lab?.regions ?? DEFAULT_LAB_REGIONS)],
+        ...(s.topology.lab?.placement && { placement: s.topology.lab.placement }),
+      };
   const from = s.workload.from ?? (topology.source === 'lab' ? topology.regions : undefined);
   return {
     name: doc.metadata.name,
