@@ -235,7 +235,7 @@ export async function runDrill(
   try {
     note(
       'note',
-      `workload: ${drill.workload.ratePerSecond} req/s to ${frontends.map((f) => f.region).join(', ')}`,
+      `workload: ${drill.workload.ratePerSecond} req/s to ${frontends.map((f) => f.region).join(', ')} (after a warm-up of ${((tStart - t0) / 1000).toFixed(1)} s)`,
     );
     await sleep(drill.baselineMs);
     // Steady state over the baseline.
