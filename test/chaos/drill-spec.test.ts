@@ -187,10 +187,15 @@ describe('drill spec: loading', () => {
   it('the smoke drill is the small one the test suite runs', async () => {
     const { drill: d } = await loadDrillFile(fromRoot('drills', 'smoke.yaml'));
     assert.ok(d);
-    assert.deepEqual(d.topology, { source: 'lab', regions: ['us-east', 'eu-west'] });
+    assert.deepEqual(d.topology, {
+      source: 'lab',
+      regions: ['us-east', 'eu-west', 'ap-south'],
+      placement: { 'us-east': ['catalog', 'orders'], 'eu-west': ['catalog'], 'ap-south': ['frontend'] },
+    });
+    assert.deepEqual(d.workload.from, ['ap-south']);
     assert.equal(d.workload.ratePerSecond, 20);
     assert.equal(d.baselineMs, 2000);
-    assert.equal(d.recoveryMs, 3000);
+    assert.equal(d.recoveryMs, 15_000);
     const steps = drillSteps(d);
     assert.equal(steps.length, 1);
     assert.equal(steps[0]?.durationMs, 3000);

@@ -146,20 +146,8 @@ export async function runDrill(
       const polled = view.proxies.filter((p) => p.name.startsWith('sidecar-'));
       await Promise.all(
         polled.map(async (p) => {
-          const eps = await getJson<Record<string, { eventual?: BalancerView; strong?: BalancerView }>>(
-            `${p.admin}/endpoints`,
-            1000,
-          );
-          if (!eps) return;
-          const unhealthy = new Set<string>();
-          for (const d of Object.values(eps))
-            for (const b of [d.eventual, d.strong]) {
-              if (!b) continue;
-              for (const r of b.regions ?? []) if (r.state !== 'healthy') unhealthy.add(r.region);
-              for (const e of b.endpoints ?? [])
-                if (e.kind === 'gateway' && (e.ejectedUntilMs !== null || e.health === 0))
-                  unhealthy.add(e.locality.split('/')[0] ?? e.locality);
-            }
+          const unhealthy = await unhealthyRegions(p.admin);
+          if (!unhealthy) return;
           samples.push({ atMs: at(), proxy: p.name, proxyRegion: p.region, unhealthy });
         }),
       );
@@ -227,7 +215,7 @@ export async function runDrill(
 
   // Warm-up, outside every phase: connections and balancer state settle (a freshly started lab
   // still has cold pools and may have ejected regions while its processes started).
-  await warmUp(frontends, drill.workload.timeoutMs, note);
+  await warmUp(frontends, view.proxies, drill.workload.timeoutMs, note);
   const tStart = Date.now();
   workload.start();
   const monitors = [monitorHealth(), monitorSlow()];
@@ -387,9 +375,31 @@ export async function runDrill(
   };
 }
 
+/**
+ * Regions a proxy sees as unhealthy: a region its balancer has ejected or is readmitting, or whose
+ * gateway endpoint is ejected or failing its health checks. Undefined when the proxy did not answer.
+ */
+async function unhealthyRegions(admin: string): Promise<Set<string> | undefined> {
+  const eps = await getJson<Record<string, { eventual?: BalancerView; strong?: BalancerView }>>(
+    `${admin}/endpoints`,
+    1000,
+  );
+  if (!eps) return undefined;
+  const unhealthy = new Set<string>();
+  for (const d of Object.values(eps))
+    for (const b of [d.eventual, d.strong]) {
+      if (!b) continue;
+      for (const r of b.regions ?? []) if (r.state !== 'healthy') unhealthy.add(r.region);
+      for (const e of b.endpoints ?? [])
+        if (e.kind === 'gateway' && (e.ejectedUntilMs !== null || e.health !== 'healthy'))
+          unhealthy.add(e.locality.split('/')[0] ?? e.locality);
+    }
+  return unhealthy;
+}
+
 interface BalancerView {
   regions?: { region: string; state: string }[];
-  endpoints?: { kind: string; locality: string; ejectedUntilMs: number | null; health: number }[];
+  endpoints?: { kind: string; locality: string; ejectedUntilMs: number | null; health: string }[];
 }
 
 function latencyOf(rs: RequestResult[]) {
@@ -566,15 +576,30 @@ function failoverFigures(
   };
 }
 
-/** Sends each frontend a read every 100 ms until ten in a row succeed everywhere (at most 60 s). */
+/**
+ * Sends each frontend a read every 100 ms until ten in a row succeed everywhere and no sidecar
+ * sees any region as unhealthy (at most 60 s): the steady state a baseline is measured in.
+ */
 async function warmUp(
   frontends: { region: string; url: string }[],
+  proxies: TargetView['proxies'],
   timeoutMs: number,
   note: (kind: TimelineEvent['kind'], detail: string) => void,
 ): Promise<void> {
   const deadline = Date.now() + 60_000;
   const streak = new Map(frontends.map((f) => [f.url, 0]));
-  while (Date.now() < deadline && [...streak.values()].some((n) => n < 10)) {
+  const sidecars = proxies.filter((p) => p.name.startsWith('sidecar-'));
+  let sick: string[] = [];
+  while (Date.now() < deadline) {
+    if ([...streak.values()].every((n) => n >= 10)) {
+      sick = [];
+      for (const p of sidecars) {
+        const u = await unhealthyRegions(p.admin);
+        if (u === undefined || u.size > 0)
+          sick.push(`${p.name} (${u === undefined ? 'no answer' : [...u].join(', ')})`);
+      }
+      if (sick.length === 0) break;
+    }
     await Promise.all(
       frontends.map(async (f) => {
         try {
@@ -594,6 +619,8 @@ async function warmUp(
   const cold = frontends.filter((f) => (streak.get(f.url) ?? 0) < 10);
   if (cold.length > 0)
     note('note', `warm-up gave up after 60 s: ${cold.map((f) => f.region).join(', ')} still failing`);
+  else if (sick.length > 0)
+    note('note', `warm-up gave up after 60 s: unhealthy regions seen by ${sick.join('; ')}`);
 }
 
 async function ordersStats(urls: string[]): Promise<{ duplicates: number }> {
