@@ -11,17 +11,26 @@ const REORDER_EVERY_MS = 2_000;
 const REORDER_MARGIN = 1.2;
 
 /**
- * Remote tiers in order of measured latency through each region's gateway, falling back to the
- * declared hint for regions not measured yet. The current order is kept unless some region is
- * more than REORDER_MARGIN faster than one ahead of it.
+ * Remote tiers in order of measured round trip to each region's gateway, falling back to the
+ * declared hint for regions not measured yet. The measure is the health checks' round trip: it is
+ * taken for every region whether or not traffic goes there (request latency would only refresh
+ * for the region in use, and includes the remote app's processing time). Without health checks,
+ * request latency is used. The current order is kept unless some region is more than
+ * REORDER_MARGIN faster than one ahead of it.
  */
 export function reorderRemoteTiers(tiers: readonly Tier[], snapshot: BalancerSnapshot): Tier[] | undefined {
-  const measured = new Map<string, number>();
+  const probed = new Map<string, number>();
+  const requested = new Map<string, number>();
   for (const e of snapshot.endpoints) {
-    if (e.kind !== 'gateway' || e.latencyMs === null) continue;
+    if (e.kind !== 'gateway') continue;
     const region = e.locality.split('/')[0] as string;
-    measured.set(region, Math.min(measured.get(region) ?? Infinity, e.latencyMs));
+    if (typeof e.probeRttMs === 'number')
+      probed.set(region, Math.min(probed.get(region) ?? Infinity, e.probeRttMs));
+    if (typeof e.latencyMs === 'number')
+      requested.set(region, Math.min(requested.get(region) ?? Infinity, e.latencyMs));
   }
+  // One kind of measure for every region compared: probes when any region has them.
+  const measured = probed.size > 0 ? probed : requested;
   const remote = tiers.filter((t) => t.tier === 'remote');
   if (remote.length < 2 || measured.size === 0) return undefined;
   const key = (t: Tier) => measured.get(t.region) ?? t.rttHintMs ?? Infinity;
@@ -81,6 +90,7 @@ export function localityBalancers(input: {
         }
       },
       setActiveHealth: (id, healthy) => lb.setActiveHealth(id, healthy),
+      observeProbeRtt: (id, rttMs) => lb.observeProbeRtt(id, rttMs),
       setEndpoints: (list) => lb.setEndpoints(list, tiers),
       expectedLatencyMs: (id) => lb.expectedLatencyMs(id),
       lastSuccessMs: (id) => lb.lastSuccessMs(id),

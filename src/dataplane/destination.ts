@@ -34,6 +34,8 @@ export interface Balancer {
   expectedLatencyMs(endpointId: string): number | undefined;
   /** Result of active health checks for an endpoint. */
   setActiveHealth(endpointId: string, healthy: boolean): void;
+  /** Round trip of a passing health check, ms: what remote regions are ordered by. */
+  observeProbeRtt(endpointId: string, rttMs: number): void;
   /** Replaces the endpoints, keeping the state of those that stay (same id). */
   setEndpoints(endpoints: readonly Endpoint[]): void;
   /** Monotonic ms of an endpoint's last successful attempt; undefined before one. */
@@ -172,6 +174,10 @@ export class Destination {
         this.strong?.setActiveHealth(id, healthy);
       },
       input.random,
+      (id, rttMs) => {
+        this.eventual.observeProbeRtt(id, rttMs);
+        this.strong?.observeProbeRtt(id, rttMs);
+      },
     );
     this.healthChecker.start();
   }

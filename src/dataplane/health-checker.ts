@@ -29,6 +29,8 @@ export class HealthChecker {
     endpoints: readonly Endpoint[],
     private readonly onChange: (endpointId: string, healthy: boolean) => void,
     private readonly random: Random,
+    /** Round trip of each passing check (connect + request to response headers), ms. */
+    private readonly onRtt?: (endpointId: string, rttMs: number) => void,
   ) {
     this.#intervalMs = parseDurationMs(settings.interval);
     this.#timeoutMs = parseDurationMs(settings.timeout);
@@ -57,6 +59,8 @@ export class HealthChecker {
   async #check(t: Target): Promise<void> {
     const { address, port } = t.endpoint;
     const host = address;
+    const startedMs = performance.now();
+    let rttMs = 0;
     const ok = await new Promise<boolean>((resolve) => {
       // node:http is enough for a probe every few seconds; the request path's pools stay untouched.
       const req = http.get(
@@ -69,6 +73,7 @@ export class HealthChecker {
           agent: false,
         },
         (res) => {
+          rttMs = performance.now() - startedMs;
           res.resume();
           resolve((res.statusCode ?? 600) < this.settings.unhealthyStatusMin);
         },
@@ -78,6 +83,7 @@ export class HealthChecker {
     });
     if (this.#stopped) return;
     if (ok) {
+      this.onRtt?.(t.endpoint.id, rttMs);
       t.consecutiveOk++;
       t.consecutiveFail = 0;
       if (!t.healthy && t.consecutiveOk >= this.settings.healthyThreshold) {

@@ -10,12 +10,13 @@ const tiers: Tier[] = [
   { priority: 2, tier: 'remote', region: 'ap-south', zones: [], via: 'gateway', rttHintMs: 200 },
 ];
 
-const snapshot = (latency: Record<string, number | null>) =>
+const snapshot = (latency: Record<string, number | null>, probes: Record<string, number | null> = {}) =>
   ({
     endpoints: Object.entries(latency).map(([region, latencyMs]) => ({
       kind: 'gateway',
       locality: region,
       latencyMs,
+      probeRttMs: probes[region] ?? null,
     })),
   }) as unknown as BalancerSnapshot;
 
@@ -39,6 +40,27 @@ describe('remote tiers by measured latency', () => {
   it('uses declared hints for regions not measured yet', () => {
     assert.equal(reorderRemoteTiers(tiers, snapshot({ 'eu-west': 90, 'ap-south': null })), undefined);
     const next = reorderRemoteTiers(tiers, snapshot({ 'eu-west': 500, 'ap-south': null }));
+    assert.deepEqual(
+      next?.map((t) => t.region),
+      ['us-east', 'ap-south', 'eu-west'],
+    );
+  });
+
+  it('orders by health-check round trips when there are any: they exclude the remote app’s time and stay fresh for idle regions', () => {
+    // eu-west's requests are slow (its app is), but the network to it is short: it stays first.
+    assert.equal(
+      reorderRemoteTiers(
+        tiers,
+        snapshot({ 'eu-west': 500, 'ap-south': null }, { 'eu-west': 90, 'ap-south': 210 }),
+      ),
+      undefined,
+    );
+    // The network to eu-west got long (a latency spike): ap-south moves ahead even though no
+    // request has gone there to measure it.
+    const next = reorderRemoteTiers(
+      tiers,
+      snapshot({ 'eu-west': 120, 'ap-south': null }, { 'eu-west': 400, 'ap-south': 210 }),
+    );
     assert.deepEqual(
       next?.map((t) => t.region),
       ['us-east', 'ap-south', 'eu-west'],

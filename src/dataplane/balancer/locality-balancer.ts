@@ -132,6 +132,8 @@ export interface BalancerSnapshot {
     readonly ewmaMs: number | null;
     /** Smoothed measured latency used by the latency detector, ms. */
     readonly latencyMs: number | null;
+    /** Smoothed round trip of passing health checks, ms (null: none yet). */
+    readonly probeRttMs: number | null;
     readonly inflight: number;
   }[];
 }
@@ -144,6 +146,8 @@ interface Slot {
   activeHealthy: boolean;
   /** Monotonic ms of the last successful attempt, -Infinity before one (partition decay reads it). */
   lastOkMs: number;
+  /** Smoothed round trip of passing health checks, ms (undefined: none yet). */
+  probeRttMs: number | undefined;
   /** Tier index, -1 when unplaced. */
   tier: number;
   region: RegionHealth | undefined;
@@ -262,6 +266,7 @@ export class LocalityBalancer {
           outlier: undefined as unknown as OutlierRecord, // set just below
           activeHealthy: true,
           lastOkMs: -Infinity,
+          probeRttMs: undefined,
           tier: -1,
           region: undefined,
         });
@@ -392,6 +397,17 @@ export class LocalityBalancer {
       this.#outlier.record(slot.outlier, false, timeout, now);
     }
     slot.region?.record(outcome.ok, now);
+  }
+
+  /**
+   * Round trip of a passing health check: network distance without the app's processing time,
+   * and measured for every gateway whether or not traffic flows there (EWMA, α = 0.3).
+   */
+  observeProbeRtt(endpointId: string, rttMs: number): void {
+    const slot = this.#slots.get(endpointId);
+    if (slot === undefined || !Number.isFinite(rttMs) || rttMs < 0) return;
+    slot.probeRttMs =
+      slot.probeRttMs === undefined ? rttMs : slot.probeRttMs + 0.3 * (rttMs - slot.probeRttMs);
   }
 
   /** Result of an active health check round: unhealthy endpoints are not picked (outside panic). */
@@ -536,6 +552,7 @@ export class LocalityBalancer {
         consecutiveFailures: s.outlier.consecutiveFailures,
         ewmaMs: s.latency.probed ? round(s.latency.peakMs) : null,
         latencyMs: s.latency.samples > 0 ? round(s.latency.smoothMs) : null,
+        probeRttMs: s.probeRttMs === undefined ? null : round(s.probeRttMs),
         inflight: s.latency.inflight,
       })),
     };
