@@ -4,6 +4,9 @@ import type { Random } from '../core/random.js';
 import type { EffectiveTraffic } from '../model/settings.js';
 import type { Endpoint } from './endpoint.js';
 
+/** Marks the health checks' requests, so the proxies they reach keep them out of telemetry. */
+export const HEALTH_CHECK_HEADER = 'isthmus-health-check';
+
 interface Target {
   endpoint: Endpoint;
   consecutiveOk: number;
@@ -68,7 +71,7 @@ export class HealthChecker {
           host,
           port,
           path: this.settings.path,
-          headers: { 'user-agent': 'isthmus-health-check', 'isthmus-health-check': '1' },
+          headers: { 'user-agent': 'isthmus-health-check', [HEALTH_CHECK_HEADER]: '1' },
           timeout: this.#timeoutMs,
           agent: false,
         },

@@ -7,6 +7,7 @@ import { formatDurationMs, parseDurationMs, parseSizeBytes } from '../core/units
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { LoadedResource } from '../model/load.js';
 import { formatLocality, parseLocality } from '../model/locality.js';
+import { HEALTH_CHECK_HEADER } from './health-checker.js';
 import { MeshIndex } from '../model/mesh.js';
 import { canonical } from '../model/canonical.js';
 import type { PARTITION_MODES } from '../model/settings.js';
@@ -812,6 +813,23 @@ export class Proxy {
   async #onOutbound(req: IncomingMessage, res: ServerResponse, mode: 'outbound' | 'gateway'): Promise<void> {
     if (!this.#admit(res)) return;
     const cfg = this.#config;
+    // Another region's health check of this gateway: answered here, kept out of telemetry (at one
+    // check per second per caller, they would outnumber real requests in the access logs).
+    if (mode === 'gateway' && req.headers[HEALTH_CHECK_HEADER] !== undefined) {
+      req.resume();
+      const ok = cfg !== undefined;
+      const body = JSON.stringify({
+        ok,
+        gateway: this.bootstrap.name,
+        locality: formatLocality(this.bootstrap.locality),
+      });
+      res.writeHead(ok ? 200 : 503, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+      });
+      res.end(body);
+      return;
+    }
     if (cfg === undefined) {
       sendError(
         res,
@@ -1071,7 +1089,9 @@ export class Proxy {
         const ctx = () => this.#inboundContext();
         await this.#serve('inbound', spec.inbound.listen, (req, res) => {
           if (!this.#admit(res)) return;
-          this.#telemetry?.begin(req, res, 'server', 'inbound', spec.service ?? '', false);
+          // Health checks reach the app (its health is what they test) but not the telemetry.
+          if (req.headers[HEALTH_CHECK_HEADER] === undefined)
+            this.#telemetry?.begin(req, res, 'server', 'inbound', spec.service ?? '', false);
           return serveInbound(ctx(), req, res);
         });
       }

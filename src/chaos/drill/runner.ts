@@ -13,14 +13,7 @@ import {
   type Verdict,
 } from './report.js';
 import type { Progress } from './render.js';
-import {
-  drillSteps,
-  type DrillSpec,
-  type FaultSpec,
-  type PhaseName,
-  type ProbeSpec,
-  type StepSpec,
-} from './spec.js';
+import { type DrillSpec, type FaultSpec, type PhaseName, type ProbeSpec, type StepSpec } from './spec.js';
 
 /**
  * Runs a drill against a target (a lab): steady load, a baseline, the fault method with its
@@ -105,6 +98,8 @@ interface Sample {
   proxyRegion: string;
   /** Regions this proxy sees as not healthy (ejected region or ejected gateway). */
   unhealthy: Set<string>;
+  /** Regions its balancer has ejected (the region state alone). */
+  ejected: Set<string>;
 }
 
 export async function runDrill(
@@ -146,9 +141,9 @@ export async function runDrill(
       const polled = view.proxies.filter((p) => p.name.startsWith('sidecar-'));
       await Promise.all(
         polled.map(async (p) => {
-          const unhealthy = await unhealthyRegions(p.admin);
-          if (!unhealthy) return;
-          samples.push({ atMs: at(), proxy: p.name, proxyRegion: p.region, unhealthy });
+          const seen = await regionHealthSeenBy(p.admin);
+          if (!seen) return;
+          samples.push({ atMs: at(), proxy: p.name, proxyRegion: p.region, ...seen });
         }),
       );
       await sleep(250);
@@ -187,7 +182,6 @@ export async function runDrill(
   let faultStartMs: number | null = null;
   let faultEndMs: number | null = null;
   let recoveryEndMs: number | null = null;
-  const steps = drillSteps(drill);
   const activeSteps = new Set<string>();
   const faultWindows: { step: StepSpec; startMs: number; endMs: number }[] = [];
 
@@ -326,7 +320,7 @@ export async function runDrill(
   const phases = [phaseStats('baseline', results, t0, 0, fs)];
   if (faultStartMs !== null) phases.push(phaseStats('fault', results, t0, fs, fe));
   if (faultEndMs !== null) phases.push(phaseStats('recovery', results, t0, fe, recoveryEndMs ?? end));
-  const failover = failoverFigures(steps, faultWindows, samples, results, t0, fs);
+  const failover = failoverFigures(faultWindows, samples, results, t0);
   const writes = {
     attempted: results.filter(
       (r) => r.route !== undefined && drill.workload.mix.find((m) => m.name === r.route)?.method !== 'GET',
@@ -379,22 +373,32 @@ export async function runDrill(
  * Regions a proxy sees as unhealthy: a region its balancer has ejected or is readmitting, or whose
  * gateway endpoint is ejected or failing its health checks. Undefined when the proxy did not answer.
  */
-async function unhealthyRegions(admin: string): Promise<Set<string> | undefined> {
+async function regionHealthSeenBy(
+  admin: string,
+): Promise<{ unhealthy: Set<string>; ejected: Set<string> } | undefined> {
   const eps = await getJson<Record<string, { eventual?: BalancerView; strong?: BalancerView }>>(
     `${admin}/endpoints`,
     1000,
   );
   if (!eps) return undefined;
   const unhealthy = new Set<string>();
+  const ejected = new Set<string>();
   for (const d of Object.values(eps))
     for (const b of [d.eventual, d.strong]) {
       if (!b) continue;
-      for (const r of b.regions ?? []) if (r.state !== 'healthy') unhealthy.add(r.region);
+      for (const r of b.regions ?? []) {
+        if (r.state !== 'healthy') unhealthy.add(r.region);
+        if (r.state === 'ejected') ejected.add(r.region);
+      }
       for (const e of b.endpoints ?? [])
         if (e.kind === 'gateway' && (e.ejectedUntilMs !== null || e.health !== 'healthy'))
           unhealthy.add(e.locality.split('/')[0] ?? e.locality);
     }
-  return unhealthy;
+  return { unhealthy, ejected };
+}
+
+async function unhealthyRegions(admin: string): Promise<Set<string> | undefined> {
+  return (await regionHealthSeenBy(admin))?.unhealthy;
 }
 
 interface BalancerView {
@@ -489,30 +493,50 @@ async function runProbes(
 }
 
 /**
- * Detection: the first poll after a fault started at which a proxy outside the faulted region
- * sees that region (or its gateway) as unhealthy. Failover: for every (caller region, dependency)
- * served by the faulted region before the fault, the first success served elsewhere — and, in any
- * case, no later than the last failure in the fault window. Failback: after the fault is removed,
- * the first success served by the original region again. Flaps: changes of the serving region of
- * a pair beyond the expected move away and back.
+ * Detection: the first poll after a fault started at which a proxy outside the faulted region —
+ * one that saw it healthy at its last poll before the fault — sees that region (or its gateway) as
+ * unhealthy. Failover: for every (caller region, dependency) served by the faulted region before
+ * the fault, the first success served elsewhere — and, in any case, no later than the last failure
+ * in the fault window. Failback: after the fault is removed, the first success served by the
+ * original region again. Flaps: ejections of the region by one proxy beyond the first, from the
+ * fault's start to the next fault (or the end); the worst proxy counts. Traffic split between
+ * regions while a readmitted one ramps up (slow start) is not a flap.
  */
 function failoverFigures(
-  steps: StepSpec[],
   windows: { step: StepSpec; startMs: number; endMs: number }[],
   samples: Sample[],
   results: RequestResult[],
   t0: number,
-  faultStartMs: number,
 ): DrillReport['failover'] {
   const byRegion: NonNullable<DrillReport['failover']['byRegion']> = {};
   const rel = (r: RequestResult) => r.startMs - t0;
   const done = (r: RequestResult) => r.startMs - t0 + r.latencyMs;
+  const ordered = [...windows].sort((a, b) => a.startMs - b.startMs);
   let flapsTotal = 0;
-  for (const w of windows) {
+  for (const [wi, w] of ordered.entries()) {
+    const until = ordered[wi + 1]?.startMs ?? Infinity;
     for (const region of faultedRegions(w.step.fault)) {
-      const detect = samples.find(
-        (s) => s.atMs >= w.startMs && s.proxyRegion !== region && s.unhealthy.has(region),
-      );
+      const observers = new Map<string, Sample[]>();
+      for (const s of samples)
+        if (s.proxyRegion !== region) observers.set(s.proxy, [...(observers.get(s.proxy) ?? []), s]);
+      let detectAt: number | undefined;
+      let flaps = 0;
+      for (const list of observers.values()) {
+        const before = list.filter((s) => s.atMs < w.startMs).at(-1);
+        if (before === undefined || !before.unhealthy.has(region)) {
+          const seen = list.find((s) => s.atMs >= w.startMs && s.unhealthy.has(region));
+          if (seen && (detectAt === undefined || seen.atMs < detectAt)) detectAt = seen.atMs;
+        }
+        let ejections = 0;
+        let was = before?.ejected.has(region) ?? false;
+        for (const s of list) {
+          if (s.atMs < w.startMs || s.atMs >= until) continue;
+          const is = s.ejected.has(region);
+          if (is && !was) ejections++;
+          was = is;
+        }
+        flaps = Math.max(flaps, Math.max(0, ejections - 1));
+      }
       // Pairs that the faulted region served before the fault.
       const before = results.filter((r) => rel(r) < w.startMs && r.outcome === 'ok' && r.servedBy);
       const pairs = new Set<string>();
@@ -521,7 +545,6 @@ function failoverFigures(
           if (loc.split('/')[0] === region && r.region !== region) pairs.add(`${r.region}|${dep}`);
       let failoverMs: number | null = null;
       let failbackMs: number | null = null;
-      let flaps = 0;
       const during = results.filter((r) => rel(r) >= w.startMs && rel(r) < w.endMs);
       const lastFailure = during.filter((r) => r.outcome !== 'ok').reduce((m, r) => Math.max(m, done(r)), -1);
       for (const pair of pairs) {
@@ -539,20 +562,12 @@ function failoverFigures(
         if (moved) failoverMs = Math.max(failoverMs ?? 0, done(moved) - w.startMs);
         const back = served.find((r) => rel(r) >= w.endMs && r.servedBy?.[dep]?.split('/')[0] === region);
         if (back) failbackMs = Math.max(failbackMs ?? 0, done(back) - w.endMs);
-        let changes = 0;
-        let last = region;
-        for (const r of served) {
-          const now = r.servedBy?.[dep]?.split('/')[0] ?? last;
-          if (now !== last) changes++;
-          last = now;
-        }
-        flaps = Math.max(flaps, Math.max(0, changes - 2));
       }
       if (lastFailure >= 0) failoverMs = Math.max(failoverMs ?? 0, lastFailure - w.startMs);
       else if (failoverMs === null && pairs.size === 0) failoverMs = 0;
       const prev = byRegion[region];
       byRegion[region] = {
-        detectMs: detect ? detect.atMs - w.startMs : (prev?.detectMs ?? null),
+        detectMs: detectAt !== undefined ? detectAt - w.startMs : (prev?.detectMs ?? null),
         failoverMs: failoverMs ?? prev?.failoverMs ?? null,
         failbackMs: failbackMs ?? prev?.failbackMs ?? null,
         flaps: (prev?.flaps ?? 0) + flaps,
@@ -560,8 +575,6 @@ function failoverFigures(
       flapsTotal += flaps;
     }
   }
-  void steps;
-  void faultStartMs;
   const values = Object.values(byRegion);
   const worst = (pick: (v: (typeof values)[number]) => number | null) => {
     const xs = values.map(pick).filter((x): x is number => x !== null);
