@@ -77,11 +77,15 @@ export function toFault(f: FaultSpec): Fault {
 function faultedRegions(f: FaultSpec): string[] {
   switch (f.type) {
     case 'partition':
-      return f.region !== undefined ? [f.region] : f.to !== undefined && f.to !== 'global' ? [f.to] : [];
+      // A cut between two regions: each side loses the other (for a one-way cut too, since
+      // requests need answers).
+      return f.region !== undefined
+        ? [f.region]
+        : [f.to, f.from].filter((r): r is string => r !== undefined && r !== 'global');
     case 'region-outage':
       return [f.region];
     case 'flap':
-      return [f.to];
+      return [f.to, f.from].filter((r) => r !== 'global');
     default:
       return [];
   }
@@ -185,6 +189,12 @@ export async function runDrill(
   const activeSteps = new Set<string>();
   const faultWindows: { step: StepSpec; startMs: number; endMs: number }[] = [];
 
+  // Warm-up, outside every phase: connections and balancer state settle (a freshly started lab
+  // still has cold pools and may have ejected regions while its processes started).
+  note('note', 'warm-up: waiting until every frontend answers and no sidecar sees a region unhealthy');
+  await warmUp(frontends, view.proxies, drill.workload.timeoutMs, note);
+  const tStart = Date.now();
+  workload.start();
   const progressTimer = setInterval(() => {
     const now = at();
     const recent = results.filter((r) => r.startMs - t0 >= now - 1000);
@@ -207,11 +217,6 @@ export async function runDrill(
     });
   }, 1000);
 
-  // Warm-up, outside every phase: connections and balancer state settle (a freshly started lab
-  // still has cold pools and may have ejected regions while its processes started).
-  await warmUp(frontends, view.proxies, drill.workload.timeoutMs, note);
-  const tStart = Date.now();
-  workload.start();
   const monitors = [monitorHealth(), monitorSlow()];
   const abort = new AbortController();
   try {
