@@ -191,6 +191,19 @@ export function renderText(report: DrillReport, options: TextOptions): string {
         { numeric: [false, false, true, true, true, true, true, true, true, true] },
       ),
     );
+    for (const p of report.phases) {
+      const deps = Object.entries(p.servedBy ?? {});
+      if (deps.length === 0) continue;
+      const parts = deps.map(([dep, regions]) => {
+        const total = Object.values(regions).reduce((n, c) => n + c, 0);
+        const split = Object.entries(regions)
+          .sort((a, b) => b[1] - a[1])
+          .map(([region, c]) => `${region} ${Math.round((100 * c) / total)}%`)
+          .join(', ');
+        return `${dep} ← ${split}`;
+      });
+      out.push(s.dim(`  ${p.phase.padEnd(9)} served by: ${parts.join('; ')}`));
+    }
   }
 
   const f = report.failover;

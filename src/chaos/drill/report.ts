@@ -29,6 +29,11 @@ export interface PhaseStats {
   latencyMs: { p50: number | null; p99: number | null; max: number | null };
   /** Per mix entry (its `name`). */
   byRoute: Record<string, { requests: number; ok: number; failed: number; unknown: number }>;
+  /**
+   * Where successful requests' downstream calls were served: dependency → region → count (from
+   * the frontends' answers). Shows traffic moving between regions.
+   */
+  servedBy?: Record<string, Record<string, number>>;
 }
 
 export interface TimelineEvent {

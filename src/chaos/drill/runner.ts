@@ -96,7 +96,7 @@ const percentile = (sorted: number[], q: number): number | null =>
     ? null
     : (sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? null);
 
-interface Sample {
+export interface Sample {
   atMs: number;
   proxy: string;
   proxyRegion: string;
@@ -424,7 +424,7 @@ function latencyOf(rs: RequestResult[]) {
   };
 }
 
-function phaseStats(
+export function phaseStats(
   phase: PhaseName,
   all: RequestResult[],
   t0: number,
@@ -433,10 +433,17 @@ function phaseStats(
 ): PhaseStats {
   const rs = all.filter((r) => r.startMs - t0 >= startMs && r.startMs - t0 < endMs);
   const byRoute: PhaseStats['byRoute'] = {};
+  const servedBy: NonNullable<PhaseStats['servedBy']> = {};
   for (const r of rs) {
     const b = (byRoute[r.route] ??= { requests: 0, ok: 0, failed: 0, unknown: 0 });
     b.requests++;
     b[r.outcome]++;
+    if (r.outcome !== 'ok') continue;
+    for (const [dep, locality] of Object.entries(r.servedBy ?? {})) {
+      const region = locality.split('/')[0] ?? locality;
+      const d = (servedBy[dep] ??= {});
+      d[region] = (d[region] ?? 0) + 1;
+    }
   }
   return {
     phase,
@@ -449,6 +456,7 @@ function phaseStats(
     failedIdempotent: rs.filter((r) => r.outcome !== 'ok' && r.idempotent).length,
     latencyMs: latencyOf(rs),
     byRoute,
+    servedBy,
   };
 }
 
@@ -507,7 +515,7 @@ async function runProbes(
  * fault's start to the next fault (or the end); the worst proxy counts. Traffic split between
  * regions while a readmitted one ramps up (slow start) is not a flap.
  */
-function failoverFigures(
+export function failoverFigures(
   windows: { step: StepSpec; startMs: number; endMs: number }[],
   samples: Sample[],
   results: RequestResult[],
