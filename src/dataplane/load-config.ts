@@ -16,27 +16,80 @@ export interface LoadedConfig {
   resources: LoadedResource[];
 }
 
-function inWorker<T>(request: ConfigRequest): Promise<T> {
-  return new Promise((resolve, reject) => {
+/** How long the worker is kept after its last answer, ms: a burst of updates reuses it. */
+const WORKER_IDLE_MS = 5_000;
+
+interface Pending {
+  resolve: (reply: unknown) => void;
+  reject: (err: Error) => void;
+}
+
+/**
+ * One configuration worker, started on demand and let go after WORKER_IDLE_MS without requests
+ * (its memory goes with it). It holds the process open only while a request is in flight. A
+ * worker that fails (e.g. over its memory limit) fails the requests it had and is replaced on the
+ * next one.
+ */
+class ConfigWorker {
+  #worker: Worker | undefined;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #idleTimer: NodeJS.Timeout | undefined;
+
+  request<T>(request: ConfigRequest): Promise<T> {
+    const worker = this.#worker ?? this.#start();
+    clearTimeout(this.#idleTimer);
+    worker.ref();
+    const id = this.#nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (reply: unknown) => void, reject });
+      worker.postMessage({ id, request });
+    });
+  }
+
+  #start(): Worker {
     const worker = new Worker(new URL('./config-worker.js', import.meta.url), {
-      workerData: request,
       // Parsing and validation are bounded work; a runaway worker must not take the proxy with it.
       resourceLimits: { maxOldGenerationSizeMb: 256 },
     });
-    let settled = false;
-    worker.once('message', (reply: T) => {
-      settled = true;
-      void worker.terminate();
-      resolve(reply);
+    this.#worker = worker;
+    worker.on('message', (message: { id: number; reply: unknown }) => {
+      const pending = this.#pending.get(message.id);
+      this.#pending.delete(message.id);
+      pending?.resolve(message.reply);
+      if (this.#pending.size === 0) this.#idle(worker);
     });
-    worker.once('error', (err) => {
-      settled = true;
-      reject(err);
-    });
+    const fail = (err: Error) => {
+      if (this.#worker === worker) this.#worker = undefined;
+      clearTimeout(this.#idleTimer);
+      for (const p of this.#pending.values()) p.reject(err);
+      this.#pending.clear();
+    };
+    worker.once('error', fail);
     worker.once('exit', (code) => {
-      if (!settled) reject(new Error(`configuration worker exited with code ${code} before answering`));
+      if (this.#pending.size > 0 && this.#worker === worker)
+        fail(new Error(`configuration worker exited with code ${code} before answering`));
+      if (this.#worker === worker) this.#worker = undefined;
     });
-  });
+    return worker;
+  }
+
+  #idle(worker: Worker): void {
+    worker.unref();
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => {
+      if (this.#worker !== worker || this.#pending.size > 0) return;
+      this.#worker = undefined;
+      void worker.terminate();
+    }, WORKER_IDLE_MS);
+    this.#idleTimer.unref();
+  }
+}
+
+const configWorker = new ConfigWorker();
+
+function inWorker<T>(request: ConfigRequest): Promise<T> {
+  return configWorker.request<T>(request);
 }
 
 type ResourcesReply = {
@@ -54,7 +107,7 @@ async function resourcesInWorker(request: ConfigRequest): Promise<LoadedConfig> 
   };
 }
 
-/** Loads and validates mesh resources in a short-lived worker thread (see config-worker.ts). */
+/** Loads and validates mesh resources in the configuration worker thread (see config-worker.ts). */
 export function loadConfigInWorker(paths: readonly string[]): Promise<LoadedConfig> {
   return resourcesInWorker({ kind: 'resources', paths: [...paths] });
 }
