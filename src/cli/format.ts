@@ -1,20 +1,9 @@
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { MeshDiff } from '../model/diff.js';
+import { styler, type Styler } from '../core/style.js';
 
-/** Terminal styling, off unless writing to a terminal (and never with NO_COLOR set). */
-export function styler(enabled: boolean) {
-  const wrap = (open: number, close: number) => (s: string) =>
-    enabled ? `\u001b[${open}m${s}\u001b[${close}m` : s;
-  return {
-    red: wrap(31, 39),
-    yellow: wrap(33, 39),
-    green: wrap(32, 39),
-    cyan: wrap(36, 39),
-    dim: wrap(2, 22),
-    bold: wrap(1, 22),
-  };
-}
-export type Styler = ReturnType<typeof styler>;
+// Terminal styling lives in core (the drill report uses it too); on only for terminals: useColor.
+export { styler, type Styler };
 
 export function useColor(stream: NodeJS.WriteStream): boolean {
   return stream.isTTY === true && process.env.NO_COLOR === undefined && process.env.TERM !== 'dumb';

@@ -4,7 +4,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { IsthmusError } from '../core/errors.js';
 import { splitHostPort } from './address.js';
 import { compareDiagnostics, type Diagnostic } from '../model/diagnostics.js';
-import { parseYaml } from '../model/load.js';
+import { parseSingleDocument } from '../model/load.js';
 import { parseLocality, type Locality } from '../model/locality.js';
 import {
   Duration,
@@ -292,26 +292,10 @@ export function parseBootstrap(
   file: string,
 ): { bootstrap?: Bootstrap; diagnostics: Diagnostic[] } {
   validate ??= compileValidator(BootstrapSchema);
+  const single = parseSingleDocument(text, file, 'ProxyBootstrap');
+  if (single.diagnostics) return { diagnostics: single.diagnostics };
+  const { doc } = single;
   const diagnostics: Diagnostic[] = [];
-  const docs = [...parseYaml(text, file)];
-  const parsed = docs.filter((d) => 'value' in d);
-  for (const d of docs) if ('diagnostic' in d) diagnostics.push(d.diagnostic);
-  if (diagnostics.length > 0) return { diagnostics };
-  const doc = parsed[0];
-  if (!doc || parsed.length !== 1) {
-    return {
-      diagnostics: [
-        {
-          severity: 'error',
-          rule: 'not-a-resource',
-          file,
-          line: 1,
-          col: 1,
-          message: `a bootstrap file holds exactly one ProxyBootstrap document, found ${parsed.length}`,
-        },
-      ],
-    };
-  }
   for (const p of validate(doc.value)) {
     diagnostics.push({
       severity: 'error',

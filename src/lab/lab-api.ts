@@ -1,5 +1,6 @@
 import http from 'node:http';
 import { isIsthmusError } from '../core/errors.js';
+import { splitHostPort } from '../dataplane/address.js';
 import { parseFault } from '../chaos/fault-parse.js';
 import type { Lab } from './lab.js';
 
@@ -32,10 +33,10 @@ export async function serveLabApi(
       send(res, status, { error: isIsthmusError(e) ? e.code : 'internal', message: e.message });
     });
   });
-  const i = listen.lastIndexOf(':');
+  const { host, port } = splitHostPort(listen);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(Number(listen.slice(i + 1)), listen.slice(0, i), () => resolve());
+    server.listen(port, host, () => resolve());
   });
   const a = server.address() as { address: string; port: number };
   return {

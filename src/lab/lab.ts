@@ -1,14 +1,22 @@
 import { existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { IsthmusError } from '../core/errors.js';
+import { splitHostPort } from '../dataplane/address.js';
 import { describeFault, type Fault } from '../chaos/fault.js';
-import { LinkClient, type ToxicJson } from './link-client.js';
+import { LinkClient, type ToxicRequest } from './link-client.js';
 import { Supervisor, type ProcessSpec, type ProcessStatus } from './supervisor.js';
-import { planLab, type LabInstance, type LabLink, type LabOptions, type LabTopology } from './topology.js';
+import {
+  linkFor,
+  planLab,
+  type LabInstance,
+  type LabLink,
+  type LabOptions,
+  type LabTopology,
+} from './topology.js';
 
 /**
  * A whole multi-region mesh on one machine, as real processes on loopback: the global control
@@ -65,7 +73,7 @@ export class Lab {
     const topology = planLab(options);
     const dir = path.resolve(options.dir);
     if (existsSync(path.join(dir, 'lab.json'))) await rm(dir, { recursive: true, force: true });
-    else if (existsSync(dir) && (await import('node:fs/promises').then((fs) => fs.readdir(dir))).length > 0)
+    else if (existsSync(dir) && (await readdir(dir)).length > 0)
       throw new IsthmusError(
         'ISTHMUS_E_USAGE',
         `${dir} exists and is not a lab folder; give an empty or new folder with --dir`,
@@ -174,8 +182,8 @@ export class Lab {
       },
     ];
     for (const r of t.regions) {
-      const control = this.#link(r.name, 'global', 'control');
-      const telemetry = this.#link(r.name, 'global', 'telemetry');
+      const control = linkFor(this.topology, r.name, 'global', 'control');
+      const telemetry = linkFor(this.topology, r.name, 'global', 'telemetry');
       specs.push(
         {
           name: `zone-${r.name}`,
@@ -255,12 +263,6 @@ export class Lab {
     return specs;
   }
 
-  #link(from: string, to: string, purpose: LabLink['purpose']): LabLink {
-    const l = this.topology.links.find((x) => x.from === from && x.to === to && x.purpose === purpose);
-    if (!l) throw new Error(`no ${purpose} link ${from} > ${to}`);
-    return l;
-  }
-
   async #writeBootstraps(): Promise<void> {
     const t = this.topology;
     await mkdir(path.join(this.dir, 'bootstrap'), { recursive: true });
@@ -277,7 +279,9 @@ export class Lab {
     await writeFile(path.join(this.dir, 'links.json'), JSON.stringify(links, null, 2));
     for (const r of t.regions) {
       const gateways = Object.fromEntries(
-        t.regions.filter((o) => o !== r).map((o) => [o.name, this.#link(r.name, o.name, 'data').listen]),
+        t.regions
+          .filter((o) => o !== r)
+          .map((o) => [o.name, linkFor(this.topology, r.name, o.name, 'data').listen]),
       );
       const common = (name: string) => ({
         controlPlane: {
@@ -392,7 +396,7 @@ export class Lab {
         this.#checkRegion(fault.from, 'from');
         this.#checkRegion(fault.to, 'to', true);
         const links = this.topology.links.filter((l) => l.from === fault.from && l.to === fault.to);
-        const toxics: { proxy: string; toxic: ToxicJson }[] = [];
+        const toxics: { proxy: string; toxic: ToxicRequest }[] = [];
         for (const l of links) {
           if (fault.type === 'latency')
             for (const stream of ['upstream', 'downstream'] as const)
@@ -505,7 +509,7 @@ export class Lab {
     return faultId;
   }
 
-  async #addToxics(state: FaultState, toxics: { proxy: string; toxic: ToxicJson }[]): Promise<void> {
+  async #addToxics(state: FaultState, toxics: { proxy: string; toxic: ToxicRequest }[]): Promise<void> {
     for (const { proxy, toxic } of toxics) {
       await this.link.addToxic(proxy, toxic);
       state.toxics.push({ proxy, name: toxic.name });
@@ -638,7 +642,7 @@ export class Lab {
   }
 }
 
-function wanToxics(l: LabLink): ToxicJson[] {
+function wanToxics(l: LabLink): ToxicRequest[] {
   if (l.latencyMs <= 0) return [];
   return (['upstream', 'downstream'] as const).map((stream) => ({
     name: `${WAN_PREFIX}${stream}`,
@@ -658,11 +662,11 @@ export function partitionToxics(
   links: readonly LabLink[],
   fault: Extract<Fault, { type: 'partition' }>,
   faultId: string,
-): { proxy: string; toxic: ToxicJson }[] {
+): { proxy: string; toxic: ToxicRequest }[] {
   const mode = fault.mode ?? 'blackhole';
   const scope = fault.scope ?? 'all';
   const oneWay = fault.direction === 'one-way';
-  const out: { proxy: string; toxic: ToxicJson }[] = [];
+  const out: { proxy: string; toxic: ToxicRequest }[] = [];
   const add = (l: LabLink, stream: 'upstream' | 'downstream') => {
     if (fault.purpose !== undefined && l.purpose !== fault.purpose) return;
     out.push({
@@ -734,9 +738,9 @@ async function waitReady(admin: string, timeoutMs: number): Promise<void> {
 }
 
 function canConnect(hostPort: string): Promise<boolean> {
-  const i = hostPort.lastIndexOf(':');
+  const { host, port } = splitHostPort(hostPort);
   return new Promise((resolve) => {
-    const s = net.connect({ host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) });
+    const s = net.connect({ host, port });
     const done = (ok: boolean) => {
       s.destroy();
       resolve(ok);

@@ -1,4 +1,3 @@
-import path from 'node:path';
 import { IsthmusError } from '../core/errors.js';
 
 /**
@@ -227,6 +226,3 @@ export function linkFor(
   if (!link) throw new Error(`no ${purpose} link ${from} > ${to}`);
   return link;
 }
-
-/** Where the lab keeps a process's files under the run directory. */
-export const runPath = (runDir: string, ...parts: string[]) => path.join(runDir, ...parts);

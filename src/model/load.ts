@@ -99,6 +99,38 @@ export type ParsedDocument =
  * Parses a YAML stream strictly (YAML 1.2 core schema, unique keys, bounded aliases) into plain
  * values, skipping empty documents. Never throws: problems come back as diagnostics.
  */
+/**
+ * Parses a file that must hold exactly one YAML document of `what` (e.g. "Drill"): the document,
+ * or the diagnostics saying why not (syntax problems, none or several documents).
+ */
+export function parseSingleDocument(
+  text: string,
+  file: string,
+  what: string,
+):
+  | { doc: Extract<ParsedDocument, { value: unknown }>; diagnostics?: undefined }
+  | { diagnostics: Diagnostic[] } {
+  const docs = [...parseYaml(text, file)];
+  const diagnostics: Diagnostic[] = [];
+  for (const d of docs) if ('diagnostic' in d) diagnostics.push(d.diagnostic);
+  if (diagnostics.length > 0) return { diagnostics };
+  const parsed = docs.filter((d): d is Extract<ParsedDocument, { value: unknown }> => 'value' in d);
+  const doc = parsed[0];
+  if (doc && parsed.length === 1) return { doc };
+  return {
+    diagnostics: [
+      {
+        severity: 'error',
+        rule: 'not-a-resource',
+        file,
+        line: 1,
+        col: 1,
+        message: `a ${what} file holds exactly one ${what} document, found ${parsed.length}`,
+      },
+    ],
+  };
+}
+
 export function* parseYaml(text: string, file: string): Generator<ParsedDocument> {
   const lines = new LineIndex(text);
   // YAML 1.1 tags (!!set, !!omap, !!binary, !!timestamp) are not resolved: they would smuggle

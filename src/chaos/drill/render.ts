@@ -1,3 +1,4 @@
+import { styler, type Styler } from '../../core/style.js';
 import type { DrillReport, ExpectationResult, PhaseStats, TimelineEvent, Verdict } from './report.js';
 
 /**
@@ -7,32 +8,12 @@ import type { DrillReport, ExpectationResult, PhaseStats, TimelineEvent, Verdict
  */
 
 /** The colours the text report uses; the CLI passes its own styler, or `{ color }` builds one. */
-export interface TextStyler {
-  red: (s: string) => string;
-  yellow: (s: string) => string;
-  green: (s: string) => string;
-  cyan: (s: string) => string;
-  dim: (s: string) => string;
-  bold: (s: string) => string;
-}
+export type TextStyler = Styler;
 
 export interface TextOptions {
   /** ANSI colours; ignored when `styler` is given. */
   color: boolean;
   styler?: TextStyler;
-}
-
-function ansiStyler(enabled: boolean): TextStyler {
-  const wrap = (open: number, close: number) => (s: string) =>
-    enabled ? `\u001b[${open}m${s}\u001b[${close}m` : s;
-  return {
-    red: wrap(31, 39),
-    yellow: wrap(33, 39),
-    green: wrap(32, 39),
-    cyan: wrap(36, 39),
-    dim: wrap(2, 22),
-    bold: wrap(1, 22),
-  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -140,7 +121,7 @@ function describeEvent(e: TimelineEvent): string {
 
 /** The report as a person reads it in a terminal. */
 export function renderText(report: DrillReport, options: TextOptions): string {
-  const s = options.styler ?? ansiStyler(options.color);
+  const s = options.styler ?? styler(options.color);
   const out: string[] = [];
   const verdictColor = report.verdict === 'pass' ? s.green : report.verdict === 'fail' ? s.red : s.yellow;
   out.push(`${s.bold(`Drill ${report.drill.name}`)}  ${verdictColor(s.bold(VERDICT_TEXT[report.verdict]))}`);
@@ -304,7 +285,7 @@ export interface Progress {
 
 /** `t+12.0s  phase fault  ok 480 failed 0 unknown 0  p99 42ms  step cut-eu-west` */
 export function renderProgressLine(p: Progress, options: TextOptions = { color: false }): string {
-  const s = options.styler ?? ansiStyler(options.color);
+  const s = options.styler ?? styler(options.color);
   const failed = p.failed > 0 ? s.red(`failed ${p.failed}`) : `failed ${p.failed}`;
   const unknown = p.unknown > 0 ? s.yellow(`unknown ${p.unknown}`) : `unknown ${p.unknown}`;
   const steps = p.steps && p.steps.length > 0 ? `  step ${p.steps.join(', ')}` : '';

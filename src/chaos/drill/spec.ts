@@ -1,10 +1,11 @@
+import { FAULT_TYPES } from '../fault.js';
 import { readFile } from 'node:fs/promises';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { IsthmusError } from '../../core/errors.js';
 import { closestMatch, listOr } from '../../core/text.js';
 import { isDuration, parseDurationMs } from '../../core/units.js';
 import { compareDiagnostics, describeValue, type Diagnostic } from '../../model/diagnostics.js';
-import { parseYaml, type LoadedResource } from '../../model/load.js';
+import { parseSingleDocument, type LoadedResource } from '../../model/load.js';
 import { Bool, Duration, Int, Name, Num, OneOf, Ratio, Text } from '../../model/primitives.js';
 import { API_VERSION, HTTP_METHODS } from '../../model/resources.js';
 import { formatPath, getIn } from '../../model/schema-walk.js';
@@ -23,16 +24,7 @@ export const DEFAULT_LAB_REGIONS = ['us-east', 'eu-west', 'ap-south'] as const;
 /** `to: global` in a partition means the global control plane, not a region. */
 export const GLOBAL_TARGET = 'global';
 
-export const FAULT_TYPES = [
-  'partition',
-  'latency',
-  'loss',
-  'bandwidth',
-  'region-outage',
-  'control-plane-loss',
-  'proxy-restart',
-  'flap',
-] as const;
+export { FAULT_TYPES };
 export type FaultType = (typeof FAULT_TYPES)[number];
 
 export const LINK_MODES = ['blackhole', 'reject', 'reset'] as const;
@@ -664,26 +656,10 @@ const asString = (v: unknown): string | undefined => (typeof v === 'string' ? v 
 /** Parses and validates a drill file's text; every problem is a diagnostic located in `file`. */
 export function loadDrill(text: string, file: string): { drill?: DrillSpec; diagnostics: Diagnostic[] } {
   validate ??= compileValidator(DrillSchema);
+  const single = parseSingleDocument(text, file, 'Drill');
+  if (single.diagnostics) return { diagnostics: single.diagnostics };
+  const { doc } = single;
   const diagnostics: Diagnostic[] = [];
-  const docs = [...parseYaml(text, file)];
-  for (const d of docs) if ('diagnostic' in d) diagnostics.push(d.diagnostic);
-  if (diagnostics.length > 0) return { diagnostics };
-  const parsed = docs.filter((d): d is Extract<typeof d, { value: unknown }> => 'value' in d);
-  const doc = parsed[0];
-  if (!doc || parsed.length !== 1) {
-    return {
-      diagnostics: [
-        {
-          severity: 'error',
-          rule: 'not-a-resource',
-          file,
-          line: 1,
-          col: 1,
-          message: `a drill file holds exactly one Drill document, found ${parsed.length}`,
-        },
-      ],
-    };
-  }
   const value = doc.value;
   const name = isRecord(value) && isRecord(value.metadata) ? asString(value.metadata.name) : undefined;
   const resource = name !== undefined ? `Drill/${name}` : 'Drill';
