@@ -1,40 +1,14 @@
+import { FAULT_TYPES, type FaultSpec, type LinkMode } from './drill/spec.js';
+
 /**
  * The faults a lab can inject, as data: what a drill step or `isthmus lab fault` asks for.
  * Durations are in ms here; the YAML spec (src/chaos/drill/spec.ts) writes them with units.
  */
 
-export type PartitionMode = 'blackhole' | 'reject' | 'reset';
-
-export type Fault =
-  | {
-      type: 'partition';
-      /** Cut every link of this region (both ways unless `direction: one-way`, then outgoing). */
-      region?: string;
-      from?: string;
-      to?: string;
-      mode?: PartitionMode;
-      direction?: 'both' | 'one-way';
-      scope?: 'new' | 'all';
-      purpose?: 'data' | 'control' | 'telemetry';
-    }
-  | { type: 'latency'; from: string; to: string; latencyMs: number; jitterMs?: number; distribution?: string }
-  | { type: 'loss'; from: string; to: string; probability: number; stallMs?: number }
-  | { type: 'bandwidth'; from: string; to: string; rate: number }
-  | { type: 'region-outage'; region: string }
-  | { type: 'control-plane-loss'; scope: 'global' | 'zone'; region?: string }
-  | { type: 'proxy-restart'; region: string; service: string }
-  | { type: 'flap'; from: string; to: string; mode?: PartitionMode; downMs: number; upMs: number };
-
-export const FAULT_TYPES = [
-  'partition',
-  'latency',
-  'loss',
-  'bandwidth',
-  'region-outage',
-  'control-plane-loss',
-  'proxy-restart',
-  'flap',
-] as const;
+/** A fault as loaded (defaults applied, durations in ms): the drill spec's `FaultSpec`. */
+export type Fault = FaultSpec;
+export type PartitionMode = LinkMode;
+export { FAULT_TYPES };
 
 /** One line for timelines and logs: `partition eu-west (blackhole, both)`. */
 export function describeFault(f: Fault): string {
@@ -48,7 +22,7 @@ export function describeFault(f: Fault): string {
     case 'loss':
       return `loss ${f.from} → ${f.to} ${(f.probability * 100).toFixed(1)}%`;
     case 'bandwidth':
-      return `bandwidth ${f.from} → ${f.to} ${f.rate} KB/s`;
+      return `bandwidth ${f.from} → ${f.to} ${f.rateKBps} KB/s`;
     case 'region-outage':
       return `outage of ${f.region} (every process killed)`;
     case 'control-plane-loss':

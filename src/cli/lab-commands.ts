@@ -226,7 +226,7 @@ export function addLabCommands(program: Command, ctx: CommandContext): void {
       const { lab: labUrl, id, ...fields } = opts;
       const fault: Record<string, unknown> = { type };
       for (const [k, v] of Object.entries(fields)) if (v !== undefined) fault[k] = v;
-      const { parseFault } = await import('../chaos/fault-parse.js');
+      const { parseFault } = await import('../chaos/drill/spec.js');
       const parsed = parseFault(fault, 'fault');
       if (!parsed.ok)
         throw new IsthmusError(

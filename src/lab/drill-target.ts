@@ -43,7 +43,8 @@ export function toSpecSyntax(f: Fault): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(f)) {
     if (v === undefined) continue;
-    if (k.endsWith('Ms')) out[k.slice(0, -2)] = ms(v as number);
+    if (k === 'rateKBps') out.rate = v;
+    else if (k.endsWith('Ms')) out[k.slice(0, -2)] = ms(v as number);
     else out[k] = v;
   }
   return out;

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import { isIsthmusError } from '../core/errors.js';
 import { splitHostPort } from '../dataplane/address.js';
-import { parseFault } from '../chaos/fault-parse.js';
+import { parseFault } from '../chaos/drill/spec.js';
 import type { Lab } from './lab.js';
 
 /**

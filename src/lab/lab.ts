@@ -435,7 +435,7 @@ export class Lab {
                 name: `fault-${faultId}-downstream`,
                 type: 'bandwidth',
                 stream: 'downstream',
-                attributes: { rate: fault.rate },
+                attributes: { rate: fault.rateKBps },
               },
             });
         }
@@ -652,6 +652,11 @@ function wanToxics(l: LabLink): ToxicRequest[] {
   }));
 }
 
+type Partition = Extract<Fault, { type: 'partition' }>;
+/** A partition; mode, direction and scope default as in the drill spec (blackhole, both, all). */
+export type PartitionCut = Omit<Partition, 'mode' | 'direction' | 'scope'> &
+  Partial<Pick<Partition, 'mode' | 'direction' | 'scope'>>;
+
 /**
  * The toxics of a partition. Links are per initiating side: `A>B` carries connections A opens to
  * B; its upstream stream is A's bytes to B. A one-way cut A→B stops A's bytes reaching B: the
@@ -660,7 +665,7 @@ function wanToxics(l: LabLink): ToxicRequest[] {
  */
 export function partitionToxics(
   links: readonly LabLink[],
-  fault: Extract<Fault, { type: 'partition' }>,
+  fault: PartitionCut,
   faultId: string,
 ): { proxy: string; toxic: ToxicRequest }[] {
   const mode = fault.mode ?? 'blackhole';

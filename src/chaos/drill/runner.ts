@@ -1,6 +1,5 @@
 import { request } from 'undici';
-import type { Fault } from '../fault.js';
-import { describeFault } from '../fault.js';
+import { describeFault, type Fault } from '../fault.js';
 import { Workload, type RequestResult } from '../workload.js';
 import {
   evaluateExpectation,
@@ -67,10 +66,6 @@ async function getJson<T>(url: string, timeoutMs = 2000): Promise<T | undefined>
   } catch {
     return undefined;
   }
-}
-
-export function toFault(f: FaultSpec): Fault {
-  return f.type === 'bandwidth' ? { type: 'bandwidth', from: f.from, to: f.to, rate: f.rateKBps } : f;
 }
 
 /** Regions a fault takes away, whose traffic should move elsewhere. */
@@ -270,12 +265,12 @@ export async function runDrill(
     await sleep(step.afterMs, abort.signal);
     if (abort.signal.aborted) return;
     const id = `drill-${step.name}`;
-    note('step-start', describeFault(toFault(step.fault)), step.name);
+    note('step-start', describeFault(step.fault), step.name);
     activeSteps.add(step.name);
     const startMs = at();
     try {
-      await target.applyFault(toFault(step.fault), id);
-      note('fault-applied', describeFault(toFault(step.fault)), step.name);
+      await target.applyFault(step.fault, id);
+      note('fault-applied', describeFault(step.fault), step.name);
       await sleep(step.durationMs, abort.signal);
     } finally {
       const endMs = at();

@@ -1,4 +1,3 @@
-import { FAULT_TYPES } from '../fault.js';
 import { readFile } from 'node:fs/promises';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { IsthmusError } from '../../core/errors.js';
@@ -24,7 +23,16 @@ export const DEFAULT_LAB_REGIONS = ['us-east', 'eu-west', 'ap-south'] as const;
 /** `to: global` in a partition means the global control plane, not a region. */
 export const GLOBAL_TARGET = 'global';
 
-export { FAULT_TYPES };
+export const FAULT_TYPES = [
+  'partition',
+  'latency',
+  'loss',
+  'bandwidth',
+  'region-outage',
+  'control-plane-loss',
+  'proxy-restart',
+  'flap',
+] as const;
 export type FaultType = (typeof FAULT_TYPES)[number];
 
 export const LINK_MODES = ['blackhole', 'reject', 'reset'] as const;
@@ -1047,6 +1055,39 @@ function normalizeFault(f: RawFault): FaultSpec {
         upMs: parseDurationMs(f.up),
       };
   }
+}
+
+let validateFault: ReturnType<typeof compileValidator> | undefined;
+
+/**
+ * One fault on its own, written as in a drill step (`isthmus lab fault`, the lab's API): the same
+ * schema and checks as a drill, without the step's duration or the topology's regions. Errors
+ * name the field: `fault.latency: ...`.
+ */
+export function parseFault(
+  value: unknown,
+  where: string,
+): { ok: true; fault: FaultSpec } | { ok: false; error: string } {
+  validateFault ??= compileValidator(Fault);
+  const problems: string[] = [];
+  const at = (path: Path) => [where, ...path].join('.');
+  for (const p of validateFault(value))
+    problems.push(
+      `${at(p.path)}: ${p.message}` +
+        (p.expected !== undefined && p.rule !== 'missing-field' ? `; expected ${p.expected}` : '') +
+        (p.hint !== undefined && p.rule !== 'missing-field' ? ` (${p.hint})` : ''),
+    );
+  if (problems.length === 0)
+    checkFault(
+      value as Record<string, unknown>,
+      [],
+      undefined,
+      () => {},
+      (_rule, path, message, extra) =>
+        problems.push(`${at(path)}: ${message}${extra?.hint !== undefined ? ` (${extra.hint})` : ''}`),
+    );
+  if (problems.length > 0) return { ok: false, error: problems.join('; ') };
+  return { ok: true, fault: normalizeFault(value as RawFault) };
 }
 
 function normalize(doc: DrillDocument, file: string): DrillSpec {
