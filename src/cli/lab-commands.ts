@@ -81,16 +81,7 @@ export function addLabCommands(program: Command, ctx: CommandContext): void {
           },
         });
         const api = await serveLabApi(running, running.topology.global.labApi);
-        const d = running.describe() as {
-          regions: {
-            name: string;
-            gateway: string;
-            zone: string;
-            collector: string;
-            instances: { name: string; inbound: string; admin: string }[];
-          }[];
-          frontends: { region: string; url: string }[];
-        };
+        const d = running.describe();
         const t = running.topology;
         if (opts.json)
           log({ event: 'ready', role: 'lab', api: `http://${api.address}`, ...running.describe() });

@@ -7,7 +7,7 @@ import type { Lab } from './lab.js';
 export function localLabTarget(lab: Lab): DrillTarget {
   return {
     regions: lab.topology.regions.map((r) => r.name),
-    view: () => Promise.resolve(lab.describe() as unknown as TargetView),
+    view: () => Promise.resolve(lab.describe()),
     applyFault: async (fault: Fault, id: string) => {
       await lab.applyFault(fault, id);
     },

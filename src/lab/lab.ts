@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { IsthmusError } from '../core/errors.js';
 import { splitHostPort } from '../dataplane/address.js';
+import type { TargetView } from '../chaos/drill/runner.js';
 import { describeFault, type Fault } from '../chaos/fault.js';
 import { LinkClient, type ToxicRequest } from './link-client.js';
 import { Supervisor, type ProcessSpec, type ProcessStatus } from './supervisor.js';
@@ -55,6 +56,24 @@ interface FaultState extends ActiveFault {
   killed: string[];
   timer?: NodeJS.Timeout;
   stopped?: boolean;
+}
+
+/** The running lab as `GET /v1/lab` shows it. */
+export interface LabView extends TargetView {
+  dir: string;
+  seed: number;
+  global: LabTopology['global'];
+  regions: {
+    name: string;
+    gateway: string;
+    gatewayAdmin: string;
+    zone: string;
+    collector: string;
+    instances: LabInstance[];
+  }[];
+  links: LabLink[];
+  processes: ProcessStatus[];
+  faults: ActiveFault[];
 }
 
 export class Lab {
@@ -595,7 +614,8 @@ export class Lab {
       .filter((i) => service === undefined || i.service === service);
   }
 
-  describe(): Record<string, unknown> {
+  /** Everything about the running lab (`GET /v1/lab`); a drill's view of it is a subset. */
+  describe(): LabView {
     const t = this.topology;
     return {
       dir: this.dir,
