@@ -49,6 +49,17 @@ interface Entry {
   ready: Record<string, unknown> | null;
   exited: Promise<void>;
   log: WriteStream;
+  /** When we last asked it to stop (performance.now()), for the log. */
+  signalledAt: number | undefined;
+}
+
+/**
+ * A child's process handle is unref'd when it starts. While we wait for it to exit it must count:
+ * its pipes close first, and with nothing else pending Node would end the lab (exit 13, an
+ * unsettled await) before the exit is reported.
+ */
+function holdUntilExit(child: ChildProcess): void {
+  child.ref();
 }
 
 export class Supervisor {
@@ -76,6 +87,7 @@ export class Supervisor {
         exitCode: null,
         ready: null,
         exited: Promise.resolve(),
+        signalledAt: undefined,
         log: createWriteStream(path.join(this.#logDir, `${spec.name}.log`), { flags: 'a' }),
       };
       this.#entries.set(spec.name, entry);
@@ -104,6 +116,7 @@ export class Supervisor {
     entry.starts++;
     entry.exitCode = null;
     entry.ready = null;
+    entry.signalledAt = undefined;
     entry.log.write(`--- start ${entry.starts} at ${new Date().toISOString()}: ${spec.args.join(' ')}\n`);
     let stderrTail = '';
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
@@ -139,7 +152,11 @@ export class Supervisor {
           if (entry.state !== 'killed' && entry.state !== 'stopping') entry.state = 'exited';
           else if (entry.state === 'stopping') entry.state = 'stopped';
         }
-        entry.log.write(`--- exit code ${code} signal ${signal ?? 'none'}\n`);
+        const after =
+          entry.signalledAt === undefined
+            ? ''
+            : ` ${Math.round(performance.now() - entry.signalledAt)} ms after it was signalled`;
+        entry.log.write(`--- exit code ${code} signal ${signal ?? 'none'}${after}\n`);
         rejectReady(
           new IsthmusError(
             'ISTHMUS_E_IO',
@@ -180,6 +197,8 @@ export class Supervisor {
     const child = entry.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     entry.state = signal === 'SIGKILL' ? 'killed' : 'stopping';
+    holdUntilExit(child);
+    entry.signalledAt ??= performance.now();
     child.kill(signal);
     await entry.exited;
   }
@@ -190,6 +209,8 @@ export class Supervisor {
     const child = entry.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     entry.state = 'stopping';
+    holdUntilExit(child);
+    entry.signalledAt ??= performance.now();
     child.kill('SIGTERM');
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), graceMs)));
