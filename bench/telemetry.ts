@@ -1,31 +1,465 @@
 /**
  * The telemetry benchmark: what request telemetry costs the proxy, and whether the pipeline keeps
- * up. Everything runs in this process on loopback, so the figures compare, they do not rank:
+ * up with what a proxy emits at full load.
  *
- * 1. Proxy throughput with telemetry off and on, in the same run: a sidecar in front of a small
- *    Node upstream, closed-loop load from undici (`--connections` requests in flight), rounds
- *    alternating off/on so drift hits both alike. Every request is sampled (minRatio 1), so "on"
- *    measures the worst case: a span and an access-log record per request.
- * 2. TelemetrySource append rate: spans encoded and appended until the last one is durable.
- * 3. Replay: a backlog built while the collector is down, drained once it is back, against the
- *    ingest rate of (2).
+ * 1. Proxy throughput with telemetry off and on, measured as bench/proxy.ts measures proxies: each
+ *    variant is a real `isthmus proxy` process pinned alone to core 0; the upstream (nginx, fixed
+ *    1 KiB body), wrk (closed loop, `--connections` connections, `Host: bench`), a collector
+ *    stand-in (bench/peers/collector-sink.ts: 200 `{}` to every POST, counts records) and this
+ *    process share core 1. Variants: (a) no `telemetry` in the bootstrap; (b) telemetry with the
+ *    default sampling; (c) telemetry with every request sampled (a TelemetryPolicy with
+ *    `minRatio: 1`: a span and an access-log record per request, the worst case). Every round runs
+ *    the three in turn, each in a fresh process with a wrk warm-up before the measured run, so
+ *    drift hits all alike; each variant reports its median round. The proxy's telemetry counters
+ *    (records emitted, shipped, dropped) are scraped from its admin `/metrics` at the start and end
+ *    of the measured run, which gives its live emission rate (records/s written at that load).
+ * 2. TelemetrySource append rate, in this process: spans encoded and appended until the last one
+ *    is durable.
+ * 3. Replay, in this process: the backlog of (2), built while an in-process collector answers 503,
+ *    drained once it answers 200; the drain rate is set against (2)'s append rate and against the
+ *    live emission rate of variant (c), i.e. how fast a proxy at peak load fills its log.
+ *    After part 1 this process is pinned to core 1, so (2) and (3) run on one core, source and
+ *    collector alike, as a proxy does.
  *
- * Usage: npm run bench:telemetry -- [--duration 5] [--connections 32] [--rounds 3] [--records 200000]
+ * Usage: npm run bench:telemetry -- [--duration 8] [--warmup 5] [--connections 64] [--rounds 3]
+ *          [--records 200000] [--save]
+ * Every flag also reads an environment variable: BENCH_DURATION, BENCH_WARMUP, … Nothing is
+ * installed: missing tools (nginx, wrk, taskset) are reported with the command that provides them.
  */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Pool } from 'undici';
-import { parseBootstrap } from '../src/dataplane/bootstrap.js';
-import { Proxy } from '../src/dataplane/proxy.js';
+import { request } from 'undici';
 import { TelemetrySource, type SpanData } from '../src/telemetry/source.js';
-import { writeFile } from 'node:fs/promises';
+import {
+  BODY,
+  isthmusMesh,
+  isthmusTelemetryBootstrap,
+  SERVICE,
+  upstreamNginx,
+  WRK_SUMMARY_LUA,
+} from './support/configs.js';
+import { intFlag } from './support/flags.js';
+import { checkLoadPrerequisites, type Tools } from './support/prerequisites.js';
+import { CpuMeter, freePort, Processes, RssSampler, type Pinned } from './support/processes.js';
+import { ms } from './support/report.js';
+import { parseWrkOutput, runWrk, type WrkResult } from './support/wrk.js';
 
+/** The core the proxy under test owns, and the one everything else shares. */
+const PROXY_CORE = 0;
+const LOAD_CORE = 1;
+const READY_TIMEOUT_MS = 15_000;
 const API = 'apiVersion: isthmus.dev/v1alpha1';
-const BODY = 'x'.repeat(1024);
+
+/** Telemetry cost (throughput lost against "off") the issue allows, and the drain headroom it asks. */
+const MAX_COST = 0.1;
+const MIN_DRAIN_OVER_EMISSION = 3;
+
+/** The CLI and the collector stand-in of the same build as this file. */
+const isthmusMain = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const sinkScript = fileURLToPath(new URL('./peers/collector-sink.js', import.meta.url));
+
+/** The repository root: the first folder above this file with a package.json (the build may live anywhere below it). */
+function findRepoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json'))) {
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = up;
+  }
+  return dir;
+}
+const repoRoot = findRepoRoot();
+
+const VARIANTS = [
+  { key: 'off', label: '(a) telemetry off', telemetry: false, sampleAll: false },
+  { key: 'default', label: '(b) on, default sampling', telemetry: true, sampleAll: false },
+  { key: 'all', label: '(c) on, every request sampled', telemetry: true, sampleAll: true },
+] as const;
+type Variant = (typeof VARIANTS)[number];
+type VariantKey = Variant['key'];
+
+interface Options {
+  durationSec: number;
+  warmupSec: number;
+  connections: number;
+  rounds: number;
+  records: number;
+  save: boolean;
+}
+
+const USAGE = `Usage: npm run bench:telemetry -- [options]
+
+  --duration SECONDS  measured wrk run per variant and round (env BENCH_DURATION, default 8)
+  --warmup SECONDS    wrk warm-up before each run (env BENCH_WARMUP, default 5)
+  --connections N     wrk connections, one thread (env BENCH_CONNECTIONS, default 64)
+  --rounds N          rounds over the three variants; each reports its median round (env BENCH_ROUNDS, 3)
+  --records N         spans appended, then drained, in parts 2 and 3 (env BENCH_RECORDS, default 200000)
+  --save              also write bench/results/telemetry-<date>.json
+`;
+
+function parseOptions(argv: string[]): Options | undefined {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      connections: { type: 'string' },
+      rounds: { type: 'string' },
+      records: { type: 'string' },
+      save: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) return undefined;
+  return {
+    durationSec: intFlag('duration', values.duration, 'BENCH_DURATION', 8, 1, 600),
+    warmupSec: intFlag('warmup', values.warmup, 'BENCH_WARMUP', 5, 0, 120),
+    connections: intFlag('connections', values.connections, 'BENCH_CONNECTIONS', 64, 1, 10_000),
+    rounds: intFlag('rounds', values.rounds, 'BENCH_ROUNDS', 3, 1, 20),
+    records: intFlag('records', values.records, 'BENCH_RECORDS', 200_000, 1000, 10_000_000),
+    save: values.save,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Part 1: processes.
+
+/** GETs `/` through `address` as `Host: bench` until it answers with the upstream's body. */
+async function check(address: string, deadlineMs = READY_TIMEOUT_MS): Promise<void> {
+  const until = Date.now() + deadlineMs;
+  let last = '';
+  while (Date.now() < until) {
+    try {
+      const r = await request(`http://${address}/`, { headers: { host: SERVICE }, headersTimeout: 5000 });
+      const body = await r.body.text();
+      if (r.statusCode === 200 && body === BODY) return;
+      last = `status ${r.statusCode}, ${body.length} bytes: ${body.slice(0, 200)}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(
+    `${address} did not serve the 1 KiB body as Host: ${SERVICE} within ${deadlineMs} ms (last: ${last})`,
+  );
+}
+
+function alive(p: Pinned): boolean {
+  return p.child.exitCode === null && p.child.signalCode === null;
+}
+
+/** A Node.js process on `core` that prints JSON lines, one of them `{"event":"ready",...}`. */
+async function startNode(
+  procs: Processes,
+  name: string,
+  core: number,
+  args: string[],
+): Promise<{ process: Pinned; ready: Record<string, unknown>; events: Record<string, unknown>[] }> {
+  const events: Record<string, unknown>[] = [];
+  let onReady!: (event: Record<string, unknown>) => void;
+  const ready = new Promise<Record<string, unknown>>((resolve) => (onReady = resolve));
+  const p = procs.start(name, core, process.execPath, args, {
+    cwd: repoRoot,
+    env: { ...process.env, NODE_ENV: 'production' },
+    onLine: (line) => {
+      let event: Record<string, unknown>;
+      try {
+        event = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      if (event.event === 'ready') onReady(event);
+      else if (events.length < 1000) events.push(event);
+    },
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    ready,
+    p.exited.then(
+      ({ code, signal }) => new Error(`${name} exited (${code ?? signal}) before it was ready:\n${p.tail()}`),
+    ),
+    new Promise<Error>((resolve) => {
+      timer = setTimeout(
+        () => resolve(new Error(`${name} not ready within ${READY_TIMEOUT_MS} ms:\n${p.tail()}`)),
+        READY_TIMEOUT_MS,
+      );
+    }),
+  ]);
+  clearTimeout(timer);
+  if (outcome instanceof Error) {
+    await procs.stop(p);
+    throw outcome;
+  }
+  return { process: p, ready: outcome, events };
+}
+
+async function getJson(url: string): Promise<unknown> {
+  const r = await request(url, { headersTimeout: 5000 });
+  if (r.statusCode !== 200) throw new Error(`GET ${url}: ${r.statusCode} ${await r.body.text()}`);
+  return r.body.json();
+}
+
+/** The proxy's telemetry counters, from its admin `/metrics` (absent when telemetry is off). */
+interface TelemetryCounters {
+  emitted: number;
+  shipped: number;
+  backlogRecords: number;
+  shipFailures: number;
+  dropped: number;
+}
+
+async function telemetryCounters(admin: string): Promise<TelemetryCounters | undefined> {
+  const r = await request(`http://${admin}/metrics`, { headersTimeout: 5000 });
+  const text = await r.body.text();
+  if (r.statusCode !== 200) throw new Error(`GET http://${admin}/metrics: ${r.statusCode} ${text}`);
+  const read = (name: string) => {
+    const m = new RegExp(`^isthmus_telemetry_${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1];
+    return m === undefined ? undefined : Number(m);
+  };
+  const emitted = read('emitted_records');
+  if (emitted === undefined) return undefined;
+  return {
+    emitted,
+    shipped: read('shipped_records') ?? 0,
+    backlogRecords: read('backlog_records') ?? 0,
+    shipFailures: read('ship_failures') ?? 0,
+    dropped: read('dropped_records') ?? 0,
+  };
+}
+
+interface SinkCount {
+  posts: number;
+  bytes: number;
+  records: number;
+}
+
+/** One variant's measured run. */
+interface RoundResult {
+  wrk: WrkResult;
+  /** Peak resident memory of the proxy during warm-up and run, bytes. */
+  peakRssBytes: number;
+  /** Resident memory before any load (started and answered one request), bytes. */
+  idleRssBytes: number;
+  /** Busy share of each core during the measured run, percent. */
+  cpuBusyPercent: Record<string, number>;
+  /** CPU used by processes outside the benchmark during the run, percent of one core. */
+  foreignCpuPercent: number;
+  /** Absent for telemetry off. */
+  telemetry?: {
+    /** Counters at the end of the measured run (since the proxy started, warm-up included). */
+    atEnd: TelemetryCounters;
+    /** Records the proxy wrote to its log during the measured run, and per second of it. */
+    emittedInRun: number;
+    emittedPerSec: number;
+    /** Records the proxy shipped (collector acked) during the measured run, per second. */
+    shippedPerSec: number;
+    /** Records per request served in the measured run. */
+    recordsPerRequest: number;
+    /** What the collector stand-in received during the measured run. */
+    sinkInRun: SinkCount;
+  };
+}
+
+interface VariantResult extends RoundResult {
+  key: VariantKey;
+  label: string;
+  /** req/s of every round, in order; the figures above are from the median round. */
+  roundsRps: number[];
+  /** Live emission rate of every round, records/s (empty with telemetry off). */
+  roundsEmittedPerSec: number[];
+}
+
+class Bench {
+  readonly #procs: Processes;
+  readonly #tools: Omit<Tools, 'haproxy'>;
+  readonly #tmp: string;
+  readonly #options: Options;
+  readonly #lua: string;
+  #upstreamPort = 0;
+  #upstream?: Pinned;
+  #sink?: Pinned;
+  #sinkAddress = '';
+
+  constructor(procs: Processes, tools: Omit<Tools, 'haproxy'>, tmp: string, options: Options) {
+    this.#procs = procs;
+    this.#tools = tools;
+    this.#tmp = tmp;
+    this.#options = options;
+    this.#lua = path.join(tmp, 'summary.lua');
+  }
+
+  async #checkStarted(p: Pinned, address: string): Promise<void> {
+    try {
+      // The exit branch resolves to an error rather than rejecting: it settles later, when the
+      // process is stopped, and must not surface then as an unhandled rejection.
+      const exited = await Promise.race([
+        check(address).then(() => undefined),
+        p.exited.then(({ code, signal }) => new Error(`${p.name} exited (${code ?? signal}):\n${p.tail()}`)),
+      ]);
+      if (exited) throw exited;
+    } catch (err) {
+      await this.#procs.stop(p);
+      throw err;
+    }
+  }
+
+  /** nginx answering 1 KiB and the collector stand-in, both on the load core. */
+  async startPeers(): Promise<void> {
+    await writeFile(this.#lua, WRK_SUMMARY_LUA);
+    await chmod(this.#tmp, 0o755);
+    const dir = path.join(this.#tmp, 'upstream');
+    await mkdir(dir, { recursive: true });
+    // Workers drop root privileges to nobody and must still reach their temp paths.
+    await chmod(dir, 0o755);
+    this.#upstreamPort = await freePort();
+    await writeFile(path.join(dir, 'nginx.conf'), upstreamNginx(dir, this.#upstreamPort));
+    const upstream = this.#procs.start('upstream', LOAD_CORE, this.#tools.nginx, [
+      '-p',
+      dir,
+      '-c',
+      path.join(dir, 'nginx.conf'),
+      '-e',
+      path.join(dir, 'error.log'),
+      '-g',
+      'daemon off;',
+    ]);
+    await this.#checkStarted(upstream, `127.0.0.1:${this.#upstreamPort}`);
+    this.#upstream = upstream;
+    const sink = await startNode(this.#procs, 'collector-sink', LOAD_CORE, [sinkScript]);
+    this.#sink = sink.process;
+    this.#sinkAddress = String(sink.ready.address);
+  }
+
+  async stopPeers(): Promise<void> {
+    if (this.#sink) await this.#procs.stop(this.#sink);
+    if (this.#upstream) await this.#procs.stop(this.#upstream);
+  }
+
+  #sinkCount(): Promise<SinkCount> {
+    return getJson(`http://${this.#sinkAddress}/count`) as Promise<SinkCount>;
+  }
+
+  async #startProxy(variant: Variant, round: number) {
+    const dir = path.join(this.#tmp, `r${round}-${variant.key}`);
+    await mkdir(path.join(dir, 'mesh'), { recursive: true });
+    // The mesh of bench:proxy; (c) adds a mesh-wide TelemetryPolicy that samples every request.
+    const mesh = variant.sampleAll
+      ? `${isthmusMesh()}---
+${API}
+kind: TelemetryPolicy
+metadata: {name: all}
+spec:
+  targetRef: {kind: Mesh}
+  sampling: {minRatio: 1}
+`
+      : isthmusMesh();
+    await writeFile(path.join(dir, 'mesh', 'mesh.yaml'), mesh);
+    const bootstrap = path.join(dir, 'bootstrap.yaml');
+    await writeFile(
+      bootstrap,
+      isthmusTelemetryBootstrap(
+        'mesh',
+        this.#upstreamPort,
+        variant.telemetry
+          ? { collector: `http://${this.#sinkAddress}`, dataDir: path.join(dir, 'wal') }
+          : undefined,
+      ),
+    );
+    // As bench:proxy starts it: the V8 flag the `isthmus` bin's shebang sets (src/cli/main.ts).
+    const node = await startNode(this.#procs, `isthmus ${variant.key}`, PROXY_CORE, [
+      '--max-semi-space-size=4',
+      isthmusMain,
+      'proxy',
+      '--config',
+      bootstrap,
+    ]);
+    const listeners = node.ready.listeners as Record<string, string> | undefined;
+    const address = listeners?.outbound;
+    const admin = listeners?.admin;
+    if (!address || !admin) {
+      await this.#procs.stop(node.process);
+      throw new Error(`Isthmus ready event names no outbound/admin listener: ${JSON.stringify(node.ready)}`);
+    }
+    await this.#checkStarted(node.process, address);
+    return { process: node.process, address, admin, events: node.events };
+  }
+
+  #wrk(address: string, durationSec: number, summary: boolean): Promise<string> {
+    return runWrk(this.#procs, {
+      wrk: this.#tools.wrk,
+      core: LOAD_CORE,
+      url: `http://${address}/`,
+      host: SERVICE,
+      connections: this.#options.connections,
+      durationSec,
+      ...(summary && { script: this.#lua }),
+    });
+  }
+
+  /** A fresh proxy of `variant`: warm-up, then the measured run with its counters around it. */
+  async throughput(variant: Variant, round: number): Promise<RoundResult> {
+    const proxy = await this.#startProxy(variant, round);
+    try {
+      const sampler = new RssSampler(proxy.process.pid);
+      if (this.#options.warmupSec > 0) await this.#wrk(proxy.address, this.#options.warmupSec, false);
+      const roots = [proxy.process.pid, ...[this.#upstream, this.#sink].map((p) => p?.pid ?? 0)];
+      const sinkBefore = await this.#sinkCount();
+      const before = await telemetryCounters(proxy.admin);
+      const t0 = performance.now();
+      const cpu = new CpuMeter(roots.filter((pid) => pid > 0));
+      const output = await this.#wrk(proxy.address, this.#options.durationSec, true);
+      const { busyPercent, foreignPercent } = cpu.stop();
+      const after = await telemetryCounters(proxy.admin);
+      const scrapeSec = (performance.now() - t0) / 1000;
+      const sinkAfter = await this.#sinkCount();
+      const rss = sampler.stop();
+      if (!alive(proxy.process))
+        throw new Error(`${variant.label} died during the run:\n${proxy.process.tail()}`);
+      const wrk = parseWrkOutput(output);
+      const result: RoundResult = {
+        wrk,
+        peakRssBytes: rss.peakBytes,
+        idleRssBytes: rss.firstBytes,
+        cpuBusyPercent: busyPercent,
+        foreignCpuPercent: foreignPercent,
+      };
+      if (variant.telemetry && (!before || !after))
+        throw new Error(`${variant.label}: the proxy's /metrics has no isthmus_telemetry_* counters`);
+      if (before && after) {
+        const emittedInRun = after.emitted - before.emitted;
+        // Records are written as requests complete: per second of wrk's run (the scrapes around
+        // it add a few idle milliseconds), falling back to the time between the scrapes.
+        const loadSec = wrk.durationUs > 0 ? wrk.durationUs / 1e6 : scrapeSec;
+        result.telemetry = {
+          atEnd: after,
+          emittedInRun,
+          emittedPerSec: emittedInRun / loadSec,
+          shippedPerSec: (after.shipped - before.shipped) / scrapeSec,
+          recordsPerRequest: wrk.requests > 0 ? emittedInRun / wrk.requests : 0,
+          sinkInRun: {
+            posts: sinkAfter.posts - sinkBefore.posts,
+            bytes: sinkAfter.bytes - sinkBefore.bytes,
+            records: sinkAfter.records - sinkBefore.records,
+          },
+        };
+      }
+      return result;
+    } finally {
+      await this.#procs.stop(proxy.process);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parts 2 and 3: in this process.
 
 /** A collector that answers 200 (or 503 while `down`) and counts bytes, nothing else. */
 async function sinkCollector(): Promise<{
@@ -53,106 +487,6 @@ async function sinkCollector(): Promise<{
   };
 }
 
-async function upstream(): Promise<{ port: number; close(): Promise<void> }> {
-  const server = http.createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': BODY.length });
-    res.end(BODY);
-  });
-  server.keepAliveTimeout = 65_000;
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
-}
-
-async function startSidecar(
-  dir: string,
-  upstreamPort: number,
-  telemetry: string | undefined,
-  sampleAll = false,
-): Promise<Proxy> {
-  await writeFile(
-    path.join(dir, 'mesh.yaml'),
-    `${API}
-kind: Region
-metadata: {name: local}
-spec:
-  zones: [{name: local-a}]
----
-${API}
-kind: Service
-metadata: {name: bench}
-spec:
-  ports: [{name: http, port: 8080}]
----
-${API}
-kind: TrafficPolicy
-metadata: {name: base}
-spec:
-  targetRef: {kind: Mesh}
-  healthChecks: {enabled: false}
-${
-  sampleAll
-    ? `---
-${API}
-kind: TelemetryPolicy
-metadata: {name: all}
-spec:
-  targetRef: {kind: Mesh}
-  sampling: {minRatio: 1}
-`
-    : ''
-}`,
-  );
-  const text = `${API}
-kind: ProxyBootstrap
-metadata: {name: bench-${path.basename(dir).split('-')[0]}}
-spec:
-  mode: sidecar
-  service: client
-  locality: local/local-a
-  outbound: {listen: 127.0.0.1:0}
-  admin: {listen: 127.0.0.1:0}
-  resources: [.]
-  endpoints:
-    bench:
-      - {address: 127.0.0.1, port: ${upstreamPort}, locality: local/local-a}
-${telemetry ? `  telemetry: {collector: "${telemetry}", dataDir: ${JSON.stringify(path.join(dir, 'wal'))}}` : ''}
-`;
-  const { bootstrap, diagnostics } = parseBootstrap(text, path.join(dir, 'bootstrap.yaml'));
-  if (!bootstrap) throw new Error(JSON.stringify(diagnostics, null, 2));
-  return Proxy.start(bootstrap, {});
-}
-
-/** Closed-loop load: `connections` requests in flight for `durationMs`; requests per second. */
-async function load(address: string, connections: number, durationMs: number): Promise<number> {
-  const pool = new Pool(`http://${address}`, { connections, pipelining: 1 });
-  const until = performance.now() + durationMs;
-  let done = 0;
-  let failed = 0;
-  const worker = async () => {
-    while (performance.now() < until) {
-      const r = await pool.request({ path: '/', method: 'GET', headers: { host: 'bench' } });
-      await r.body.dump();
-      if (r.statusCode === 200) done++;
-      else failed++;
-    }
-  };
-  const start = performance.now();
-  await Promise.all(Array.from({ length: connections }, worker));
-  const seconds = (performance.now() - start) / 1000;
-  await pool.close();
-  if (failed > 0) console.error(`  ${failed} requests failed`);
-  return done / seconds;
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
-
 function span(i: number): SpanData {
   return {
     traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
@@ -175,56 +509,21 @@ function span(i: number): SpanData {
   };
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      duration: { type: 'string', default: process.env.BENCH_DURATION ?? '5' },
-      connections: { type: 'string', default: process.env.BENCH_CONNECTIONS ?? '32' },
-      rounds: { type: 'string', default: process.env.BENCH_ROUNDS ?? '3' },
-      records: { type: 'string', default: process.env.BENCH_RECORDS ?? '200000' },
-    },
-  });
-  const durationMs = Number(values.duration) * 1000;
-  const connections = Number(values.connections);
-  const rounds = Number(values.rounds);
-  const records = Number(values.records);
-  const root = await mkdtemp(path.join(os.tmpdir(), 'isthmus-bench-telemetry-'));
-  const collector = await sinkCollector();
-  const up = await upstream();
-  try {
-    // 1. Throughput, off vs on.
-    const offDir = await mkdtemp(path.join(root, 'off-'));
-    const onDir = await mkdtemp(path.join(root, 'on-'));
-    const allDir = await mkdtemp(path.join(root, 'all-'));
-    const variants = [
-      { label: 'telemetry off', proxy: await startSidecar(offDir, up.port, undefined), rps: [] as number[] },
-      {
-        label: 'on, default sampling',
-        proxy: await startSidecar(onDir, up.port, collector.url),
-        rps: [] as number[],
-      },
-      {
-        label: 'on, every request sampled',
-        proxy: await startSidecar(allDir, up.port, collector.url, true),
-        rps: [] as number[],
-      },
-    ];
-    for (const v of variants) await load(v.proxy.addresses.outbound!, connections, 1000);
-    for (let r = 0; r < rounds; r++)
-      for (const v of variants) v.rps.push(await load(v.proxy.addresses.outbound!, connections, durationMs));
-    console.log('proxy throughput (req/s, median of rounds, [rounds]):');
-    const offRps = median(variants[0]!.rps);
-    for (const v of variants) {
-      const st = v.proxy.telemetry?.source.stats();
-      const m = median(v.rps);
-      console.log(
-        `  ${v.label.padEnd(26)} ${m.toFixed(0).padStart(6)}  ×${(m / offRps).toFixed(3)}  [${v.rps.map((x) => x.toFixed(0)).join(', ')}]` +
-          (st ? `  records ${st.emitted}, shipped ${st.shipped}, dropped ${st.dropped.full.records}` : ''),
-      );
-      await v.proxy.stop();
-    }
+interface PipelineResult {
+  records: number;
+  appendSec: number;
+  appendPerSec: number;
+  bytesPerRecord: number;
+  drainSec: number;
+  drainPerSec: number;
+  drainMBPerSec: number;
+  complete: boolean;
+}
 
-    // 2. Append rate.
+/** (2) appends `records` spans while the collector is down, (3) drains them once it is back. */
+async function pipeline(root: string, records: number): Promise<PipelineResult> {
+  const collector = await sinkCollector();
+  try {
     const walDir = await mkdtemp(path.join(root, 'wal-'));
     collector.state.down = true;
     const source = await TelemetrySource.open({
@@ -244,26 +543,329 @@ async function main(): Promise<void> {
     await source.wal.sync();
     const appendSec = (performance.now() - t0) / 1000;
     const bytes = source.stats().backlogBytes;
-    console.log(
-      `append: ${records} spans in ${appendSec.toFixed(2)} s = ${(records / appendSec).toFixed(0)} spans/s (${(bytes / records).toFixed(0)} B/record, durable)`,
-    );
 
-    // 3. Drain of the backlog once the collector is back.
     collector.state.down = false;
+    collector.state.bytes = 0;
     const t1 = performance.now();
-    const drained = await source.flush(300_000);
+    const complete = await source.flush(300_000);
     const drainSec = (performance.now() - t1) / 1000;
-    console.log(
-      `replay: ${records} spans drained in ${drainSec.toFixed(2)} s = ${(records / drainSec).toFixed(0)} spans/s` +
-        ` (${(collector.state.bytes / drainSec / 1e6).toFixed(1)} MB/s of OTLP JSON; ${drained ? 'complete' : 'INCOMPLETE'})` +
-        `; drain/ingest ${(records / drainSec / (records / appendSec)).toFixed(2)}`,
-    );
     await source.close();
+    return {
+      records,
+      appendSec,
+      appendPerSec: records / appendSec,
+      bytesPerRecord: bytes / records,
+      drainSec,
+      drainPerSec: records / drainSec,
+      drainMBPerSec: collector.state.bytes / drainSec / 1e6,
+      complete,
+    };
   } finally {
-    await up.close();
     await collector.close();
-    await rm(root, { recursive: true, force: true });
   }
 }
 
-await main();
+// ---------------------------------------------------------------------------------------------
+// Report.
+
+interface Target {
+  name: string;
+  pass: boolean;
+  detail: string;
+}
+
+function evaluateTargets(variants: readonly VariantResult[], pipe: PipelineResult): Target[] {
+  const off = variants.find((v) => v.key === 'off') as VariantResult;
+  const all = variants.find((v) => v.key === 'all') as VariantResult;
+  const targets: Target[] = [];
+  for (const v of variants) {
+    if (v.key === 'off') continue;
+    const cost = 1 - v.wrk.requestsPerSec / off.wrk.requestsPerSec;
+    targets.push({
+      name: `telemetry cost ≤ ${MAX_COST * 100} %, ${v.label}`,
+      pass: cost <= MAX_COST,
+      detail: `${(cost * 100).toFixed(1)} % (${Math.round(v.wrk.requestsPerSec)} vs ${Math.round(off.wrk.requestsPerSec)} req/s)`,
+    });
+  }
+  const emission = all.telemetry?.emittedPerSec ?? 0;
+  const ratio = emission > 0 ? pipe.drainPerSec / emission : Infinity;
+  targets.push({
+    name: `replay drain ≥ ${MIN_DRAIN_OVER_EMISSION}× ingest (live emission of (c))`,
+    pass: ratio >= MIN_DRAIN_OVER_EMISSION && pipe.complete,
+    detail: `${ratio.toFixed(2)}× (drain ${Math.round(pipe.drainPerSec)} records/s, emission ${Math.round(emission)} records/s${pipe.complete ? '' : ', drain INCOMPLETE'})`,
+  });
+  return targets;
+}
+
+function errorCount(r: WrkResult): number {
+  const e = r.errors;
+  return e.connect + e.read + e.write + e.timeout + e.status;
+}
+
+function table(header: readonly string[], rows: readonly string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]?.length ?? 0)));
+  const line = (cells: readonly string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
+}
+
+const int = (n: number) => Math.round(n).toLocaleString('en-US');
+
+function formatReport(
+  variants: readonly VariantResult[],
+  pipe: PipelineResult,
+  targets: readonly Target[],
+): string {
+  const off = variants.find((v) => v.key === 'off') as VariantResult;
+  const out = [
+    'Part 1: proxy throughput, one isthmus proxy process per variant on core 0 (figures from each variant’s median round):',
+    ...table(
+      ['variant', 'req/s', '×off', 'p50 ms', 'p99 ms', 'peak RSS MB', 'core0 %', 'errors'],
+      variants.map((v) => [
+        v.label,
+        int(v.wrk.requestsPerSec),
+        (v.wrk.requestsPerSec / off.wrk.requestsPerSec).toFixed(3),
+        ms(v.wrk.p50Us),
+        ms(v.wrk.p99Us),
+        (v.peakRssBytes / 2 ** 20).toFixed(1),
+        String(v.cpuBusyPercent.cpu0 ?? '?'),
+        String(errorCount(v.wrk)),
+      ]),
+    ),
+    '',
+    'Telemetry of the proxy (rates over the measured run; counters at its end, warm-up included):',
+    ...table(
+      [
+        'variant',
+        'emitted/s',
+        'records/req',
+        'shipped/s',
+        'emitted',
+        'shipped',
+        'backlog',
+        'dropped',
+        'ship fails',
+      ],
+      variants
+        .filter((v) => v.telemetry)
+        .map((v) => {
+          const t = v.telemetry as NonNullable<RoundResult['telemetry']>;
+          return [
+            v.label,
+            int(t.emittedPerSec),
+            t.recordsPerRequest.toFixed(3),
+            int(t.shippedPerSec),
+            int(t.atEnd.emitted),
+            int(t.atEnd.shipped),
+            int(t.atEnd.backlogRecords),
+            int(t.atEnd.dropped),
+            int(t.atEnd.shipFailures),
+          ];
+        }),
+    ),
+  ];
+  if (variants.some((v) => v.roundsRps.length > 1)) {
+    out.push('', 'By round (req/s; emitted records/s):');
+    for (const v of variants)
+      out.push(
+        `  ${v.label.padEnd(30)}  ${v.roundsRps.join(' / ')}` +
+          (v.telemetry ? `;  ${v.roundsEmittedPerSec.map((x) => Math.round(x)).join(' / ')}` : ''),
+      );
+  }
+  for (const v of variants) {
+    const core0 = v.cpuBusyPercent.cpu0;
+    if (core0 !== undefined && core0 < 90)
+      out.push(
+        `note: ${v.label} kept core 0 only ${core0}% busy (core 1: ${v.cpuBusyPercent.cpu1 ?? '?'}%): bounded by the load generator and upstream, not by the proxy`,
+      );
+    if (v.foreignCpuPercent >= 5)
+      out.push(
+        `note: other processes on this machine used ${v.foreignCpuPercent}% of a core during the ${v.label} run: its figures are disturbed`,
+      );
+    if (errorCount(v.wrk) > 0) out.push(`warning: ${v.label} had errors: ${JSON.stringify(v.wrk.errors)}`);
+  }
+
+  const all = variants.find((v) => v.key === 'all');
+  const emission = all?.telemetry?.emittedPerSec ?? 0;
+  out.push(
+    '',
+    'Parts 2 and 3: TelemetrySource in this process (core 1), spans:',
+    `  append  ${pipe.records} spans in ${pipe.appendSec.toFixed(2)} s = ${int(pipe.appendPerSec)} records/s (${pipe.bytesPerRecord.toFixed(0)} B/record, durable)`,
+    `  replay  drained in ${pipe.drainSec.toFixed(2)} s = ${int(pipe.drainPerSec)} records/s (${pipe.drainMBPerSec.toFixed(1)} MB/s of OTLP JSON; ${pipe.complete ? 'complete' : 'INCOMPLETE'})`,
+    `  drain / append                        ${(pipe.drainPerSec / pipe.appendPerSec).toFixed(2)}×`,
+    `  drain / live emission at peak load    ${emission > 0 ? (pipe.drainPerSec / emission).toFixed(2) : '-'}× (${int(emission)} records/s, variant (c))`,
+    '',
+    'Targets:',
+    ...targets.map((t) => `  ${t.pass ? 'PASS' : 'MISS'}  ${t.name}: ${t.detail}`),
+  );
+  return out.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function firstLine(command: string, args: string[]): string {
+  const r = spawnSync(command, args, { encoding: 'utf8', timeout: 5000 });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n')[0]?.trim() ?? '';
+}
+
+function machine(tools: Omit<Tools, 'haproxy'>): Record<string, unknown> {
+  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  return {
+    nproc: os.availableParallelism(),
+    cpuModel: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? 'unknown',
+    kernel: os.release(),
+    node: process.version,
+    nginx: firstLine(tools.nginx, ['-v']),
+    wrk: firstLine(tools.wrk, ['-v']),
+  };
+}
+
+function gitRevision(): string | undefined {
+  const head = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' });
+  if (head.status !== 0) return undefined;
+  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], {
+    cwd: repoRoot,
+    encoding: 'utf8',
+  });
+  return `${head.stdout.trim()}${dirty.stdout.trim() ? '-dirty' : ''}`;
+}
+
+/** The median round by req/s (the lower middle one for an even count), with the peak RSS of all. */
+function summarise(variant: Variant, rounds: readonly RoundResult[]): VariantResult {
+  const sorted = [...rounds].sort((a, b) => a.wrk.requestsPerSec - b.wrk.requestsPerSec);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)] as RoundResult;
+  return {
+    key: variant.key,
+    label: variant.label,
+    ...median,
+    peakRssBytes: Math.max(...rounds.map((r) => r.peakRssBytes)),
+    roundsRps: rounds.map((r) => Math.round(r.wrk.requestsPerSec)),
+    roundsEmittedPerSec: variant.telemetry ? rounds.map((r) => r.telemetry?.emittedPerSec ?? 0) : [],
+  };
+}
+
+async function main(): Promise<number> {
+  let options: Options | undefined;
+  try {
+    options = parseOptions(process.argv.slice(2));
+  } catch (err) {
+    // UsageError, or parseArgs's own error for an unknown flag or a missing value.
+    console.error(`${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (!options) {
+    console.log(USAGE);
+    return 0;
+  }
+  const { tools, missing } = checkLoadPrerequisites(isthmusMain);
+  if (!tools || !existsSync(sinkScript)) {
+    console.error('The telemetry benchmark needs what is missing below (it installs nothing itself):');
+    for (const m of missing) console.error(`  - ${m.what}\n      get it with: ${m.fix}`);
+    if (!existsSync(sinkScript))
+      console.error(`  - the built collector stand-in (${sinkScript})\n      get it with: npm run build`);
+    return 3;
+  }
+
+  // Read before pinning: afterwards this process sees one CPU.
+  const info = machine(tools);
+  // This process only samples and waits; it shares core 1 so that core 0 is the proxy's alone.
+  execFileSync(tools.taskset, ['-a', '-p', '-c', String(LOAD_CORE), String(process.pid)], {
+    stdio: 'ignore',
+  });
+
+  const procs = new Processes(tools.taskset);
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'isthmus-bench-telemetry-'));
+  let cleaning: Promise<void> | undefined;
+  let interrupted = false;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      await procs.stopAll();
+      await rm(tmp, { recursive: true, force: true });
+    })());
+  process.on('exit', () => procs.killAllNow());
+  for (const signal of ['SIGINT', 'SIGTERM'] as const)
+    process.once(signal, () => {
+      interrupted = true;
+      console.error(`\n${signal}: stopping every process the benchmark started…`);
+      void cleanup().finally(() => process.exit(130));
+    });
+
+  const o = options;
+  const estimateSec =
+    o.rounds * VARIANTS.length * (o.warmupSec + o.durationSec + 2) + 10 + o.records / 20_000;
+  console.log(
+    `Telemetry benchmark: isthmus proxy (off / default sampling / every request sampled) on core ${PROXY_CORE}; ` +
+      `upstream (nginx, ${BODY.length} B body), wrk and the collector stand-in on core ${LOAD_CORE}.\n` +
+      `wrk -t1 -c${o.connections} -d${o.durationSec}s after ${o.warmupSec}s warm-up, ${o.rounds} round(s); then ${o.records} spans appended and replayed in process. About ${Math.ceil(estimateSec / 60)} min.\n` +
+      `${String(info.cpuModel)}, ${String(info.nproc)} CPUs, ${String(info.node)}, ${String(info.nginx)}\n`,
+  );
+
+  try {
+    const bench = new Bench(procs, tools, tmp, o);
+    await bench.startPeers();
+    // Variants take turns, round after round, so a burst of noise hits one round of one variant
+    // rather than all of a variant's figures.
+    const rounds = new Map<VariantKey, RoundResult[]>(VARIANTS.map((v) => [v.key, []]));
+    for (let round = 1; round <= o.rounds; round++) {
+      if (o.rounds > 1) console.log(`  round ${round}/${o.rounds}`);
+      for (const variant of VARIANTS) {
+        process.stdout.write(`  ${variant.label}… `);
+        const r = await bench.throughput(variant, round);
+        rounds.get(variant.key)?.push(r);
+        console.log(
+          `${Math.round(r.wrk.requestsPerSec)} req/s` +
+            (r.telemetry ? `, ${Math.round(r.telemetry.emittedPerSec)} records/s emitted` : ''),
+        );
+      }
+    }
+    await bench.stopPeers();
+    const variants = VARIANTS.map((v) => summarise(v, rounds.get(v.key) ?? []));
+
+    process.stdout.write(`  append and replay of ${o.records} spans… `);
+    const pipe = await pipeline(tmp, o.records);
+    console.log(`${Math.round(pipe.drainPerSec)} records/s drained`);
+
+    const targets = evaluateTargets(variants, pipe);
+    console.log(`\n${formatReport(variants, pipe, targets)}`);
+
+    if (o.save) {
+      const date = new Date().toISOString().slice(0, 10);
+      const dir = path.join(repoRoot, 'bench', 'results');
+      await mkdir(dir, { recursive: true });
+      const file = path.join(dir, `telemetry-${date}.json`);
+      const all = variants.find((v) => v.key === 'all');
+      const report = {
+        date: new Date().toISOString(),
+        revision: gitRevision(),
+        machine: info,
+        options: o,
+        layout: { proxyCore: PROXY_CORE, loadCore: LOAD_CORE, bodyBytes: BODY.length },
+        variants,
+        pipeline: {
+          ...pipe,
+          liveEmissionPerSec: all?.telemetry?.emittedPerSec ?? null,
+          drainOverAppend: pipe.drainPerSec / pipe.appendPerSec,
+          drainOverLiveEmission: all?.telemetry ? pipe.drainPerSec / all.telemetry.emittedPerSec : null,
+        },
+        targets,
+      };
+      // Formatted as `npm run lint` (prettier --check) expects of a file in the repository.
+      const prettier = await import('prettier');
+      const style = (await prettier.resolveConfig(file)) ?? {};
+      await writeFile(
+        file,
+        await prettier.format(JSON.stringify(report, null, 2), { ...style, filepath: file }),
+      );
+      console.log(`\nSaved ${path.relative(process.cwd(), file)}`);
+    }
+    return 0;
+  } catch (err) {
+    if (interrupted) return 130;
+    console.error(`\ntelemetry benchmark failed: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  } finally {
+    await cleanup();
+  }
+}
+
+process.exitCode = await main();

@@ -131,6 +131,20 @@ spec:
 }
 
 /**
+ * {@link isthmusBootstrap} with request telemetry on: records are written to the log in `dataDir`
+ * (absolute) and shipped to `collector`. Without `telemetry`, the same text as isthmusBootstrap.
+ */
+export function isthmusTelemetryBootstrap(
+  meshDir: string,
+  upstreamPort: number,
+  telemetry: { collector: string; dataDir: string } | undefined,
+): string {
+  const base = isthmusBootstrap(meshDir, upstreamPort);
+  if (!telemetry) return base;
+  return `${base}  telemetry: {collector: ${JSON.stringify(telemetry.collector)}, dataDir: ${JSON.stringify(telemetry.dataDir)}}\n`;
+}
+
+/**
  * A wrk script that prints, once the run is over, what `--latency` does not: p99.9, the error
  * counts and the bytes read, as one JSON line.
  */

@@ -93,3 +93,45 @@ export function checkPrerequisites(isthmusMain: string): { tools?: Tools; missin
   if (missing.length > 0 || !nginx || !haproxy || !wrk || !taskset) return { missing };
   return { tools: { nginx, haproxy, wrk, taskset }, missing };
 }
+
+/**
+ * {@link checkPrerequisites} for a benchmark that loads only Isthmus (the telemetry benchmark):
+ * nginx as the upstream, wrk, taskset, the built CLI and cores 0 and 1; no HAProxy, no fastify.
+ */
+export function checkLoadPrerequisites(isthmusMain: string): {
+  tools?: Omit<Tools, 'haproxy'>;
+  missing: Missing[];
+} {
+  const missing: Missing[] = [];
+  const debian = (pkg: string, bin: string) => {
+    const found = which(bin);
+    if (!found)
+      missing.push({
+        what: `${bin} (Debian package ${pkg})`,
+        fix: `sudo apt-get update && sudo apt-get install -y ${pkg}`,
+      });
+    return found;
+  };
+  const nginx = debian('nginx', 'nginx');
+  const wrk = debian('wrk', 'wrk');
+  const taskset = debian('util-linux', 'taskset');
+  if (!resolvable('undici'))
+    missing.push({
+      what: 'the npm package undici (a dependency of this repository)',
+      fix: 'npm install   (in the repository root)',
+    });
+  if (!existsSync(isthmusMain))
+    missing.push({ what: `the built Isthmus CLI (${isthmusMain})`, fix: 'npm run build' });
+  if (process.platform !== 'linux')
+    missing.push({ what: 'Linux (/proc and taskset)', fix: 'run the benchmark on a Linux machine' });
+  else {
+    const cpus = allowedCpus();
+    if (!cpus.has(0) || !cpus.has(1))
+      missing.push({
+        what: `cores 0 and 1 (this process may use: ${[...cpus].join(',') || 'none'})`,
+        fix: 'run on a machine (or container cpuset) with at least 2 cores, including 0 and 1',
+      });
+  }
+  if (missing.length > 0 || !nginx || !wrk || !taskset) return { missing };
+  return { tools: { nginx, wrk, taskset }, missing };
+}

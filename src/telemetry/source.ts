@@ -133,9 +133,13 @@ export interface TelemetrySourceStats {
   ackedSeq: number;
 }
 
-const TAG_SPAN = 0x54; // 'T'
-const TAG_LOG = 0x4c; // 'L'
-const TAG_METRICS = 0x4d; // 'M'
+/** The first byte of a record's payload says which signal its item is, as an ASCII letter. */
+const TAG_SPAN = 'T';
+const TAG_LOG = 'L';
+const TAG_METRICS = 'M';
+const BYTE_SPAN = 0x54;
+const BYTE_LOG = 0x4c;
+const BYTE_METRICS = 0x4d;
 const ITEM_PREFIX = '{"attributes":[';
 const METRICS_PREFIX = '{"scope":{"attributes":[';
 const SCOPE = '{"name":"isthmus"}';
@@ -178,11 +182,53 @@ export function encodeSpan(s: SpanData): string {
   );
 }
 
+/**
+ * Writers of OTLP JSON attributes for code that encodes the same keys on every call (the proxy's
+ * access log): each key's opening is built once, and a value is written with the encoder of its
+ * type. `attr.string(key)(v)` gives `{"key":KEY,"value":{"stringValue":V}}`; `.raw` takes a string
+ * that needs no JSON escaping (hex ids, counters), `.int`, `.double` and `.bool` numbers and
+ * flags. Joining them with commas gives what {@link encodeAttributes} gives for the same object.
+ */
+export const attr = {
+  string(key: string): (v: string) => string {
+    const open = `{"key":${JSON.stringify(key)},"value":{"stringValue":`;
+    return (v) => `${open}${JSON.stringify(v)}}}`;
+  },
+  raw(key: string): (v: string) => string {
+    const open = `{"key":${JSON.stringify(key)},"value":{"stringValue":"`;
+    return (v) => `${open}${v}"}}`;
+  },
+  int(key: string): (v: number) => string {
+    const open = `{"key":${JSON.stringify(key)},"value":{"intValue":"`;
+    return (v) => `${open}${v}"}}`;
+  },
+  /** An integer as `intValue`, anything else as `doubleValue`, as {@link encodeAttributes} does. */
+  number(key: string): (v: number) => string {
+    const int = attr.int(key);
+    const double = attr.double(key);
+    return (v) => (Number.isInteger(v) ? int(v) : double(v));
+  },
+  double(key: string): (v: number) => string {
+    const open = `{"key":${JSON.stringify(key)},"value":{"doubleValue":`;
+    return (v) => `${open}${Number.isFinite(v) ? v : 0}}}`;
+  },
+  bool(key: string): (v: boolean) => string {
+    const yes = `{"key":${JSON.stringify(key)},"value":{"boolValue":true}}`;
+    const no = `{"key":${JSON.stringify(key)},"value":{"boolValue":false}}`;
+    return (v) => (v ? yes : no);
+  },
+};
+
 export function encodeLog(r: LogData): string {
+  return encodeLogWith(r, encodeAttributes(r.attributes));
+}
+
+/** A log item whose attribute list (the inside, no brackets) is already encoded. */
+function encodeLogWith(r: Omit<LogData, 'attributes'>, attributes: string): string {
   const severity = r.severity ?? 'INFO';
   const t = nanos(r.timeMs);
   return (
-    `${ITEM_PREFIX}${encodeAttributes(r.attributes)}],"timeUnixNano":"${t}","observedTimeUnixNano":"${t}"` +
+    `${ITEM_PREFIX}${attributes}],"timeUnixNano":"${t}","observedTimeUnixNano":"${t}"` +
     `,"severityNumber":${SEVERITY[severity]},"severityText":"${severity}","body":{"stringValue":${JSON.stringify(r.body)}}` +
     (r.traceId ? `,"traceId":"${r.traceId}"` : '') +
     (r.spanId ? `,"spanId":"${r.spanId}"` : '') +
@@ -234,11 +280,56 @@ export function encodeMetrics(points: readonly MetricPoint[]): string {
   return `${METRICS_PREFIX}],"name":"isthmus"},"metrics":[${metrics.join(',')}]}`;
 }
 
-/** Splices `isthmus.seq` into the attribute list the item starts with. */
-function withSeq(item: string, prefixLength: number, seq: number): string {
-  const seqAttr = `{"key":"isthmus.seq","value":{"intValue":"${seq}"}}`;
-  const rest = item.slice(prefixLength);
-  return `${item.slice(0, prefixLength)}${seqAttr}${rest.startsWith(']') ? '' : ','}${rest}`;
+const ITEM_PREFIX_BYTES = Buffer.byteLength(ITEM_PREFIX);
+const METRICS_PREFIX_BYTES = Buffer.byteLength(METRICS_PREFIX);
+const SEQ_ATTR_HEAD = Buffer.from('{"key":"isthmus.seq","value":{"intValue":"', 'latin1');
+const SEQ_ATTR_TAIL = Buffer.from('"}}', 'latin1');
+const CLOSE_BRACKET = 0x5d; // ']'
+const COMMA = 0x2c;
+
+/**
+ * One OTLP export body, as bytes: `head`, the items of `records` (payloads whose item JSON starts
+ * with a `prefixBytes`-long attribute-list opening) with `isthmus.seq` spliced in as their first
+ * attribute and joined by commas, then `tail`. The items are copied once, never decoded: the
+ * payloads are UTF-8 already and the splice point is a fixed offset.
+ */
+export function exportBody(
+  head: Buffer,
+  records: readonly WalRecord[],
+  prefixBytes: number,
+  tail: Buffer,
+  alloc: (size: number) => Buffer = (size) => Buffer.allocUnsafe(size),
+): Buffer {
+  const seqs = new Array<string>(records.length);
+  let size = head.length + tail.length + Math.max(0, records.length - 1);
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i] as WalRecord;
+    const seq = String(r.seq);
+    seqs[i] = seq;
+    const itemBytes = r.payload.length - 1;
+    // The attribute, and a comma unless the item's own attribute list is empty.
+    size += itemBytes + SEQ_ATTR_HEAD.length + seq.length + SEQ_ATTR_TAIL.length;
+    if (r.payload[1 + prefixBytes] !== CLOSE_BRACKET) size += 1;
+  }
+  const out = alloc(size);
+  out.set(head, 0);
+  let at = head.length;
+  for (let i = 0; i < records.length; i++) {
+    const payload = (records[i] as WalRecord).payload;
+    if (i > 0) out[at++] = COMMA;
+    out.set(payload.subarray(1, 1 + prefixBytes), at);
+    at += prefixBytes;
+    out.set(SEQ_ATTR_HEAD, at);
+    at += SEQ_ATTR_HEAD.length;
+    at += out.write(seqs[i] as string, at, 'latin1');
+    out.set(SEQ_ATTR_TAIL, at);
+    at += SEQ_ATTR_TAIL.length;
+    if (payload[1 + prefixBytes] !== CLOSE_BRACKET) out[at++] = COMMA;
+    out.set(payload.subarray(1 + prefixBytes), at);
+    at += payload.length - 1 - prefixBytes;
+  }
+  out.set(tail, at);
+  return out;
 }
 
 const sleep = (ms: number, wake: Promise<void>) =>
@@ -257,7 +348,10 @@ export class TelemetrySource {
   readonly wal: WriteAheadLog;
   readonly source: string;
   readonly #clock: Clock;
-  readonly #resourceJson: string;
+  /** The bytes before and after the items of each signal's export body. */
+  readonly #bodyEnds: Record<'spans' | 'logs' | 'metrics', [Buffer, Buffer]>;
+  /** Export bodies are built in here (see #exportBodies). */
+  #arena = Buffer.allocUnsafeSlow(0);
   readonly #resource: { service: string; region: string; zone?: string | undefined };
   readonly #pool: Pool | undefined;
   readonly #basePath: string;
@@ -293,12 +387,21 @@ export class TelemetrySource {
     this.#clock = options.clock ?? systemClock;
     this.#resource = options.resource;
     const { service, region, zone } = options.resource;
-    this.#resourceJson = `{"attributes":[${encodeAttributes({
+    const res = `{"attributes":[${encodeAttributes({
       'service.name': service,
       'isthmus.source': options.source,
       'isthmus.region': region,
       'isthmus.zone': zone,
     })}]}`;
+    const ends = (head: string, tail: string): [Buffer, Buffer] => [Buffer.from(head), Buffer.from(tail)];
+    this.#bodyEnds = {
+      spans: ends(`{"resourceSpans":[{"resource":${res},"scopeSpans":[{"scope":${SCOPE},"spans":[`, ']}]}]}'),
+      logs: ends(
+        `{"resourceLogs":[{"resource":${res},"scopeLogs":[{"scope":${SCOPE},"logRecords":[`,
+        ']}]}]}',
+      ),
+      metrics: ends(`{"resourceMetrics":[{"resource":${res},"scopeMetrics":[`, ']}]}'),
+    };
     this.#backoff = new FullJitterBackoff(
       options.backoffBaseMs ?? 100,
       options.backoffMaxMs ?? 30_000,
@@ -338,16 +441,18 @@ export class TelemetrySource {
    * Appends one record and returns at once: nothing on the request path waits for the disk, and
    * a refused append (log full, failed, closing) is counted, never thrown.
    */
-  #append(tag: number, json: string): void {
+  #append(tag: string, json: string): void {
     if (this.#closing) {
       this.#appendFailures++;
       return;
     }
-    const payload = Buffer.allocUnsafe(1 + Buffer.byteLength(json));
-    payload[0] = tag;
-    payload.write(json, 1, 'utf8');
     this.#emitted++;
-    this.wal.append(payload, this.#clock.now()).catch(this.#onAppendFailed);
+    const now = this.#clock.now();
+    // A log that blocks when full must queue the record (and may fail it later); any other takes
+    // it or refuses it now, with no promise and no copy per record.
+    if (this.wal.whenFull === 'block')
+      this.wal.append(Buffer.from(tag + json, 'utf8'), now).catch(this.#onAppendFailed);
+    else if (!this.wal.appendText(tag + json, now)) this.#appendFailures++;
   }
 
   span(span: SpanData): void {
@@ -360,6 +465,14 @@ export class TelemetrySource {
 
   log(record: LogData): void {
     this.#append(TAG_LOG, encodeLog(record));
+  }
+
+  /**
+   * A log record whose attributes the caller encoded (the inside of the OTLP attribute list, as
+   * {@link encodeAttributes} or the {@link attr} writers give it): for records written per request.
+   */
+  logEncoded(record: Omit<LogData, 'attributes'>, attributes: string): void {
+    this.#append(TAG_LOG, encodeLogWith(record, attributes));
   }
 
   /** One batch of points: one record, one OTLP scope, one seq. */
@@ -387,7 +500,7 @@ export class TelemetrySource {
     };
   }
 
-  async #post(path: string, body: string): Promise<void> {
+  async #post(path: string, body: string | Buffer): Promise<void> {
     const pool = this.#pool as Pool;
     const res = await pool.request({
       path: `${this.#basePath}${path}`,
@@ -403,43 +516,53 @@ export class TelemetrySource {
   }
 
   /** Builds the export bodies of one batch, by signal, with each item's seq spliced in. */
-  #exportBodies(records: readonly WalRecord[]): { path: string; body: string }[] {
-    const spans: string[] = [];
-    const logs: string[] = [];
-    const metrics: string[] = [];
+  #exportBodies(records: readonly WalRecord[]): { path: string; body: Buffer }[] {
+    const spans: WalRecord[] = [];
+    const logs: WalRecord[] = [];
+    const metrics: WalRecord[] = [];
     for (const r of records) {
-      const item = r.payload.toString('utf8', 1);
       switch (r.payload[0]) {
-        case TAG_SPAN:
-          spans.push(withSeq(item, ITEM_PREFIX.length, r.seq));
+        case BYTE_SPAN:
+          spans.push(r);
           break;
-        case TAG_LOG:
-          logs.push(withSeq(item, ITEM_PREFIX.length, r.seq));
+        case BYTE_LOG:
+          logs.push(r);
           break;
-        case TAG_METRICS:
-          metrics.push(withSeq(item, METRICS_PREFIX.length, r.seq));
+        case BYTE_METRICS:
+          metrics.push(r);
           break;
         default:
           // Not written by this version: skipped (its seq shows as a gap downstream).
           break;
       }
     }
-    const out: { path: string; body: string }[] = [];
-    const res = this.#resourceJson;
+    const out: { path: string; body: Buffer }[] = [];
+    const b = this.#bodyEnds;
+    // The bodies of a batch are cut from one arena that is reused batch after batch (the loop
+    // posts a batch's bodies before it builds the next): megabytes of fresh buffers per batch
+    // would make V8 run full collections of the whole heap just for their external memory.
+    let used = 0;
+    const alloc = (size: number): Buffer => {
+      if (used + size > this.#arena.length) {
+        // Grows between batches only; bodies already cut keep the old arena alive until posted.
+        this.#arena = Buffer.allocUnsafeSlow(Math.max(2 * this.#arena.length, used + size, 64 * 1024));
+        used = 0;
+      }
+      const body = this.#arena.subarray(used, used + size);
+      used += size;
+      return body;
+    };
     if (spans.length > 0)
       out.push({
         path: '/v1/traces',
-        body: `{"resourceSpans":[{"resource":${res},"scopeSpans":[{"scope":${SCOPE},"spans":[${spans.join(',')}]}]}]}`,
+        body: exportBody(b.spans[0], spans, ITEM_PREFIX_BYTES, b.spans[1], alloc),
       });
     if (logs.length > 0)
-      out.push({
-        path: '/v1/logs',
-        body: `{"resourceLogs":[{"resource":${res},"scopeLogs":[{"scope":${SCOPE},"logRecords":[${logs.join(',')}]}]}]}`,
-      });
+      out.push({ path: '/v1/logs', body: exportBody(b.logs[0], logs, ITEM_PREFIX_BYTES, b.logs[1], alloc) });
     if (metrics.length > 0)
       out.push({
         path: '/v1/metrics',
-        body: `{"resourceMetrics":[{"resource":${res},"scopeMetrics":[${metrics.join(',')}]}]}`,
+        body: exportBody(b.metrics[0], metrics, METRICS_PREFIX_BYTES, b.metrics[1], alloc),
       });
     return out;
   }
@@ -454,16 +577,24 @@ export class TelemetrySource {
     let next = this.wal.ackedSeq + 1;
     let retry = 0;
     while (!this.#closing) {
-      let batch: WalRecord[];
+      // Only the export bodies live while they are posted, not the records they were built from.
+      let exports: { path: string; body: Buffer }[];
+      let count: number;
+      let last: number;
       try {
-        batch = await this.wal.readBatch(next, this.#batchRecords, this.#batchBytes);
+        const batch = await this.wal.readBatch(next, this.#batchRecords, this.#batchBytes, {
+          reuseBuffer: true,
+        });
+        count = batch.length;
+        last = count > 0 ? (batch[count - 1] as WalRecord).seq : 0;
+        exports = count > 0 ? this.#exportBodies(batch) : [];
       } catch (err) {
         if (this.#closing) return;
         this.#lastShipError = (err as Error).message;
         await sleep(this.#backoff.delayMs(retry++), this.#closed);
         continue;
       }
-      if (batch.length === 0) {
+      if (count === 0) {
         // Caught up: wait for a record past the durable seq, or for close. Not `next`: when
         // drop-oldest removed everything up to the durable seq, `next` is already durable and
         // waiting on it would spin without ever yielding to the fsync that makes progress.
@@ -472,13 +603,12 @@ export class TelemetrySource {
         continue;
       }
       try {
-        for (const { path, body } of this.#exportBodies(batch)) {
+        for (const { path, body } of exports) {
           this.#exports++;
           await this.#post(path, body);
         }
-        const last = (batch.at(-1) as WalRecord).seq;
         // Stored by the collector: shipped, whether or not the checkpoint below is durable yet.
-        this.#shipped += batch.length;
+        this.#shipped += count;
         await this.wal.ack(last);
         this.#checkpointedSeq = last;
         next = last + 1;

@@ -151,6 +151,29 @@ export function encodeRecordInto(
   return offset + RECORD_HEADER_BYTES + payload.length;
 }
 
+/**
+ * Like {@link encodeRecordInto} for a payload given as text, written as UTF-8 straight into
+ * `buf` (no intermediate buffer). `payloadBytes` must be its UTF-8 length.
+ */
+export function encodeTextRecordInto(
+  buf: Buffer,
+  offset: number,
+  seq: number,
+  timeMs: number,
+  text: string,
+  payloadBytes: number,
+): number {
+  const payloadStart = offset + RECORD_HEADER_BYTES;
+  buf.write(text, payloadStart, payloadBytes, 'utf8');
+  buf.writeUInt32LE(RECORD_MARKER, offset);
+  buf.writeUInt32LE(payloadBytes, offset + 4);
+  writeSeq(buf, seq, offset + 8);
+  buf.writeDoubleLE(timeMs, offset + 16);
+  buf.writeUInt32LE(crc32(buf.subarray(payloadStart, payloadStart + payloadBytes)), offset + 24);
+  buf.writeUInt32LE(crc32Range(buf, offset, offset + 28), offset + 28);
+  return payloadStart + payloadBytes;
+}
+
 export interface DecodedRecord {
   seq: number;
   timeMs: number;

@@ -2,6 +2,7 @@ export {
   WriteAheadLog,
   type WalAppend,
   type WalFullPolicy,
+  type ReadOptions,
   type WalOptions,
   type WalRecord,
   type WalStats,

@@ -10,6 +10,7 @@ import {
   encodeCheckpoint,
   encodeRecordInto,
   encodeSegmentHeader,
+  encodeTextRecordInto,
   RECORD_HEADER_BYTES,
   SEGMENT_HEADER_BYTES,
   segmentName,
@@ -45,6 +46,16 @@ export interface WalRecord {
   /** The time the caller gave to append, epoch ms. */
   timeMs: number;
   payload: Buffer;
+}
+
+export interface ReadOptions {
+  /**
+   * The payloads may be views of a buffer the log reuses: they are valid only until the next
+   * readBatch. For a shipper that is done with a batch before it reads the next; it spares a
+   * fresh megabyte per batch, which V8 counts as external memory and answers with full
+   * collections of the whole heap.
+   */
+  reuseBuffer?: boolean;
 }
 
 /** What append resolves to, once the record is written to the OS. */
@@ -103,6 +114,43 @@ function deferred(): Deferred {
   // Nobody has to observe a failure (most appenders never look at `durable`); those who do still see it.
   promise.catch(() => {});
   return { promise, resolve, reject };
+}
+
+/**
+ * A {@link Deferred} whose promise is made only when someone asks for it. Every write batch has
+ * two (written, durable), but records appended with appendText never look at them: at thousands
+ * of batches a second, promises nobody awaits would be garbage that outlives the young generation
+ * (a batch waits up to the fsync interval) and would keep the old generation collecting.
+ */
+const RESOLVED = { error: undefined };
+
+class LazyDeferred implements Deferred {
+  #inner: Deferred | undefined;
+  #outcome: { error: Error | undefined } | undefined;
+
+  get promise(): Promise<void> {
+    if (!this.#inner) {
+      this.#inner = deferred();
+      if (this.#outcome) {
+        const { error } = this.#outcome;
+        if (error) this.#inner.reject(error);
+        else this.#inner.resolve();
+      }
+    }
+    return this.#inner.promise;
+  }
+
+  resolve(): void {
+    if (this.#outcome) return;
+    this.#outcome = RESOLVED;
+    this.#inner?.resolve();
+  }
+
+  reject(err: Error): void {
+    if (this.#outcome) return;
+    this.#outcome = { error: err };
+    this.#inner?.reject(err);
+  }
 }
 
 interface Segment {
@@ -208,6 +256,8 @@ export class WriteAheadLog {
   #durableSeq: number;
   #ackedSeq: number;
 
+  /** readBatch's buffer when the caller lets it be reused (ReadOptions.reuseBuffer). */
+  #readBuffer = Buffer.allocUnsafeSlow(0);
   // Writing: appends go into #open; one batch is written at a time.
   #open: Batch | undefined;
   #lastBatch: Batch | undefined;
@@ -396,6 +446,31 @@ export class WriteAheadLog {
     return this.#block(Buffer.from(payload), timeMs, recordBytes);
   }
 
+  /**
+   * Appends one record given as text (stored as UTF-8) and never waits: no promise, no copy
+   * besides the encoding. Returns whether the log took it; it refuses when it is failed or
+   * closing, when the record is too large, and when it is full and cannot make room now (with
+   * `drop-oldest`, after dropping what it can, counted as for {@link append}; with `block`, a
+   * caller that must wait uses {@link append}). Taken records are written and fsynced like any.
+   */
+  appendText(text: string, timeMs: number): boolean {
+    if (this.#failed || this.#closing || !Number.isFinite(timeMs) || this.#blocked.length > 0) return false;
+    const payloadBytes = Buffer.byteLength(text);
+    if (payloadBytes > this.maxPayloadBytes) return false;
+    const recordBytes = RECORD_HEADER_BYTES + payloadBytes;
+    if (!this.#fits(recordBytes)) {
+      if (this.whenFull !== 'drop-oldest') return false;
+      this.#dropOldestFor(recordBytes);
+      if (!this.#fits(recordBytes)) {
+        this.#stats.dropped.full.records += 1;
+        this.#stats.dropped.full.bytes += recordBytes;
+        return false;
+      }
+    }
+    this.#place(text, payloadBytes, timeMs, recordBytes);
+    return true;
+  }
+
   /** Whether a record of `recordBytes` fits under maxBytes now (with a new segment's header if it rolls). */
   #fits(recordBytes: number): boolean {
     return (
@@ -409,6 +484,17 @@ export class WriteAheadLog {
   }
 
   #enqueue(payload: Uint8Array, timeMs: number, recordBytes: number): Promise<WalAppend> {
+    const { batch, seq } = this.#place(payload, payload.length, timeMs, recordBytes);
+    return batch.written.promise.then(() => ({ seq, durable: batch.durable.promise }));
+  }
+
+  /** Gives the record its seq, encodes it into the open batch and schedules the write. */
+  #place(
+    payload: Uint8Array | string,
+    payloadBytes: number,
+    timeMs: number,
+    recordBytes: number,
+  ): { batch: Batch; seq: number } {
     const batch = (this.#open ??= this.#newBatch());
     let segment = this.#segments.at(-1);
     if (segment === undefined || this.#rolls(recordBytes)) segment = this.#roll(batch);
@@ -419,19 +505,25 @@ export class WriteAheadLog {
       batch.parts.push(part);
     }
     const seq = this.#nextSeq++;
+    let buf: Buffer;
+    let at: number;
     if (recordBytes > OWN_BUFFER_BYTES) {
       this.#cutChunk(part);
-      const own = Buffer.allocUnsafe(recordBytes);
-      encodeRecordInto(own, 0, seq, timeMs, payload);
-      part.chunks.push(own);
+      buf = Buffer.allocUnsafe(recordBytes);
+      at = 0;
+      part.chunks.push(buf);
     } else {
       if (this.#slab.length - this.#slabPos < recordBytes) {
         this.#cutChunk(part);
         this.#slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
         this.#slabPos = this.#chunkStart = 0;
       }
-      this.#slabPos = encodeRecordInto(this.#slab, this.#slabPos, seq, timeMs, payload);
+      buf = this.#slab;
+      at = this.#slabPos;
+      this.#slabPos += recordBytes;
     }
+    if (typeof payload === 'string') encodeTextRecordInto(buf, at, seq, timeMs, payload, payloadBytes);
+    else encodeRecordInto(buf, at, seq, timeMs, payload);
     part.bytes += recordBytes;
     batch.bytes += recordBytes;
     batch.lastSeq = seq;
@@ -450,11 +542,17 @@ export class WriteAheadLog {
 
     if (batch.bytes >= this.#writeBatchBytes) this.#startWrite();
     else this.#scheduleWrite();
-    return batch.written.promise.then(() => ({ seq, durable: batch.durable.promise }));
+    return { batch, seq };
   }
 
   #newBatch(): Batch {
-    const batch: Batch = { parts: [], lastSeq: 0, bytes: 0, written: deferred(), durable: deferred() };
+    const batch: Batch = {
+      parts: [],
+      lastSeq: 0,
+      bytes: 0,
+      written: new LazyDeferred(),
+      durable: new LazyDeferred(),
+    };
     this.#lastBatch = batch;
     return batch;
   }
@@ -787,7 +885,12 @@ export class WriteAheadLog {
    * log (dropped or lost: the seqs show the gap), and returns only durable records: a record a
    * crash could still take back is never shipped, so its seq is never reused for another.
    */
-  async readBatch(fromSeq: number, maxRecords = 1000, maxBytes = MiB): Promise<WalRecord[]> {
+  async readBatch(
+    fromSeq: number,
+    maxRecords = 1000,
+    maxBytes = MiB,
+    options: ReadOptions = {},
+  ): Promise<WalRecord[]> {
     if (this.#failed) throw this.#failed;
     if (this.#closed) throw this.#closedError();
     const records: WalRecord[] = [];
@@ -813,7 +916,9 @@ export class WriteAheadLog {
         if (records.length > 0 && this.#offsetOf(segment, last + 1) - start > budget) break;
       }
       const end = this.#offsetOf(segment, last + 1);
-      const bytes = await this.#readRange(segment, start, end);
+      // Only one segment's range per call may use the shared buffer: a second would overwrite it.
+      const shared = options.reuseBuffer === true && records.length === 0;
+      const bytes = await this.#readRange(segment, start, end, shared);
       if (!bytes) continue; // deleted while we looked: the next round finds what is left
       for (let s = seq; s <= last; s++) {
         const at = this.#offsetOf(segment, s) - start;
@@ -858,7 +963,12 @@ export class WriteAheadLog {
     return undefined;
   }
 
-  async #readRange(segment: Segment, start: number, end: number): Promise<Buffer | undefined> {
+  async #readRange(
+    segment: Segment,
+    start: number,
+    end: number,
+    shared = false,
+  ): Promise<Buffer | undefined> {
     let handle: FileHandle;
     try {
       handle = await open(segment.file, 'r');
@@ -867,7 +977,12 @@ export class WriteAheadLog {
       throw ioError(`${segment.file}: cannot read the telemetry log`, err);
     }
     try {
-      const bytes = Buffer.allocUnsafe(end - start);
+      let bytes: Buffer;
+      if (shared) {
+        if (this.#readBuffer.length < end - start)
+          this.#readBuffer = Buffer.allocUnsafeSlow(Math.max(end - start, 2 * this.#readBuffer.length));
+        bytes = this.#readBuffer.subarray(0, end - start);
+      } else bytes = Buffer.allocUnsafe(end - start);
       let done = 0;
       while (done < bytes.length) {
         const { bytesRead } = await handle.read(bytes, done, bytes.length - done, start + done);

@@ -66,6 +66,33 @@ describe('telemetry write-ahead log at maxBytes', () => {
     await wal.close();
   });
 
+  it('appendText at maxBytes: drop-oldest makes room and counts, block refuses instead of waiting', async () => {
+    const text = (seq: number) => `seq:${seq};`.padEnd(PAYLOAD, '.');
+    let dir = await dirs.make();
+    let wal = await WriteAheadLog.open({
+      dir,
+      segmentBytes: SEGMENT,
+      maxBytes: 12288,
+      whenFull: 'drop-oldest',
+    });
+    // A segment still being written cannot be dropped: each one is written before the next fills.
+    for (let segment = 0; segment < 4; segment++) {
+      for (let i = 0; i < PER_SEGMENT; i++) assert.equal(wal.appendText(text(wal.nextSeq), i), true);
+      await wal.sync();
+    }
+    assert.deepEqual(wal.stats().dropped.full, { records: PER_SEGMENT, bytes: PER_SEGMENT * 200 });
+    await wal.sync();
+    assert.deepEqual(seqsOf(await readAll(wal)), range(21, 80));
+    await wal.close();
+
+    dir = await dirs.make();
+    wal = await WriteAheadLog.open({ dir, segmentBytes: SEGMENT, maxBytes: 12288, whenFull: 'block' });
+    for (let i = 0; i < 3 * PER_SEGMENT; i++) assert.equal(wal.appendText(text(wal.nextSeq), i), true);
+    assert.equal(wal.appendText(text(61), 0), false);
+    assert.equal(wal.stats().lastSeq, 60);
+    await wal.close();
+  });
+
   it('block makes appends wait, in order, until an ack frees a segment', async () => {
     const dir = await dirs.make();
     const wal = await WriteAheadLog.open({ dir, segmentBytes: SEGMENT, maxBytes: 8192, whenFull: 'block' });

@@ -186,4 +186,48 @@ describe('telemetry write-ahead log', () => {
     assert.equal(await settlesWithin(last.durable, 0), true, 'close fsyncs');
     assert.equal((await rejection(wal.append(payloadFor(1), 0))).code, 'ISTHMUS_E_IO');
   });
+
+  it('appendText stores text as UTF-8 records like append, takes no promise, and refuses what it cannot take now', async () => {
+    const dir = await dirs.make();
+    const wal = await WriteAheadLog.open({ dir, ...small });
+    const texts = ['Lplain ascii', 'Lé ü — 漢字 🙂', `L${'x'.repeat(500)}`, 'L'];
+    for (const t of texts) assert.equal(wal.appendText(t, timeFor(1)), true);
+    assert.equal((await wal.append(Buffer.from('Bbytes'), timeFor(2))).seq, 5);
+    await wal.sync();
+    const records = await readAll(wal);
+    assert.deepEqual(seqsOf(records), range(1, 5));
+    assert.deepEqual(
+      records.map((r) => r.payload.toString('utf8')),
+      [...texts, 'Bbytes'],
+    );
+    assert.equal(records[0]?.timeMs, timeFor(1));
+    // Too large (in UTF-8 bytes, not characters), a bad time, after close: refused, not thrown.
+    assert.equal(wal.appendText('é'.repeat(Math.floor(wal.maxPayloadBytes / 2) + 1), 0), false);
+    assert.equal(wal.appendText('x', Number.NaN), false);
+    assert.equal(wal.stats().lastSeq, 5);
+    await wal.close();
+    assert.equal(wal.appendText('x', 0), false);
+
+    const reopened = await WriteAheadLog.open({ dir, ...small });
+    assert.deepEqual(seqsOf(await readAll(reopened)), range(1, 5));
+    await reopened.close();
+  });
+
+  it('readBatch with reuseBuffer gives the same records, across segments, from one reused buffer', async () => {
+    const dir = await dirs.make();
+    const wal = await WriteAheadLog.open({ dir, ...small });
+    await appendMany(wal, 120);
+    await wal.sync();
+    let shared: ArrayBufferLike | undefined;
+    for (let from = 1; from <= 120; from += 40) {
+      const batch = await wal.readBatch(from, 40, 1024 * 1024, { reuseBuffer: true });
+      assert.deepEqual(seqsOf(batch), range(from, from + 39));
+      // Spans several 4 KiB segments: every record is intact when the call returns.
+      assertIntact(batch);
+      const buffer = batch[0]?.payload.buffer;
+      shared ??= buffer;
+      assert.equal(buffer, shared, 'the first range of every call is read into the same buffer');
+    }
+    await wal.close();
+  });
 });
