@@ -26,35 +26,23 @@
  * Every flag also reads an environment variable: BENCH_DURATION, BENCH_WARMUP, … Nothing is
  * installed: missing tools (nginx, wrk, taskset) are reported with the command that provides them.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { TelemetrySource, type SpanData } from '../src/telemetry/source.js';
-import {
-  BODY,
-  isthmusMesh,
-  isthmusTelemetryBootstrap,
-  SERVICE,
-  upstreamNginx,
-  WRK_SUMMARY_LUA,
-} from './support/configs.js';
-import { intFlag } from './support/flags.js';
-import { checkLoadPrerequisites, type Tools } from './support/prerequisites.js';
-import { CpuMeter, freePort, Processes, RssSampler, type Pinned } from './support/processes.js';
+import { BODY, LOAD_CORE, PROXY_CORE, isthmusMesh, isthmusTelemetryBootstrap } from './support/configs.js';
+import { intFlag, LOAD_FLAGS, parseCommandLine } from './support/flags.js';
+import { checkPrerequisites, LOAD_NEEDS, type Tools } from './support/prerequisites.js';
+import { alive, CpuMeter, RssSampler, startNode, type Pinned } from './support/processes.js';
 import { ms } from './support/report.js';
-import { parseWrkOutput, runWrk, type WrkResult } from './support/wrk.js';
+import { parseWrkOutput, type WrkResult } from './support/wrk.js';
+import { LoadBench, saveReport, setUp, startIsthmusProxy } from './support/run.js';
 
-/** The core the proxy under test owns, and the one everything else shares. */
-const PROXY_CORE = 0;
-const LOAD_CORE = 1;
-const READY_TIMEOUT_MS = 15_000;
 const API = 'apiVersion: isthmus.dev/v1alpha1';
 
 /** Telemetry cost (throughput lost against "off") the issue allows, and the drain headroom it asks. */
@@ -108,13 +96,8 @@ function parseOptions(argv: string[]): Options | undefined {
   const { values } = parseArgs({
     args: argv,
     options: {
-      duration: { type: 'string' },
-      warmup: { type: 'string' },
-      connections: { type: 'string' },
-      rounds: { type: 'string' },
+      ...LOAD_FLAGS,
       records: { type: 'string' },
-      save: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
   });
@@ -131,75 +114,6 @@ function parseOptions(argv: string[]): Options | undefined {
 
 // ---------------------------------------------------------------------------------------------
 // Part 1: processes.
-
-/** GETs `/` through `address` as `Host: bench` until it answers with the upstream's body. */
-async function check(address: string, deadlineMs = READY_TIMEOUT_MS): Promise<void> {
-  const until = Date.now() + deadlineMs;
-  let last = '';
-  while (Date.now() < until) {
-    try {
-      const r = await request(`http://${address}/`, { headers: { host: SERVICE }, headersTimeout: 5000 });
-      const body = await r.body.text();
-      if (r.statusCode === 200 && body === BODY) return;
-      last = `status ${r.statusCode}, ${body.length} bytes: ${body.slice(0, 200)}`;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(
-    `${address} did not serve the 1 KiB body as Host: ${SERVICE} within ${deadlineMs} ms (last: ${last})`,
-  );
-}
-
-function alive(p: Pinned): boolean {
-  return p.child.exitCode === null && p.child.signalCode === null;
-}
-
-/** A Node.js process on `core` that prints JSON lines, one of them `{"event":"ready",...}`. */
-async function startNode(
-  procs: Processes,
-  name: string,
-  core: number,
-  args: string[],
-): Promise<{ process: Pinned; ready: Record<string, unknown>; events: Record<string, unknown>[] }> {
-  const events: Record<string, unknown>[] = [];
-  let onReady!: (event: Record<string, unknown>) => void;
-  const ready = new Promise<Record<string, unknown>>((resolve) => (onReady = resolve));
-  const p = procs.start(name, core, process.execPath, args, {
-    cwd: repoRoot,
-    env: { ...process.env, NODE_ENV: 'production' },
-    onLine: (line) => {
-      let event: Record<string, unknown>;
-      try {
-        event = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        return;
-      }
-      if (event.event === 'ready') onReady(event);
-      else if (events.length < 1000) events.push(event);
-    },
-  });
-  let timer: NodeJS.Timeout | undefined;
-  const outcome = await Promise.race([
-    ready,
-    p.exited.then(
-      ({ code, signal }) => new Error(`${name} exited (${code ?? signal}) before it was ready:\n${p.tail()}`),
-    ),
-    new Promise<Error>((resolve) => {
-      timer = setTimeout(
-        () => resolve(new Error(`${name} not ready within ${READY_TIMEOUT_MS} ms:\n${p.tail()}`)),
-        READY_TIMEOUT_MS,
-      );
-    }),
-  ]);
-  clearTimeout(timer);
-  if (outcome instanceof Error) {
-    await procs.stop(p);
-    throw outcome;
-  }
-  return { process: p, ready: outcome, events };
-}
 
 async function getJson(url: string): Promise<unknown> {
   const r = await request(url, { headersTimeout: 5000 });
@@ -277,70 +191,23 @@ interface VariantResult extends RoundResult {
   roundsEmittedPerSec: number[];
 }
 
-class Bench {
-  readonly #procs: Processes;
-  readonly #tools: Omit<Tools, 'haproxy'>;
-  readonly #tmp: string;
-  readonly #options: Options;
-  readonly #lua: string;
-  #upstreamPort = 0;
-  #upstream?: Pinned;
+type LoadTools = Pick<Tools, 'nginx' | 'wrk' | 'taskset'>;
+
+class Bench extends LoadBench<LoadTools, Options> {
   #sink?: Pinned;
   #sinkAddress = '';
 
-  constructor(procs: Processes, tools: Omit<Tools, 'haproxy'>, tmp: string, options: Options) {
-    this.#procs = procs;
-    this.#tools = tools;
-    this.#tmp = tmp;
-    this.#options = options;
-    this.#lua = path.join(tmp, 'summary.lua');
-  }
-
-  async #checkStarted(p: Pinned, address: string): Promise<void> {
-    try {
-      // The exit branch resolves to an error rather than rejecting: it settles later, when the
-      // process is stopped, and must not surface then as an unhandled rejection.
-      const exited = await Promise.race([
-        check(address).then(() => undefined),
-        p.exited.then(({ code, signal }) => new Error(`${p.name} exited (${code ?? signal}):\n${p.tail()}`)),
-      ]);
-      if (exited) throw exited;
-    } catch (err) {
-      await this.#procs.stop(p);
-      throw err;
-    }
-  }
-
   /** nginx answering 1 KiB and the collector stand-in, both on the load core. */
   async startPeers(): Promise<void> {
-    await writeFile(this.#lua, WRK_SUMMARY_LUA);
-    await chmod(this.#tmp, 0o755);
-    const dir = path.join(this.#tmp, 'upstream');
-    await mkdir(dir, { recursive: true });
-    // Workers drop root privileges to nobody and must still reach their temp paths.
-    await chmod(dir, 0o755);
-    this.#upstreamPort = await freePort();
-    await writeFile(path.join(dir, 'nginx.conf'), upstreamNginx(dir, this.#upstreamPort));
-    const upstream = this.#procs.start('upstream', LOAD_CORE, this.#tools.nginx, [
-      '-p',
-      dir,
-      '-c',
-      path.join(dir, 'nginx.conf'),
-      '-e',
-      path.join(dir, 'error.log'),
-      '-g',
-      'daemon off;',
-    ]);
-    await this.#checkStarted(upstream, `127.0.0.1:${this.#upstreamPort}`);
-    this.#upstream = upstream;
-    const sink = await startNode(this.#procs, 'collector-sink', LOAD_CORE, [sinkScript]);
+    await this.startUpstream();
+    const sink = await startNode(this.procs, 'collector-sink', LOAD_CORE, [sinkScript], repoRoot);
     this.#sink = sink.process;
     this.#sinkAddress = String(sink.ready.address);
   }
 
   async stopPeers(): Promise<void> {
-    if (this.#sink) await this.#procs.stop(this.#sink);
-    if (this.#upstream) await this.#procs.stop(this.#upstream);
+    if (this.#sink) await this.procs.stop(this.#sink);
+    if (this.upstream) await this.procs.stop(this.upstream);
   }
 
   #sinkCount(): Promise<SinkCount> {
@@ -348,7 +215,7 @@ class Bench {
   }
 
   async #startProxy(variant: Variant, round: number) {
-    const dir = path.join(this.#tmp, `r${round}-${variant.key}`);
+    const dir = path.join(this.tmp, `r${round}-${variant.key}`);
     await mkdir(path.join(dir, 'mesh'), { recursive: true });
     // The mesh of bench:proxy; (c) adds a mesh-wide TelemetryPolicy that samples every request.
     const mesh = variant.sampleAll
@@ -367,41 +234,14 @@ spec:
       bootstrap,
       isthmusTelemetryBootstrap(
         'mesh',
-        this.#upstreamPort,
+        this.upstreamPort,
         variant.telemetry
           ? { collector: `http://${this.#sinkAddress}`, dataDir: path.join(dir, 'wal') }
           : undefined,
       ),
     );
-    // As bench:proxy starts it: the V8 flag the `isthmus` bin's shebang sets (src/cli/main.ts).
-    const node = await startNode(this.#procs, `isthmus ${variant.key}`, PROXY_CORE, [
-      '--max-semi-space-size=4',
-      isthmusMain,
-      'proxy',
-      '--config',
-      bootstrap,
-    ]);
-    const listeners = node.ready.listeners as Record<string, string> | undefined;
-    const address = listeners?.outbound;
-    const admin = listeners?.admin;
-    if (!address || !admin) {
-      await this.#procs.stop(node.process);
-      throw new Error(`Isthmus ready event names no outbound/admin listener: ${JSON.stringify(node.ready)}`);
-    }
-    await this.#checkStarted(node.process, address);
-    return { process: node.process, address, admin, events: node.events };
-  }
-
-  #wrk(address: string, durationSec: number, summary: boolean): Promise<string> {
-    return runWrk(this.#procs, {
-      wrk: this.#tools.wrk,
-      core: LOAD_CORE,
-      url: `http://${address}/`,
-      host: SERVICE,
-      connections: this.#options.connections,
-      durationSec,
-      ...(summary && { script: this.#lua }),
-    });
+    // As bench:proxy starts it.
+    return startIsthmusProxy(this.procs, `isthmus ${variant.key}`, isthmusMain, bootstrap, repoRoot);
   }
 
   /** A fresh proxy of `variant`: warm-up, then the measured run with its counters around it. */
@@ -409,13 +249,13 @@ spec:
     const proxy = await this.#startProxy(variant, round);
     try {
       const sampler = new RssSampler(proxy.process.pid);
-      if (this.#options.warmupSec > 0) await this.#wrk(proxy.address, this.#options.warmupSec, false);
-      const roots = [proxy.process.pid, ...[this.#upstream, this.#sink].map((p) => p?.pid ?? 0)];
+      if (this.options.warmupSec > 0) await this.wrk(proxy.address, this.options.warmupSec, false);
+      const roots = [proxy.process.pid, ...[this.upstream, this.#sink].map((p) => p?.pid ?? 0)];
       const sinkBefore = await this.#sinkCount();
       const before = await telemetryCounters(proxy.admin);
       const t0 = performance.now();
       const cpu = new CpuMeter(roots.filter((pid) => pid > 0));
-      const output = await this.#wrk(proxy.address, this.#options.durationSec, true);
+      const output = await this.wrk(proxy.address, this.options.durationSec, true);
       const { busyPercent, foreignPercent } = cpu.stop();
       const after = await telemetryCounters(proxy.admin);
       const scrapeSec = (performance.now() - t0) / 1000;
@@ -453,7 +293,7 @@ spec:
       }
       return result;
     } finally {
-      await this.#procs.stop(proxy.process);
+      await this.procs.stop(proxy.process);
     }
   }
 }
@@ -703,33 +543,6 @@ function formatReport(
 
 // ---------------------------------------------------------------------------------------------
 
-function firstLine(command: string, args: string[]): string {
-  const r = spawnSync(command, args, { encoding: 'utf8', timeout: 5000 });
-  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n')[0]?.trim() ?? '';
-}
-
-function machine(tools: Omit<Tools, 'haproxy'>): Record<string, unknown> {
-  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
-  return {
-    nproc: os.availableParallelism(),
-    cpuModel: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? 'unknown',
-    kernel: os.release(),
-    node: process.version,
-    nginx: firstLine(tools.nginx, ['-v']),
-    wrk: firstLine(tools.wrk, ['-v']),
-  };
-}
-
-function gitRevision(): string | undefined {
-  const head = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' });
-  if (head.status !== 0) return undefined;
-  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], {
-    cwd: repoRoot,
-    encoding: 'utf8',
-  });
-  return `${head.stdout.trim()}${dirty.stdout.trim() ? '-dirty' : ''}`;
-}
-
 /** The median round by req/s (the lower middle one for an even count), with the peak RSS of all. */
 function summarise(variant: Variant, rounds: readonly RoundResult[]): VariantResult {
   const sorted = [...rounds].sort((a, b) => a.wrk.requestsPerSec - b.wrk.requestsPerSec);
@@ -745,50 +558,15 @@ function summarise(variant: Variant, rounds: readonly RoundResult[]): VariantRes
 }
 
 async function main(): Promise<number> {
-  let options: Options | undefined;
-  try {
-    options = parseOptions(process.argv.slice(2));
-  } catch (err) {
-    // UsageError, or parseArgs's own error for an unknown flag or a missing value.
-    console.error(`${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (!options) {
-    console.log(USAGE);
-    return 0;
-  }
-  const { tools, missing } = checkLoadPrerequisites(isthmusMain);
-  if (!tools || !existsSync(sinkScript)) {
-    console.error('The telemetry benchmark needs what is missing below (it installs nothing itself):');
-    for (const m of missing) console.error(`  - ${m.what}\n      get it with: ${m.fix}`);
-    if (!existsSync(sinkScript))
-      console.error(`  - the built collector stand-in (${sinkScript})\n      get it with: npm run build`);
-    return 3;
-  }
-
-  // Read before pinning: afterwards this process sees one CPU.
-  const info = machine(tools);
-  // This process only samples and waits; it shares core 1 so that core 0 is the proxy's alone.
-  execFileSync(tools.taskset, ['-a', '-p', '-c', String(LOAD_CORE), String(process.pid)], {
-    stdio: 'ignore',
-  });
-
-  const procs = new Processes(tools.taskset);
-  const tmp = await mkdtemp(path.join(os.tmpdir(), 'isthmus-bench-telemetry-'));
-  let cleaning: Promise<void> | undefined;
-  let interrupted = false;
-  const cleanup = () =>
-    (cleaning ??= (async () => {
-      await procs.stopAll();
-      await rm(tmp, { recursive: true, force: true });
-    })());
-  process.on('exit', () => procs.killAllNow());
-  for (const signal of ['SIGINT', 'SIGTERM'] as const)
-    process.once(signal, () => {
-      interrupted = true;
-      console.error(`\n${signal}: stopping every process the benchmark started…`);
-      void cleanup().finally(() => process.exit(130));
-    });
+  const options = parseCommandLine(parseOptions, USAGE);
+  if (typeof options === 'number') return options;
+  const found = checkPrerequisites(isthmusMain, LOAD_NEEDS);
+  if (!existsSync(sinkScript))
+    found.missing.push({ what: `the built collector stand-in (${sinkScript})`, fix: 'npm run build' });
+  const ready = await setUp('telemetry', found, 'isthmus-bench-telemetry-');
+  if (!ready) return 3;
+  const { tools, info, run } = ready;
+  const { procs, tmp } = run;
 
   const o = options;
   const estimateSec =
@@ -800,7 +578,7 @@ async function main(): Promise<number> {
       `${String(info.cpuModel)}, ${String(info.nproc)} CPUs, ${String(info.node)}, ${String(info.nginx)}\n`,
   );
 
-  try {
+  return run.measure(async () => {
     const bench = new Bench(procs, tools, tmp, o);
     await bench.startPeers();
     // Variants take turns, round after round, so a burst of noise hits one round of one variant
@@ -829,43 +607,24 @@ async function main(): Promise<number> {
     console.log(`\n${formatReport(variants, pipe, targets)}`);
 
     if (o.save) {
-      const date = new Date().toISOString().slice(0, 10);
-      const dir = path.join(repoRoot, 'bench', 'results');
-      await mkdir(dir, { recursive: true });
-      const file = path.join(dir, `telemetry-${date}.json`);
       const all = variants.find((v) => v.key === 'all');
-      const report = {
-        date: new Date().toISOString(),
-        revision: gitRevision(),
-        machine: info,
-        options: o,
-        layout: { proxyCore: PROXY_CORE, loadCore: LOAD_CORE, bodyBytes: BODY.length },
-        variants,
-        pipeline: {
-          ...pipe,
-          liveEmissionPerSec: all?.telemetry?.emittedPerSec ?? null,
-          drainOverAppend: pipe.drainPerSec / pipe.appendPerSec,
-          drainOverLiveEmission: all?.telemetry ? pipe.drainPerSec / all.telemetry.emittedPerSec : null,
+      await saveReport(
+        repoRoot,
+        'telemetry',
+        { machine: info, options: o },
+        {
+          variants,
+          pipeline: {
+            ...pipe,
+            liveEmissionPerSec: all?.telemetry?.emittedPerSec ?? null,
+            drainOverAppend: pipe.drainPerSec / pipe.appendPerSec,
+            drainOverLiveEmission: all?.telemetry ? pipe.drainPerSec / all.telemetry.emittedPerSec : null,
+          },
+          targets,
         },
-        targets,
-      };
-      // Formatted as `npm run lint` (prettier --check) expects of a file in the repository.
-      const prettier = await import('prettier');
-      const style = (await prettier.resolveConfig(file)) ?? {};
-      await writeFile(
-        file,
-        await prettier.format(JSON.stringify(report, null, 2), { ...style, filepath: file }),
       );
-      console.log(`\nSaved ${path.relative(process.cwd(), file)}`);
     }
-    return 0;
-  } catch (err) {
-    if (interrupted) return 130;
-    console.error(`\ntelemetry benchmark failed: ${err instanceof Error ? err.message : String(err)}`);
-    return 1;
-  } finally {
-    await cleanup();
-  }
+  });
 }
 
 process.exitCode = await main();

@@ -10,6 +10,10 @@ export const BODY = 'abcdefghijklmnopqrstuvwxyz012345'.repeat(BODY_BYTES / 32);
 /** The mesh service the proxies are asked for (`Host: bench`). */
 export const SERVICE = 'bench';
 
+/** The core the proxy under test owns, and the one everything else shares. */
+export const PROXY_CORE = 0;
+export const LOAD_CORE = 1;
+
 // nginx closes a keep-alive connection after 1000 requests by default; a benchmark would then
 // measure reconnects, on either side of the proxy.
 const NGINX_COMMON = (dir: string) => `worker_processes 1;

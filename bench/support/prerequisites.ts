@@ -53,73 +53,61 @@ export function allowedCpus(): Set<number> {
   return out;
 }
 
-/**
- * Checks, without installing anything, what the benchmark needs. Returns the tools, or every
- * missing piece with the command that provides it.
- */
-export function checkPrerequisites(isthmusMain: string): { tools?: Tools; missing: Missing[] } {
-  const missing: Missing[] = [];
-  const debian = (pkg: string, bin: string) => {
-    const found = which(bin);
-    if (!found)
-      missing.push({
-        what: `${bin} (Debian package ${pkg})`,
-        fix: `sudo apt-get update && sudo apt-get install -y ${pkg}`,
-      });
-    return found;
-  };
-  const nginx = debian('nginx', 'nginx');
-  const haproxy = debian('haproxy', 'haproxy');
-  const wrk = debian('wrk', 'wrk');
-  const taskset = debian('util-linux', 'taskset');
-  for (const pkg of ['fastify', '@fastify/http-proxy', 'undici'])
-    if (!resolvable(pkg))
-      missing.push({
-        what: `the npm package ${pkg} (a dependency of this repository)`,
-        fix: 'npm install   (in the repository root; it installs the devDependencies)',
-      });
-  if (!existsSync(isthmusMain))
-    missing.push({ what: `the built Isthmus CLI (${isthmusMain})`, fix: 'npm run build' });
-  if (process.platform !== 'linux')
-    missing.push({ what: 'Linux (/proc and taskset)', fix: 'run the benchmark on a Linux machine' });
-  else {
-    const cpus = allowedCpus();
-    if (!cpus.has(0) || !cpus.has(1))
-      missing.push({
-        what: `cores 0 and 1 (this process may use: ${[...cpus].join(',') || 'none'})`,
-        fix: 'run on a machine (or container cpuset) with at least 2 cores, including 0 and 1',
-      });
-  }
-  if (missing.length > 0 || !nginx || !haproxy || !wrk || !taskset) return { missing };
-  return { tools: { nginx, haproxy, wrk, taskset }, missing };
+/** The Debian package that provides each program. */
+const DEBIAN_PACKAGE: Record<keyof Tools, string> = {
+  nginx: 'nginx',
+  haproxy: 'haproxy',
+  wrk: 'wrk',
+  taskset: 'util-linux',
+};
+
+/** npm packages that are devDependencies of this repository: `npm install` must not omit them. */
+const DEV_PACKAGES: ReadonlySet<string> = new Set(['fastify', '@fastify/http-proxy']);
+
+/** What a benchmark runs (found on PATH or in sbin) and imports, besides the built CLI. */
+export interface Needs<T extends keyof Tools> {
+  tools: readonly T[];
+  packages: readonly string[];
 }
 
+/** What the proxy benchmark needs: every proxy it compares and the packages of its Node.js peers. */
+export const PROXY_NEEDS: Needs<keyof Tools> = {
+  tools: ['nginx', 'haproxy', 'wrk', 'taskset'],
+  packages: ['fastify', '@fastify/http-proxy', 'undici'],
+};
+
+/** What a benchmark that loads only Isthmus needs (the telemetry benchmark): no HAProxy, no fastify. */
+export const LOAD_NEEDS: Needs<'nginx' | 'wrk' | 'taskset'> = {
+  tools: ['nginx', 'wrk', 'taskset'],
+  packages: ['undici'],
+};
+
 /**
- * {@link checkPrerequisites} for a benchmark that loads only Isthmus (the telemetry benchmark):
- * nginx as the upstream, wrk, taskset, the built CLI and cores 0 and 1; no HAProxy, no fastify.
+ * Checks, without installing anything, what a benchmark needs: `needs`, the built CLI and cores 0
+ * and 1. Returns the tools, or every missing piece with the command that provides it.
  */
-export function checkLoadPrerequisites(isthmusMain: string): {
-  tools?: Omit<Tools, 'haproxy'>;
-  missing: Missing[];
-} {
+export function checkPrerequisites<T extends keyof Tools>(
+  isthmusMain: string,
+  needs: Needs<T>,
+): { tools?: Pick<Tools, T>; missing: Missing[] } {
   const missing: Missing[] = [];
-  const debian = (pkg: string, bin: string) => {
+  const tools: Partial<Pick<Tools, T>> = {};
+  for (const bin of needs.tools) {
+    const pkg = DEBIAN_PACKAGE[bin];
     const found = which(bin);
-    if (!found)
+    if (found) tools[bin] = found;
+    else
       missing.push({
         what: `${bin} (Debian package ${pkg})`,
         fix: `sudo apt-get update && sudo apt-get install -y ${pkg}`,
       });
-    return found;
-  };
-  const nginx = debian('nginx', 'nginx');
-  const wrk = debian('wrk', 'wrk');
-  const taskset = debian('util-linux', 'taskset');
-  if (!resolvable('undici'))
-    missing.push({
-      what: 'the npm package undici (a dependency of this repository)',
-      fix: 'npm install   (in the repository root)',
-    });
+  }
+  const npmFix = needs.packages.some((pkg) => DEV_PACKAGES.has(pkg))
+    ? 'npm install   (in the repository root; it installs the devDependencies)'
+    : 'npm install   (in the repository root)';
+  for (const pkg of needs.packages)
+    if (!resolvable(pkg))
+      missing.push({ what: `the npm package ${pkg} (a dependency of this repository)`, fix: npmFix });
   if (!existsSync(isthmusMain))
     missing.push({ what: `the built Isthmus CLI (${isthmusMain})`, fix: 'npm run build' });
   if (process.platform !== 'linux')
@@ -132,6 +120,6 @@ export function checkLoadPrerequisites(isthmusMain: string): {
         fix: 'run on a machine (or container cpuset) with at least 2 cores, including 0 and 1',
       });
   }
-  if (missing.length > 0 || !nginx || !wrk || !taskset) return { missing };
-  return { tools: { nginx, wrk, taskset }, missing };
+  if (missing.length > 0) return { missing };
+  return { tools: tools as Pick<Tools, T>, missing };
 }

@@ -275,3 +275,68 @@ function readCpuTimes(): Map<string, { busy: number; processBusy: number; total:
   }
   return out;
 }
+
+/** How long a process the benchmarks start has to become ready and serve. */
+export const READY_TIMEOUT_MS = 15_000;
+
+/** Whether `p` is still running. */
+export function alive(p: Pinned): boolean {
+  return p.child.exitCode === null && p.child.signalCode === null;
+}
+
+/** A Node.js process that prints JSON lines, one of them `{"event":"ready",...}`. */
+export interface NodeProcess {
+  process: Pinned;
+  ready: Record<string, unknown>;
+  /** Its other JSON log lines (health transitions, errors), at most 1000. */
+  events: Record<string, unknown>[];
+}
+
+/**
+ * Starts `node args` on `core` in `cwd` (NODE_ENV=production) and waits for its ready event; a
+ * process that exits first or is not ready within {@link READY_TIMEOUT_MS} is stopped, and throws.
+ */
+export async function startNode(
+  procs: Processes,
+  name: string,
+  core: number,
+  args: string[],
+  cwd: string,
+): Promise<NodeProcess> {
+  const events: Record<string, unknown>[] = [];
+  let onReady!: (event: Record<string, unknown>) => void;
+  const ready = new Promise<Record<string, unknown>>((resolve) => (onReady = resolve));
+  const p = procs.start(name, core, process.execPath, args, {
+    cwd,
+    env: { ...process.env, NODE_ENV: 'production' },
+    onLine: (line) => {
+      let event: Record<string, unknown>;
+      try {
+        event = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      if (event.event === 'ready') onReady(event);
+      else if (events.length < 1000) events.push(event);
+    },
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    ready,
+    p.exited.then(
+      ({ code, signal }) => new Error(`${name} exited (${code ?? signal}) before it was ready:\n${p.tail()}`),
+    ),
+    new Promise<Error>((resolve) => {
+      timer = setTimeout(
+        () => resolve(new Error(`${name} not ready within ${READY_TIMEOUT_MS} ms:\n${p.tail()}`)),
+        READY_TIMEOUT_MS,
+      );
+    }),
+  ]);
+  clearTimeout(timer);
+  if (outcome instanceof Error) {
+    await procs.stop(p);
+    throw outcome;
+  }
+  return { process: p, ready: outcome, events };
+}
