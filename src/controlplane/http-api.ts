@@ -1,4 +1,6 @@
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import { IsthmusError, isIsthmusError } from '../core/errors.js';
 
@@ -42,7 +44,14 @@ export function sendText(
   res.end(body);
 }
 
-/** Reads a JSON object body of at most `maxBytes`; a bad body is a 4xx ApiError naming the problem. */
+const ENCODINGS = ['identity', 'gzip', 'x-gzip', 'deflate'] as const;
+
+/**
+ * Reads a JSON object body of at most `maxBytes` (before and after decompression); a bad body is
+ * a 4xx ApiError naming the problem. `Content-Encoding: gzip` or `deflate` bodies (what
+ * OpenTelemetry exporters send by default) are decompressed; the bound holds for the decompressed
+ * size too, so a small compressed body cannot expand into gigabytes.
+ */
 export async function readJson(req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
   const type = String(req.headers['content-type'] ?? '');
   if (!/^application\/json\b/i.test(type))
@@ -51,6 +60,17 @@ export async function readJson(req: IncomingMessage, maxBytes: number): Promise<
       'ISTHMUS_E_USAGE',
       `send the body as application/json (got ${type || 'no content-type'})`,
     );
+  const encoding = String(req.headers['content-encoding'] ?? 'identity')
+    .trim()
+    .toLowerCase();
+  if (!(ENCODINGS as readonly string[]).includes(encoding)) {
+    req.resume();
+    throw new ApiError(
+      415,
+      'ISTHMUS_E_USAGE',
+      `content-encoding ${JSON.stringify(encoding)} is not supported: send gzip, deflate or no encoding`,
+    );
+  }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
@@ -61,15 +81,39 @@ export async function readJson(req: IncomingMessage, maxBytes: number): Promise<
     }
     chunks.push(chunk as Buffer);
   }
+  let body: Buffer = Buffer.concat(chunks);
+  if (encoding !== 'identity')
+    body = await decompress(body, encoding === 'deflate' ? 'deflate' : 'gzip', maxBytes);
   let value: unknown;
   try {
-    value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    value = JSON.parse(body.toString('utf8'));
   } catch (err) {
     throw new ApiError(400, 'ISTHMUS_E_USAGE', `the body is not valid JSON: ${(err as Error).message}`);
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value))
     throw new ApiError(400, 'ISTHMUS_E_USAGE', 'the body must be a JSON object');
   return value as Record<string, unknown>;
+}
+
+const gunzip = promisify(zlib.gunzip);
+const inflate = promisify(zlib.inflate);
+
+async function decompress(body: Buffer, encoding: 'gzip' | 'deflate', maxBytes: number): Promise<Buffer> {
+  try {
+    return await (encoding === 'gzip' ? gunzip : inflate)(body, { maxOutputLength: maxBytes });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
+      throw new ApiError(
+        413,
+        'ISTHMUS_E_USAGE',
+        `the body is larger than ${maxBytes} bytes once decompressed`,
+      );
+    throw new ApiError(
+      400,
+      'ISTHMUS_E_USAGE',
+      `the body is not valid ${encoding} data (content-encoding: ${encoding}): ${(err as Error).message}`,
+    );
+  }
 }
 
 export type Handler = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void> | void;

@@ -147,10 +147,11 @@ export async function post(
   path: string,
   body: unknown,
   contentType = 'application/json',
+  headers: Record<string, string> = {},
 ): Promise<Answer> {
   const res = await fetch(new URL(path, base), {
     method: 'POST',
-    headers: { 'content-type': contentType },
+    headers: { 'content-type': contentType, ...headers },
     body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
   });
   const text = await res.text();
