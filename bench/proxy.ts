@@ -1,17 +1,20 @@
 /**
- * The proxy benchmark: Isthmus's sidecar against nginx, HAProxy, @fastify/http-proxy and a bare
- * undici pass-through, side by side in one run on loopback, then the latency Isthmus adds at a
- * fixed moderate rate. See docs/performance.md.
+ * The proxy benchmark: Isthmus's sidecar, without and with request telemetry, against nginx,
+ * HAProxy, @fastify/http-proxy and a bare undici pass-through, side by side in one run on
+ * loopback, then the latency Isthmus adds at a fixed moderate rate. See docs/performance.md.
  *
  * Usage: npm run bench:proxy -- [--duration 8] [--warmup 5] [--connections 64] [--rate 2000]
- *          [--latency-duration 10] [--rounds 3] [--peers isthmus,nginx,haproxy,fastify,undici] [--save]
+ *          [--latency-duration 10] [--rounds 3]
+ *          [--peers isthmus,isthmus-telemetry,nginx,haproxy,fastify,undici] [--save]
  * Every flag also reads an environment variable: BENCH_DURATION, BENCH_WARMUP, …
  *
- * Layout: the upstream (nginx, fixed 1 KiB body), the load generators and this process run on
- * core 1; the proxy under test runs alone on core 0. Nothing is installed: missing tools are
- * reported with the command that provides them.
+ * Layout: the upstream (nginx, fixed 1 KiB body), the load generators, the collector stand-in the
+ * telemetry peer ships to (bench/peers/collector-sink.ts) and this process run on core 1; the
+ * proxy under test runs alone on core 0. Nothing is installed: missing tools are reported with the
+ * command that provides them.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -22,8 +25,8 @@ import {
   LOAD_CORE,
   PROXY_CORE,
   haproxy,
-  isthmusBootstrap,
   isthmusMesh,
+  isthmusTelemetryBootstrap,
   proxyNginx,
   SERVICE,
 } from './support/configs.js';
@@ -32,11 +35,16 @@ import { alive, CpuMeter, freePort, RssSampler, startNode, type Pinned } from '.
 import {
   evaluateTargets,
   formatReport,
+  ISTHMUS_PEERS,
   PEER_LABEL,
   PEERS,
   type AddedLatency,
+  type IsthmusPeer,
+  type OpenLoopRun,
   type PeerName,
   type PeerResult,
+  type ThroughIsthmus,
+  throughIsthmus,
 } from './support/report.js';
 import { parseWrkOutput } from './support/wrk.js';
 import { intFlag, LOAD_FLAGS, parseCommandLine, UsageError } from './support/flags.js';
@@ -47,6 +55,7 @@ const OPEN_LOOP_WARMUP_SEC = 2;
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const isthmusMain = path.join(repoRoot, 'dist/src/cli/main.js');
 const script = (name: string) => fileURLToPath(new URL(name, import.meta.url));
+const sinkScript = script('./peers/collector-sink.js');
 
 interface Options {
   durationSec: number;
@@ -66,7 +75,7 @@ const USAGE = `Usage: npm run bench:proxy -- [options]
   --warmup SECONDS            wrk warm-up before each run (env BENCH_WARMUP, default 5)
   --connections N             wrk connections, one thread (env BENCH_CONNECTIONS, default 64)
   --rate N                    open-loop rate for the added latency, req/s (env BENCH_RATE, default 2000)
-  --latency-duration SECONDS  open-loop run, each of direct and Isthmus (env BENCH_LATENCY_DURATION, default 10)
+  --latency-duration SECONDS  open-loop run, each of direct and every Isthmus peer (env BENCH_LATENCY_DURATION, default 10)
   --rounds N                  rounds over all peers; each reports its median round (env BENCH_ROUNDS, 3)
   --peers LIST                comma-separated subset of ${PEERS.join(',')} (env BENCH_PEERS)
   --save                      also write bench/results/proxy-<date>.json
@@ -114,40 +123,112 @@ function parseOptions(argv: string[]): Options | undefined {
 interface RunningPeer {
   process: Pinned;
   address: string;
+  /**
+   * Processes the peer needs beside it, on the load core (the telemetry peer's collector
+   * stand-in): stopped with it; their CPU counts as the benchmark's, not as interference.
+   */
+  companions?: Pinned[];
   after?: () => Promise<Record<string, unknown>>;
+  /** Removes what the peer left in the run's folder (its telemetry log), once it has stopped. */
+  cleanup?: () => Promise<void>;
+}
+
+async function getJson(url: string): Promise<unknown> {
+  const r = await request(url, { headersTimeout: 5000 });
+  if (r.statusCode !== 200) throw new Error(`GET ${url}: ${r.statusCode} ${await r.body.text()}`);
+  return r.body.json();
+}
+
+/** The `isthmus_telemetry_*` samples of the proxy's admin `/metrics`, by name (labels dropped). */
+async function telemetryMetrics(admin: string): Promise<Record<string, number>> {
+  const r = await request(`http://${admin}/metrics`, { headersTimeout: 5000 });
+  const text = await r.body.text();
+  if (r.statusCode !== 200) throw new Error(`GET http://${admin}/metrics: ${r.statusCode} ${text}`);
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^isthmus_telemetry_(\w+)(?:\{[^}]*\})? (\S+)$/gm))
+    if (m[1] !== undefined) out[m[1]] = (out[m[1]] ?? 0) + Number(m[2]);
+  return out;
 }
 
 class Bench extends LoadBench<Tools, Options> {
-  /** Isthmus's counters and log events from the throughput run, for the report. */
-  isthmusDiagnostics: Record<string, unknown> = {};
+  /** Each Isthmus peer's counters and log events from its last throughput run, for the report. */
+  readonly isthmusDiagnostics: Partial<Record<IsthmusPeer, Record<string, unknown>>> = {};
+  /** Numbers the telemetry peer's folders, one per start (a fresh log each time). */
+  #telemetryStarts = 0;
 
   get upstreamUrl(): string {
     return `http://127.0.0.1:${this.upstreamPort}`;
   }
 
-  async startIsthmus(): Promise<RunningPeer & { events: Record<string, unknown>[] }> {
-    const dir = path.join(this.tmp, 'isthmus');
+  /**
+   * A fresh sidecar; for `isthmus-telemetry`, with `telemetry` in its bootstrap (default sampling),
+   * its log in the run's folder, shipping to a collector stand-in started first on the load core.
+   */
+  async startIsthmus(peer: IsthmusPeer): Promise<RunningPeer> {
+    const telemetry = peer === 'isthmus-telemetry';
+    const dir = path.join(this.tmp, telemetry ? `isthmus-telemetry-${++this.#telemetryStarts}` : 'isthmus');
     await mkdir(path.join(dir, 'mesh'), { recursive: true });
     await writeFile(path.join(dir, 'mesh', 'mesh.yaml'), isthmusMesh());
+    let sink: Pinned | undefined;
+    let sinkAddress = '';
+    if (telemetry) {
+      const node = await startNode(this.procs, 'collector-sink', LOAD_CORE, [sinkScript], repoRoot);
+      sink = node.process;
+      sinkAddress = String(node.ready.address);
+    }
+    const cleanup = telemetry ? () => rm(dir, { recursive: true, force: true }) : undefined;
     const bootstrap = path.join(dir, 'bootstrap.yaml');
-    await writeFile(bootstrap, isthmusBootstrap('mesh', this.upstreamPort));
-    const node = await startIsthmusProxy(this.procs, 'isthmus', isthmusMain, bootstrap, repoRoot);
+    await writeFile(
+      bootstrap,
+      isthmusTelemetryBootstrap(
+        'mesh',
+        this.upstreamPort,
+        telemetry ? { collector: `http://${sinkAddress}`, dataDir: path.join(dir, 'wal') } : undefined,
+      ),
+    );
+    let node: Awaited<ReturnType<typeof startIsthmusProxy>>;
+    try {
+      node = await startIsthmusProxy(this.procs, peer, isthmusMain, bootstrap, repoRoot);
+    } catch (err) {
+      if (sink) await this.procs.stop(sink);
+      await cleanup?.();
+      throw err;
+    }
     return {
       process: node.process,
       address: node.address,
-      events: node.events,
+      ...(sink && { companions: [sink] }),
+      ...(cleanup && { cleanup }),
       after: async () => {
-        const r = await request(`http://${node.admin}/stats`, { headersTimeout: 5000 });
+        const stats = await getJson(`http://${node.admin}/stats`);
         // A copy: the stop that follows adds its own event.
-        return { stats: await r.body.json(), events: [...node.events] };
+        const events = [...node.events];
+        if (!telemetry) return { stats, events };
+        const counters = await telemetryMetrics(node.admin);
+        if (counters.emitted_records === undefined)
+          throw new Error(`${PEER_LABEL[peer]}: the proxy's /metrics has no isthmus_telemetry_* counters`);
+        return {
+          stats,
+          telemetry: counters,
+          collector: await getJson(`http://${sinkAddress}/count`),
+          events,
+        };
       },
     };
+  }
+
+  /** Stops a peer, then what it needed beside it, then removes what it left. */
+  async #stop(running: RunningPeer): Promise<void> {
+    await this.procs.stop(running.process);
+    for (const p of running.companions ?? []) await this.procs.stop(p);
+    await running.cleanup?.();
   }
 
   async #start(peer: PeerName): Promise<RunningPeer> {
     switch (peer) {
       case 'isthmus':
-        return this.startIsthmus();
+      case 'isthmus-telemetry':
+        return this.startIsthmus(peer);
       case 'nginx': {
         const port = await freePort();
         const p = await this.startNginx('nginx-proxy', PROXY_CORE, (dir) =>
@@ -189,13 +270,18 @@ class Bench extends LoadBench<Tools, Options> {
     try {
       const sampler = new RssSampler(running.process.pid);
       if (this.options.warmupSec > 0) await this.wrk(running.address, this.options.warmupSec, false);
-      const cpu = new CpuMeter([running.process.pid, this.upstream?.pid ?? 0]);
+      const cpu = new CpuMeter([
+        running.process.pid,
+        this.upstream?.pid ?? 0,
+        ...(running.companions ?? []).map((p) => p.pid),
+      ]);
       const output = await this.wrk(running.address, this.options.durationSec, true);
       const { busyPercent, foreignPercent } = cpu.stop();
       const rss = sampler.stop();
       if (!alive(running.process))
         throw new Error(`${PEER_LABEL[peer]} died during the run:\n${running.process.tail()}`);
-      if (running.after) this.isthmusDiagnostics = await running.after();
+      if (running.after && (ISTHMUS_PEERS as readonly string[]).includes(peer))
+        this.isthmusDiagnostics[peer as IsthmusPeer] = await running.after();
       return {
         peer,
         wrk: parseWrkOutput(output),
@@ -206,13 +292,16 @@ class Bench extends LoadBench<Tools, Options> {
         foreignCpuPercent: foreignPercent,
       };
     } finally {
-      await this.procs.stop(running.process);
+      await this.#stop(running);
     }
   }
 
-  async #openLoop(address: string, proxy?: Pinned): Promise<OpenLoopResult & { foreignCpuPercent: number }> {
+  async #openLoop(address: string, proxy?: RunningPeer): Promise<OpenLoopRun> {
     let result: OpenLoopResult | undefined;
-    const cpu = new CpuMeter([this.upstream?.pid ?? 0, ...(proxy ? [proxy.pid] : [])]);
+    const cpu = new CpuMeter([
+      this.upstream?.pid ?? 0,
+      ...(proxy ? [proxy.process, ...(proxy.companions ?? [])].map((p) => p.pid) : []),
+    ]);
     const p = this.procs.start(
       'open-loop',
       LOAD_CORE,
@@ -252,45 +341,65 @@ class Bench extends LoadBench<Tools, Options> {
     return { ...result, foreignCpuPercent: foreignPercent };
   }
 
-  /** p50/p99 at a fixed rate, direct to the upstream and through a fresh, warmed-up Isthmus. */
-  async addedLatency(): Promise<AddedLatency> {
-    const direct = await this.#openLoop(`127.0.0.1:${this.upstreamPort}`);
-    const running = await this.startIsthmus();
+  /** p50/p99 through a fresh, warmed-up Isthmus `peer`, against the `direct` run. */
+  async #through(peer: IsthmusPeer, direct: OpenLoopRun): Promise<ThroughIsthmus> {
+    const running = await this.startIsthmus(peer);
     try {
       if (this.options.warmupSec > 0) await this.wrk(running.address, this.options.warmupSec, false);
-      const isthmus = await this.#openLoop(running.address, running.process);
+      const isthmus = await this.#openLoop(running.address, running);
       if (!alive(running.process))
-        throw new Error(`Isthmus died during the latency run:\n${running.process.tail()}`);
+        throw new Error(`${PEER_LABEL[peer]} died during the latency run:\n${running.process.tail()}`);
       return {
-        rate: this.options.rate,
-        direct,
         isthmus,
         addedP50Us: isthmus.p50Us - direct.p50Us,
         addedP99Us: isthmus.p99Us - direct.p99Us,
       };
     } finally {
-      await this.procs.stop(running.process);
+      await this.#stop(running);
     }
+  }
+
+  /**
+   * p50/p99 at a fixed rate, direct to the upstream, then through a fresh, warmed-up sidecar of
+   * each Isthmus peer in `peers` (without telemetry, then with it).
+   */
+  async addedLatency(peers: readonly IsthmusPeer[]): Promise<AddedLatency> {
+    const direct = await this.#openLoop(`127.0.0.1:${this.upstreamPort}`);
+    const added: AddedLatency = { rate: this.options.rate, direct };
+    if (peers.includes('isthmus')) Object.assign(added, await this.#through('isthmus', direct));
+    if (peers.includes('isthmus-telemetry'))
+      added.telemetry = await this.#through('isthmus-telemetry', direct);
+    return added;
   }
 }
 
 async function main(): Promise<number> {
   const options = parseCommandLine(parseOptions, USAGE);
   if (typeof options === 'number') return options;
-  const ready = await setUp('proxy', checkPrerequisites(isthmusMain, PROXY_NEEDS), 'isthmus-bench-');
+  const found = checkPrerequisites(isthmusMain, PROXY_NEEDS);
+  if (options.peers.includes('isthmus-telemetry') && !existsSync(sinkScript))
+    found.missing.push({ what: `the built collector stand-in (${sinkScript})`, fix: 'npm run build' });
+  const ready = await setUp('proxy', found, 'isthmus-bench-');
   if (!ready) return 3;
   const { tools, info, run } = ready;
   const { procs, tmp } = run;
 
   const o = options;
+  // The Isthmus peers measured at a fixed rate too (each against one shared direct run).
+  const latencyPeers = ISTHMUS_PEERS.filter((p) => o.peers.includes(p));
   const perPeerSec = o.warmupSec + o.durationSec + 2;
   const estimateSec =
     o.rounds * o.peers.length * perPeerSec +
-    2 * (OPEN_LOOP_WARMUP_SEC + o.latencyDurationSec) +
-    o.warmupSec +
+    (latencyPeers.length > 0
+      ? (1 + latencyPeers.length) * (OPEN_LOOP_WARMUP_SEC + o.latencyDurationSec)
+      : 0) +
+    latencyPeers.length * o.warmupSec +
     5;
+  const sinkNote = o.peers.includes('isthmus-telemetry')
+    ? ', with the telemetry peer’s collector stand-in,'
+    : '';
   console.log(
-    `Proxy benchmark: ${o.peers.length} proxies on core ${PROXY_CORE}; upstream (nginx, ${BODY.length} B body) and load on core ${LOAD_CORE}.\n` +
+    `Proxy benchmark: ${o.peers.length} proxies on core ${PROXY_CORE}; upstream (nginx, ${BODY.length} B body)${sinkNote} and load on core ${LOAD_CORE}.\n` +
       `wrk -t1 -c${o.connections} -d${o.durationSec}s after ${o.warmupSec}s warm-up; open loop at ${o.rate} req/s for ${o.latencyDurationSec}s. About ${Math.ceil(estimateSec / 60)} min.\n` +
       `${String(info.cpuModel)}, ${String(info.nproc)} CPUs, ${String(info.node)}, ${String(info.nginx)}, ${String(info.haproxy)}\n`,
   );
@@ -322,18 +431,41 @@ async function main(): Promise<number> {
       };
     });
     let added: AddedLatency | undefined;
-    if (o.peers.includes('isthmus')) {
+    if (latencyPeers.length > 0) {
       process.stdout.write(`  added latency at ${o.rate} req/s… `);
-      added = await bench.addedLatency();
-      console.log(`p99 +${(added.addedP99Us / 1000).toFixed(3)} ms`);
+      added = await bench.addedLatency(latencyPeers);
+      const measured = added;
+      console.log(
+        latencyPeers
+          .map((peer) => {
+            const t = throughIsthmus(measured, peer);
+            const p99 = t ? `p99 +${(t.addedP99Us / 1000).toFixed(3)} ms` : 'not measured';
+            return peer === 'isthmus' ? p99 : `with telemetry ${p99}`;
+          })
+          .join(', '),
+      );
     }
     const targets = evaluateTargets(results, added);
     console.log(`\n${formatReport(results, added, targets)}`);
-    const events = (bench.isthmusDiagnostics.events as unknown[] | undefined) ?? [];
-    if (events.length > 0)
+    for (const peer of ISTHMUS_PEERS) {
+      const events = (bench.isthmusDiagnostics[peer]?.events as unknown[] | undefined) ?? [];
+      // "Isthmus" for the sidecar, as this report has always said; the telemetry peer by its label.
+      const name = peer === 'isthmus' ? 'Isthmus' : PEER_LABEL[peer];
+      if (events.length > 0)
+        console.log(
+          `\n${name} logged ${events.length} event(s) under load, first: ${JSON.stringify(events[0])}`,
+        );
+    }
+    const shipped = bench.isthmusDiagnostics['isthmus-telemetry'];
+    if (shipped) {
+      const t = shipped.telemetry as Record<string, number>;
+      const c = shipped.collector as { records?: number; posts?: number };
       console.log(
-        `\nIsthmus logged ${events.length} event(s) under load, first: ${JSON.stringify(events[0])}`,
+        `\n${PEER_LABEL['isthmus-telemetry']} (its last run, warm-up included): ${t.emitted_records ?? 0} records written to its log, ` +
+          `${t.shipped_records ?? 0} shipped, ${t.dropped_records ?? 0} dropped, ${t.ship_failures ?? 0} failed exports; ` +
+          `the collector stand-in received ${c.records ?? 0} records in ${c.posts ?? 0} posts`,
       );
+    }
 
     if (o.save)
       await saveReport(
@@ -344,7 +476,10 @@ async function main(): Promise<number> {
           results,
           addedLatency: added ?? null,
           targets,
-          isthmus: bench.isthmusDiagnostics,
+          isthmus: bench.isthmusDiagnostics.isthmus ?? {},
+          ...(o.peers.includes('isthmus-telemetry') && {
+            isthmusTelemetry: bench.isthmusDiagnostics['isthmus-telemetry'] ?? {},
+          }),
         },
       );
   });

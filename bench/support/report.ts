@@ -2,16 +2,21 @@ import type { OpenLoopResult } from '../open-loop.js';
 import type { WrkResult } from './wrk.js';
 
 /** The proxies under test, in the order they run and print. */
-export const PEERS = ['isthmus', 'nginx', 'haproxy', 'fastify', 'undici'] as const;
+export const PEERS = ['isthmus', 'isthmus-telemetry', 'nginx', 'haproxy', 'fastify', 'undici'] as const;
 export type PeerName = (typeof PEERS)[number];
 
 export const PEER_LABEL: Record<PeerName, string> = {
   isthmus: 'Isthmus sidecar',
+  'isthmus-telemetry': 'Isthmus sidecar + telemetry',
   nginx: 'nginx proxy_pass',
   haproxy: 'HAProxy',
   fastify: '@fastify/http-proxy',
   undici: 'undici pass-through (floor)',
 };
+
+/** The Isthmus peers: the sidecar as bench:proxy has always run it, and the same with telemetry on. */
+export const ISTHMUS_PEERS = ['isthmus', 'isthmus-telemetry'] as const;
+export type IsthmusPeer = (typeof ISTHMUS_PEERS)[number];
 
 /** One proxy's measurements. */
 export interface PeerResult {
@@ -31,38 +36,72 @@ export interface PeerResult {
   roundsRps?: number[];
 }
 
-export interface AddedLatency {
-  rate: number;
-  direct: OpenLoopResult & { foreignCpuPercent: number };
-  isthmus: OpenLoopResult & { foreignCpuPercent: number };
+export type OpenLoopRun = OpenLoopResult & { foreignCpuPercent: number };
+
+/** An open-loop run through one Isthmus peer, and what it added to the direct run. */
+export interface ThroughIsthmus {
+  isthmus: OpenLoopRun;
   addedP50Us: number;
   addedP99Us: number;
 }
 
+/**
+ * The latency added at a fixed rate. The top-level `isthmus`, `addedP50Us` and `addedP99Us` are the
+ * plain sidecar's (absent when it was not run); `telemetry` is the same through the sidecar with
+ * telemetry on (absent when that peer was not run).
+ */
+export interface AddedLatency extends Partial<ThroughIsthmus> {
+  rate: number;
+  direct: OpenLoopRun;
+  telemetry?: ThroughIsthmus;
+}
+
+/** The run through `peer` in `added`, if it was measured. */
+export function throughIsthmus(
+  added: AddedLatency | undefined,
+  peer: IsthmusPeer,
+): ThroughIsthmus | undefined {
+  if (!added) return undefined;
+  if (peer === 'isthmus-telemetry') return added.telemetry;
+  const { isthmus, addedP50Us, addedP99Us } = added;
+  return isthmus && addedP50Us !== undefined && addedP99Us !== undefined
+    ? { isthmus, addedP50Us, addedP99Us }
+    : undefined;
+}
+
 export interface Target {
   name: string;
+  /** The Isthmus peer the target is evaluated for. */
+  peer: IsthmusPeer;
   /** Undefined when the peers it needs were not run. */
   pass?: boolean;
   detail: string;
 }
 
-/** The goals from the issue: throughput against two peers, memory, latency added at a fixed rate. */
-export function evaluateTargets(results: readonly PeerResult[], added: AddedLatency | undefined): Target[] {
+/** The goals from the issue, for one Isthmus peer: throughput against two peers, memory, added latency. */
+function targetsFor(
+  results: readonly PeerResult[],
+  added: AddedLatency | undefined,
+  peer: IsthmusPeer,
+): Target[] {
   const by = (p: PeerName) => results.find((r) => r.peer === p);
-  const isthmus = by('isthmus');
-  const ratio = (peer: PeerName, min: number): Target => {
-    const other = by(peer);
-    const name = `throughput ≥ ${min}× ${PEER_LABEL[peer]}`;
-    if (!isthmus || !other) return { name, detail: 'not run' };
-    const r = isthmus.wrk.requestsPerSec / other.wrk.requestsPerSec;
-    return { name, pass: r >= min, detail: `${r.toFixed(2)}×` };
+  const isthmus = by(peer);
+  const label = (name: string) => `${PEER_LABEL[peer]}: ${name}`;
+  const ratio = (other: PeerName, min: number): Target => {
+    const o = by(other);
+    const name = label(`throughput ≥ ${min}× ${PEER_LABEL[other]}`);
+    if (!isthmus || !o) return { name, peer, detail: 'not run' };
+    const r = isthmus.wrk.requestsPerSec / o.wrk.requestsPerSec;
+    return { name, peer, pass: r >= min, detail: `${r.toFixed(2)}×` };
   };
   const mb = isthmus ? isthmus.peakRssBytes / 2 ** 20 : undefined;
+  const through = throughIsthmus(added, peer);
   return [
     ratio('fastify', 2),
     ratio('nginx', 0.3),
     {
-      name: 'peak RSS ≤ 80 MB',
+      name: label('peak RSS ≤ 80 MB'),
+      peer,
       ...(mb !== undefined && { pass: mb <= 80 }),
       detail:
         isthmus && mb !== undefined
@@ -70,13 +109,24 @@ export function evaluateTargets(results: readonly PeerResult[], added: AddedLate
           : 'not run',
     },
     {
-      name: `added p99 ≤ 1 ms at ${added?.rate ?? 2000} req/s`,
-      ...(added && { pass: added.addedP99Us <= 1000 && added.isthmus.failed === 0 }),
-      detail: added
-        ? `${ms(added.addedP99Us)} ms${added.isthmus.failed ? `, ${added.isthmus.failed} failed` : ''}`
+      name: label(`added p99 ≤ 1 ms at ${added?.rate ?? 2000} req/s`),
+      peer,
+      ...(through && { pass: through.addedP99Us <= 1000 && through.isthmus.failed === 0 }),
+      detail: through
+        ? `${ms(through.addedP99Us)} ms${through.isthmus.failed ? `, ${through.isthmus.failed} failed` : ''}`
         : 'not run',
     },
   ];
+}
+
+/**
+ * The goals from the issue (throughput against two peers, memory, latency added at a fixed rate),
+ * for each Isthmus peer that ran: the sidecar, then the sidecar with telemetry. With neither run,
+ * the sidecar's, all "not run".
+ */
+export function evaluateTargets(results: readonly PeerResult[], added: AddedLatency | undefined): Target[] {
+  const ran = ISTHMUS_PEERS.filter((p) => results.some((r) => r.peer === p));
+  return (ran.length > 0 ? ran : (['isthmus'] as const)).flatMap((p) => targetsFor(results, added, p));
 }
 
 /** Above this much CPU used by other processes during a run, the report says so. */
@@ -137,15 +187,24 @@ export function formatReport(
 
   out.push('');
   if (added) {
+    const through = ISTHMUS_PEERS.flatMap((peer) => {
+      const t = throughIsthmus(added, peer);
+      return t ? [{ peer, ...t }] : [];
+    });
+    // "Isthmus" for the sidecar, as this report has always said; the telemetry peer by its label.
+    const name = (peer: IsthmusPeer) => (peer === 'isthmus' ? 'Isthmus' : PEER_LABEL[peer]);
+    const labels = ['direct to upstream', ...through.map((t) => `through ${name(t.peer)}`)];
+    const width = Math.max(...labels.map((l) => l.length));
     const l = (label: string, o: OpenLoopResult) =>
-      `${label}: p50 ${ms(o.p50Us)} ms, p99 ${ms(o.p99Us)} ms, p99.9 ${ms(o.p999Us)} ms (${o.ok}/${o.sent} ok, sender lag ≤ ${ms(o.maxSendLagUs)} ms)`;
+      `${label.padEnd(width)}: p50 ${ms(o.p50Us)} ms, p99 ${ms(o.p99Us)} ms, p99.9 ${ms(o.p999Us)} ms (${o.ok}/${o.sent} ok, sender lag ≤ ${ms(o.maxSendLagUs)} ms)`;
     out.push(`Latency at ${added.rate} req/s, open loop, ${added.direct.durationSec}s:`);
     out.push(`  ${l('direct to upstream', added.direct)}`);
-    out.push(`  ${l('through Isthmus   ', added.isthmus)}`);
-    out.push(`  added by Isthmus: p50 +${ms(added.addedP50Us)} ms, p99 +${ms(added.addedP99Us)} ms`);
+    for (const t of through) out.push(`  ${l(`through ${name(t.peer)}`, t.isthmus)}`);
+    for (const t of through)
+      out.push(`  added by ${name(t.peer)}: p50 +${ms(t.addedP50Us)} ms, p99 +${ms(t.addedP99Us)} ms`);
     for (const [label, o] of [
       ['direct', added.direct],
-      ['Isthmus', added.isthmus],
+      ...through.map((t) => [name(t.peer), t.isthmus] as const),
     ] as const)
       if (o.foreignCpuPercent >= FOREIGN_NOTE_PERCENT)
         out.push(`  note: other processes used ${o.foreignCpuPercent}% of a core during the ${label} run`);
