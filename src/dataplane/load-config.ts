@@ -16,8 +16,15 @@ export interface LoadedConfig {
   resources: LoadedResource[];
 }
 
-/** How long the worker is kept after its last answer, ms: a burst of updates reuses it. */
-const WORKER_IDLE_MS = 5_000;
+/**
+ * How long the worker is kept after its last answer, ms. After a snapshot from the control plane
+ * (documents): long enough that a burst of updates reuses it instead of compiling the schema
+ * validators again each time. After files (the bootstrap, then the resources it names; a reload):
+ * only long enough for the one that follows, so that a proxy with a static configuration does
+ * not keep the worker's ~30 MB while it serves.
+ */
+const IDLE_AFTER_DOCUMENTS_MS = 5_000;
+const IDLE_AFTER_FILES_MS = 250;
 
 interface Pending {
   resolve: (reply: unknown) => void;
@@ -25,7 +32,7 @@ interface Pending {
 }
 
 /**
- * One configuration worker, started on demand and let go after WORKER_IDLE_MS without requests
+ * One configuration worker, started on demand and let go after a while without requests
  * (its memory goes with it). It holds the process open only while a request is in flight. A
  * worker that fails (e.g. over its memory limit) fails the requests it had and is replaced on the
  * next one.
@@ -35,10 +42,12 @@ class ConfigWorker {
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
   #idleTimer: NodeJS.Timeout | undefined;
+  #idleMs = IDLE_AFTER_FILES_MS;
 
   request<T>(request: ConfigRequest): Promise<T> {
     const worker = this.#worker ?? this.#start();
     clearTimeout(this.#idleTimer);
+    this.#idleMs = request.kind === 'documents' ? IDLE_AFTER_DOCUMENTS_MS : IDLE_AFTER_FILES_MS;
     worker.ref();
     const id = this.#nextId++;
     return new Promise<T>((resolve, reject) => {
@@ -81,7 +90,7 @@ class ConfigWorker {
       if (this.#worker !== worker || this.#pending.size > 0) return;
       this.#worker = undefined;
       void worker.terminate();
-    }, WORKER_IDLE_MS);
+    }, this.#idleMs);
     this.#idleTimer.unref();
   }
 }
