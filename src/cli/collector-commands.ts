@@ -35,6 +35,32 @@ function fieldList(text: string): string[] {
   return fields;
 }
 
+/** The default retention of `isthmus collector`, 7 days (a Collector started in code keeps all). */
+const DEFAULT_RETENTION = '168h';
+const MIN_RETENTION_MS = 60_000;
+
+/**
+ * `--retention`: a duration as for the other flags (no `d` unit: 7 days is `168h`), or `0` /
+ * `forever` to keep everything. Anything under a minute is refused: items already older than the
+ * window on arrival are not stored, so a typo like `7s` would silently drop nearly everything.
+ */
+function retention(text: string): number {
+  if (text === '0' || text === 'forever') return 0;
+  let ms: number;
+  try {
+    ms = duration(text);
+  } catch {
+    throw new InvalidArgumentError(
+      `"${text}" is not a retention: write a duration in h, m or s (e.g. "168h" for 7 days, "12h", "30m"), or 0 / forever to keep everything`,
+    );
+  }
+  if (ms !== 0 && ms < MIN_RETENTION_MS)
+    throw new InvalidArgumentError(
+      `"${text}" is too short a retention: at least 1m, or 0 / forever to keep everything`,
+    );
+  return ms;
+}
+
 const DEFAULT_ALLOWED_OUT = TelemetrySettings.properties.residency.properties.logFieldsAllowedOut
   .default as readonly string[];
 
@@ -78,6 +104,11 @@ export function addCollectorCommands(program: Command, ctx: CommandContext): voi
       duration,
       2_000,
     )
+    .option(
+      '--retention <duration>',
+      `keep items this long by their original time, e.g. 12h; 0 or forever keeps all (default: ${DEFAULT_RETENTION})`,
+      retention,
+    )
     .option('--alert-rules <file>', 'YAML alert rules evaluated here (docs/collector.md#alerts)')
     .option('--alert-interval <duration>', 'how often alert rules are evaluated', duration, 10_000)
     .option('--alert-webhook <url>', 'receives each firing/resolved alert event as a JSON POST', httpUrl)
@@ -91,6 +122,7 @@ export function addCollectorCommands(program: Command, ctx: CommandContext): voi
         heartbeatInterval: number;
         logFieldsAllowedOut?: string[];
         federationTimeout: number;
+        retention?: number;
         alertRules?: string;
         alertInterval: number;
         alertWebhook?: string;
@@ -107,6 +139,7 @@ export function addCollectorCommands(program: Command, ctx: CommandContext): voi
           );
         // Before opening anything: an invalid rules file refuses the start with its located error.
         const alertRules = opts.alertRules === undefined ? undefined : loadAlertRules(opts.alertRules);
+        const retentionMs = opts.retention ?? retention(DEFAULT_RETENTION);
         const { Collector } = await import('../controlplane/collector/collector.js');
         const collector = await Collector.start({
           region: opts.region,
@@ -117,6 +150,7 @@ export function addCollectorCommands(program: Command, ctx: CommandContext): voi
           heartbeatIntervalMs: opts.heartbeatInterval,
           logFieldsAllowedOut: opts.logFieldsAllowedOut ?? DEFAULT_ALLOWED_OUT,
           federationTimeoutMs: opts.federationTimeout,
+          retentionMs,
           ...(alertRules !== undefined && { alertRules }),
           alertIntervalMs: opts.alertInterval,
           ...(opts.alertWebhook !== undefined && { alertWebhook: opts.alertWebhook }),
@@ -129,6 +163,7 @@ export function addCollectorCommands(program: Command, ctx: CommandContext): voi
           address: collector.address,
           upstream: opts.upstream ?? null,
           regions: opts.regions ?? null,
+          retentionMs,
         });
         await ctx.runUntilSignal(() => collector.close(), log);
       },

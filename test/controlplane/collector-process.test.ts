@@ -30,6 +30,8 @@ describe('collector process killed mid-stream', () => {
       path.join(dir, 'global'),
       '--listen',
       '127.0.0.1:0',
+      '--retention', // the test source's timestamps are from 2023
+      'forever',
     ]);
     running.push(global);
     const globalUrl = `http://${String(global.ready.address)}`;
@@ -41,6 +43,8 @@ describe('collector process killed mid-stream', () => {
       path.join(dir, 'eu-west'),
       '--listen',
       '127.0.0.1:0',
+      '--retention', // the test source's timestamps are from 2023
+      'forever',
       '--upstream',
       globalUrl,
     ];

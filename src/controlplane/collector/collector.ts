@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { IncomingMessage, Server } from 'node:http';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { systemClock, type Clock } from '../../core/clock.js';
 import { Stats } from '../../dataplane/stats.js';
 import { AlertEngine, type AlertRule } from '../../telemetry/alerts.js';
@@ -20,7 +21,7 @@ import {
 import type { WalAppend } from '../../telemetry/wal/index.js';
 import { ApiError, createApiServer, listen, readJson, sendJson, sendText } from '../http-api.js';
 import { Forwarder, type ForwardKind } from './forwarder.js';
-import { CollectorStore, type StoredLog } from './store.js';
+import { CollectorStore, msToPaddedNs, PRUNED_SIGNALS, type StoredLog } from './store.js';
 
 /**
  * The telemetry collector (docs/collector.md): OTLP/HTTP JSON ingest with dedupe into SQLite,
@@ -50,7 +51,27 @@ export interface CollectorOptions {
   alertWebhook?: string;
   /** For alert evaluation; tests pass a ManualClock and call `alerts.evaluate()`. */
   clock?: Clock;
+  /**
+   * How long items are kept, by their original timestamp (docs/collector.md#retention), ms;
+   * 0 or undefined keeps everything (`isthmus collector` defaults to 7 days). Swept at start and
+   * every minute; see `pruneNow`.
+   */
+  retentionMs?: number;
+  /** Rows deleted per statement by a sweep (5,000); tests make it small. */
+  pruneChunkRows?: number;
 }
+
+/** What one retention sweep deleted, per table, and in how many chunks (statements). */
+export interface PruneResult {
+  spans: number;
+  points: number;
+  logs: number;
+  chunks: number;
+}
+
+const PRUNE_INTERVAL_MS = 60_000;
+const PRUNE_CHUNK_ROWS = 5_000;
+const PRUNED_HELP = 'Records deleted by retention (older than the window by their original time).';
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 const HEX32 = /^[0-9a-fA-F]{32}$/;
@@ -69,6 +90,12 @@ export class Collector {
   readonly alerts: AlertEngine | undefined;
   readonly #webhook: AlertWebhook | undefined;
   #alertTimer: NodeJS.Timeout | undefined;
+  readonly #retentionMs: number;
+  #pruneTimer: NodeJS.Timeout | undefined;
+  /** The sweep running now, if any: one at a time, and `close` waits for it. */
+  #sweep: Promise<PruneResult> | undefined;
+  #lastSweepMs: number | null = null;
+  #closing = false;
   address = '';
 
   private constructor(
@@ -83,6 +110,15 @@ export class Collector {
     this.stats = stats;
     this.#allowed = new Set(o.logFieldsAllowedOut);
     this.#now = o.now ?? Date.now;
+    this.#retentionMs = o.retentionMs ?? 0;
+    if (!(this.#retentionMs >= 0) || !Number.isFinite(this.#retentionMs))
+      throw new RangeError(`retentionMs must be a finite number >= 0, got ${this.#retentionMs}`);
+    const chunk = o.pruneChunkRows ?? PRUNE_CHUNK_ROWS;
+    if (!Number.isSafeInteger(chunk) || chunk < 1)
+      throw new RangeError(`pruneChunkRows must be a whole number >= 1, got ${chunk}`);
+    if (this.#retentionMs > 0)
+      for (const signal of PRUNED_SIGNALS)
+        this.stats.inc('isthmus_collector_pruned_total', PRUNED_HELP, { signal }, 0);
     this.#server = createApiServer((req, res, url) => this.#handle(req, res, url), o.log);
     this.#webhook =
       o.alertWebhook === undefined
@@ -138,6 +174,7 @@ export class Collector {
       // One registry: the forwarder counts into the collector's /metrics.
       const c = new Collector(o, store, forwarder, stats);
       c.address = await listen(c.#server, o.listen);
+      c.#startSweeps();
       return c;
     } catch (err) {
       await forwarder?.close().catch(() => undefined);
@@ -148,6 +185,10 @@ export class Collector {
 
   async close(): Promise<void> {
     clearInterval(this.#alertTimer);
+    this.#closing = true;
+    clearInterval(this.#pruneTimer);
+    // A running sweep stops after its current chunk; the store must outlive it.
+    await this.#sweep?.catch(() => undefined);
     await this.#webhook?.settle(true);
     await new Promise<void>((resolve) => {
       this.#server.close(() => resolve());
@@ -188,6 +229,8 @@ export class Collector {
       return sendJson(res, 200, {
         region: this.#o.region,
         stored: this.store.counts(),
+        retentionMs: this.#retentionMs,
+        lastSweepMs: this.#lastSweepMs,
         forwarding: this.forwarder?.status() ?? null,
       });
     const trace = /^\/v1\/traces\/([^/]+)$/.exec(p)?.[1];
@@ -235,6 +278,7 @@ export class Collector {
       this.#invalid(err, kind);
     }
     const now = this.#now();
+    const keepFromNs = this.#retentionMs > 0 ? msToPaddedNs(now - this.#retentionMs) : undefined;
     // Forward first, store second, answer once both are durable: a crash in between leaves the
     // source without a 200 (it resends; both stores dedupe), never a 200 for something lost.
     let forwarded: WalAppend | undefined;
@@ -245,13 +289,20 @@ export class Collector {
     }
     const result =
       kind === 'traces'
-        ? this.store.ingest('traces', items as ReturnType<typeof parseTraces>, now)
+        ? this.store.ingest('traces', items as ReturnType<typeof parseTraces>, now, keepFromNs)
         : kind === 'metrics'
-          ? this.store.ingest('metrics', items as ReturnType<typeof parseMetrics>, now)
-          : this.store.ingest('logs', items as LogItem[], now);
+          ? this.store.ingest('metrics', items as ReturnType<typeof parseMetrics>, now, keepFromNs)
+          : this.store.ingest('logs', items as LogItem[], now, keepFromNs);
     await this.#durable(forwarded);
     if (kind === 'metrics') this.alerts?.hops.observe(items as ReturnType<typeof parseMetrics>);
-    for (const [source, [stored, dups]] of result.bySource) {
+    for (const [source, [stored, dups, expired]] of result.bySource) {
+      if (expired)
+        this.stats.inc(
+          'isthmus_collector_expired_total',
+          'Records already older than the retention window on arrival: counted as received, not stored.',
+          { signal: kind, source },
+          expired,
+        );
       if (stored)
         this.stats.inc(
           'isthmus_collector_received_total',
@@ -274,6 +325,58 @@ export class Collector {
         );
     }
     return {};
+  }
+
+  /** The sweep at start and then every minute (unref'd: it never keeps the process alive). */
+  #startSweeps(): void {
+    if (this.#retentionMs === 0) return;
+    const sweep = () => {
+      if (this.#sweep || this.#closing) return; // the previous one is still going: skip a turn
+      this.pruneNow().catch((err: unknown) =>
+        this.#o.log?.({ event: 'prune-failed', error: (err as Error).message }),
+      );
+    };
+    sweep();
+    this.#pruneTimer = setInterval(sweep, PRUNE_INTERVAL_MS);
+    this.#pruneTimer.unref();
+  }
+
+  /**
+   * One retention sweep now (after the running one, if any): deletes spans, metric points and
+   * log records whose original time is older than now − retention, at most `pruneChunkRows` per
+   * statement, yielding to the event loop between statements so ingest and queries go on. A no-op
+   * with retention 0. Continuity state is never pruned.
+   */
+  async pruneNow(): Promise<PruneResult> {
+    while (this.#sweep) await this.#sweep.catch(() => undefined);
+    const run = this.#runSweep();
+    this.#sweep = run;
+    try {
+      return await run;
+    } finally {
+      if (this.#sweep === run) this.#sweep = undefined;
+    }
+  }
+
+  async #runSweep(): Promise<PruneResult> {
+    const result: PruneResult = { spans: 0, points: 0, logs: 0, chunks: 0 };
+    if (this.#retentionMs === 0 || this.#closing) return result;
+    const now = this.#now();
+    const beforeNs = msToPaddedNs(now - this.#retentionMs);
+    const limit = this.#o.pruneChunkRows ?? PRUNE_CHUNK_ROWS;
+    for (const signal of PRUNED_SIGNALS) {
+      for (;;) {
+        if (this.#closing) return result;
+        const n = this.store.pruneChunk(signal, beforeNs, limit);
+        result.chunks++;
+        result[signal] += n;
+        if (n > 0) this.stats.inc('isthmus_collector_pruned_total', PRUNED_HELP, { signal }, n);
+        if (n < limit) break;
+        await nextTurn();
+      }
+    }
+    this.#lastSweepMs = now;
+    return result;
   }
 
   async #enqueue(kind: ForwardKind, body: JsonObject, now: number): Promise<WalAppend> {

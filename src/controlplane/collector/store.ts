@@ -10,14 +10,25 @@ import type { Heartbeat, JsonObject, LogItem, PointItem, SourceRef, SpanItem } f
  * (docs/collector.md), and the continuity state of every source. SQLite in WAL mode with
  * synchronous=FULL: a commit has returned only once it is on disk, so the collector can answer
  * 200 right after it.
+ *
+ * Retention (docs/collector.md#retention) goes by each item's original timestamp (`time_ns`: a
+ * span's end, a point's time, a log record's time): `ingest` does not store what is already older
+ * than the window, and `pruneChunk` deletes what has aged out of it, a bounded chunk at a time. The continuity
+ * state is never pruned.
  */
 
 export interface IngestResult {
   stored: number;
   duplicates: number;
-  /** Per source: [stored, duplicates]. */
-  bySource: Map<string, [number, number]>;
+  /** Already older than the retention window on arrival: counted for continuity, not stored. */
+  expired: number;
+  /** Per source: [stored, duplicates, expired]. */
+  bySource: Map<string, [number, number, number]>;
 }
+
+/** The tables retention prunes, as named in `isthmus_collector_pruned_total{signal}`. */
+export type PrunedSignal = 'spans' | 'points' | 'logs';
+export const PRUNED_SIGNALS: readonly PrunedSignal[] = ['spans', 'points', 'logs'];
 
 export interface StoredSpan {
   span: JsonObject;
@@ -45,6 +56,9 @@ export interface StoredLog {
 /** Nanoseconds padded to 20 digits, so that text order is time order. */
 const pad = (ns: string) => ns.padStart(20, '0');
 const nsToMs = (ns: string) => Number(BigInt(ns) / 1_000_000n);
+/** The padded `time_ns` of epoch milliseconds (0 for a time before the epoch). */
+export const msToPaddedNs = (ms: number): string =>
+  pad((BigInt(Math.max(0, Math.floor(ms))) * 1_000_000n).toString());
 
 type Item = SpanItem | PointItem | LogItem;
 
@@ -55,6 +69,8 @@ export class CollectorStore {
   readonly #insertPoint: Database.Statement;
   readonly #insertLog: Database.Statement;
   readonly #saveSource: Database.Statement;
+  /** Per table: deletes up to `@limit` of the oldest rows with `time_ns` < `@before`. */
+  readonly #prune: Record<PrunedSignal, Database.Statement>;
 
   private constructor(db: Database.Database) {
     this.#db = db;
@@ -73,6 +89,8 @@ export class CollectorStore {
         record_id TEXT PRIMARY KEY, time_ns TEXT NOT NULL, source TEXT NOT NULL, region TEXT,
         search TEXT NOT NULL, record TEXT NOT NULL, resource TEXT NOT NULL) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS logs_by_time ON logs (time_ns);
+      CREATE INDEX IF NOT EXISTS spans_by_time ON spans (time_ns);
+      CREATE INDEX IF NOT EXISTS points_by_time ON points (time_ns);
       CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
     `);
     this.#insertSpan = db.prepare(
@@ -85,6 +103,18 @@ export class CollectorStore {
       'INSERT OR IGNORE INTO logs VALUES (@recordId, @timeNs, @source, @region, @search, @record, @resource)',
     );
     this.#saveSource = db.prepare('INSERT OR REPLACE INTO sources VALUES (?, ?)');
+    // A range on the time index picks the chunk; the delete goes by primary key (the tables are
+    // WITHOUT ROWID, and SQLite has no DELETE ... LIMIT by default).
+    const prune = (table: string, key: string) =>
+      db.prepare(
+        `DELETE FROM ${table} WHERE (${key}) IN
+         (SELECT ${key} FROM ${table} WHERE time_ns < @before ORDER BY time_ns LIMIT @limit)`,
+      );
+    this.#prune = {
+      spans: prune('spans', 'trace_id, span_id'),
+      points: prune('points', 'series, time_ns'),
+      logs: prune('logs', 'record_id'),
+    };
     for (const row of db.prepare('SELECT state FROM sources').all() as { state: string }[]) {
       const state = JSON.parse(row.state) as SourceState;
       this.#sources.set(state.source, state);
@@ -119,20 +149,33 @@ export class CollectorStore {
     return [...this.#sources.values()];
   }
 
-  /** Stores what is new, counts the rest as duplicates, and updates continuity; one durable commit. */
-  ingest(kind: 'traces', items: SpanItem[], nowMs: number): IngestResult;
-  ingest(kind: 'metrics', items: PointItem[], nowMs: number): IngestResult;
-  ingest(kind: 'logs', items: LogItem[], nowMs: number): IngestResult;
-  ingest(kind: 'traces' | 'metrics' | 'logs', items: Item[], nowMs: number): IngestResult {
+  /**
+   * Stores what is new, counts the rest as duplicates, and updates continuity; one durable commit.
+   * With `keepFromNs` (padded, see `msToPaddedNs`), an item whose original time is before it is
+   * not stored (it would be pruned at the next sweep) but still counts as received.
+   */
+  ingest(kind: 'traces', items: SpanItem[], nowMs: number, keepFromNs?: string): IngestResult;
+  ingest(kind: 'metrics', items: PointItem[], nowMs: number, keepFromNs?: string): IngestResult;
+  ingest(kind: 'logs', items: LogItem[], nowMs: number, keepFromNs?: string): IngestResult;
+  ingest(
+    kind: 'traces' | 'metrics' | 'logs',
+    items: Item[],
+    nowMs: number,
+    keepFromNs?: string,
+  ): IngestResult {
     const touched = new Map<string, SourceState>();
-    const result: IngestResult = { stored: 0, duplicates: 0, bySource: new Map() };
+    const result: IngestResult = { stored: 0, duplicates: 0, expired: 0, bySource: new Map() };
     const run = this.#db.transaction(() => {
       for (const item of items) {
-        const changes = this.#insert(kind, item);
+        const expired = keepFromNs !== undefined && pad(item.timeNs) < keepFromNs;
+        const changes = expired ? 0 : this.#insert(kind, item);
         const state = this.#touch(touched, item, nowMs);
-        const counts = result.bySource.get(item.source) ?? [0, 0];
+        const counts = result.bySource.get(item.source) ?? [0, 0, 0];
         result.bySource.set(item.source, counts);
-        if (changes > 0) {
+        if (expired) {
+          result.expired++;
+          counts[2]++;
+        } else if (changes > 0) {
           result.stored++;
           counts[0]++;
           state.records++;
@@ -216,6 +259,15 @@ export class CollectorStore {
       record: JSON.stringify(l.record),
       resource,
     }).changes;
+  }
+
+  /**
+   * Deletes up to `limit` of the oldest rows of `signal` whose original time is before `beforeNs`
+   * (padded, see `msToPaddedNs`), in one statement (one commit); returns how many. The caller
+   * loops, yielding to the event loop between chunks, until fewer than `limit` come back.
+   */
+  pruneChunk(signal: PrunedSignal, beforeNs: string, limit: number): number {
+    return this.#prune[signal].run({ before: beforeNs, limit }).changes;
   }
 
   trace(traceId: string): StoredSpan[] {
