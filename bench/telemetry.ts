@@ -358,6 +358,9 @@ interface PipelineResult {
   drainPerSec: number;
   drainMBPerSec: number;
   complete: boolean;
+  /** CPU time of this process (user + system, every thread) per record while appending / draining, µs. */
+  appendCpuUs: number;
+  drainCpuUs: number;
 }
 
 /** (2) appends `records` spans while the collector is down, (3) drains them once it is back. */
@@ -375,6 +378,7 @@ async function pipeline(root: string, records: number): Promise<PipelineResult> 
       backoffMaxMs: 200,
     });
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     for (let i = 0; i < records; i++) {
       source.span(span(i));
       // Yield now and then, as a request path would: appends are written once per event-loop turn.
@@ -382,13 +386,16 @@ async function pipeline(root: string, records: number): Promise<PipelineResult> 
     }
     await source.wal.sync();
     const appendSec = (performance.now() - t0) / 1000;
+    const cpu1 = process.cpuUsage(cpu0);
     const bytes = source.stats().backlogBytes;
 
     collector.state.down = false;
     collector.state.bytes = 0;
     const t1 = performance.now();
+    const cpu2 = process.cpuUsage();
     const complete = await source.flush(300_000);
     const drainSec = (performance.now() - t1) / 1000;
+    const cpu3 = process.cpuUsage(cpu2);
     await source.close();
     return {
       records,
@@ -399,6 +406,8 @@ async function pipeline(root: string, records: number): Promise<PipelineResult> 
       drainPerSec: records / drainSec,
       drainMBPerSec: collector.state.bytes / drainSec / 1e6,
       complete,
+      appendCpuUs: (cpu1.user + cpu1.system) / records,
+      drainCpuUs: (cpu3.user + cpu3.system) / records,
     };
   } finally {
     await collector.close();
@@ -532,6 +541,7 @@ function formatReport(
     'Parts 2 and 3: TelemetrySource in this process (core 1), spans:',
     `  append  ${pipe.records} spans in ${pipe.appendSec.toFixed(2)} s = ${int(pipe.appendPerSec)} records/s (${pipe.bytesPerRecord.toFixed(0)} B/record, durable)`,
     `  replay  drained in ${pipe.drainSec.toFixed(2)} s = ${int(pipe.drainPerSec)} records/s (${pipe.drainMBPerSec.toFixed(1)} MB/s of OTLP JSON; ${pipe.complete ? 'complete' : 'INCOMPLETE'})`,
+    `  CPU per record (this process, every thread): append ${pipe.appendCpuUs.toFixed(1)} µs (encode, log, fsync), drain ${pipe.drainCpuUs.toFixed(1)} µs (read, export, post; the stand-in only counts bytes)`,
     `  drain / append                        ${(pipe.drainPerSec / pipe.appendPerSec).toFixed(2)}×`,
     `  drain / live emission at peak load    ${emission > 0 ? (pipe.drainPerSec / emission).toFixed(2) : '-'}× (${int(emission)} records/s, variant (c))`,
     '',
