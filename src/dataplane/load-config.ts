@@ -19,12 +19,11 @@ export interface LoadedConfig {
 /**
  * How long the worker is kept after its last answer, ms. After a snapshot from the control plane
  * (documents): long enough that a burst of updates reuses it instead of compiling the schema
- * validators again each time. After files (the bootstrap, then the resources it names; a reload):
- * only long enough for the one that follows, so that a proxy with a static configuration does
- * not keep the worker's ~30 MB while it serves.
+ * validators again each time. After the bootstrap file: long enough for the resource files it
+ * names, which come next. After resource files (the last step of a static start, or a reload):
+ * not at all, so that a proxy with a static configuration serves without the worker's ~30 MB.
  */
-const IDLE_AFTER_DOCUMENTS_MS = 5_000;
-const IDLE_AFTER_FILES_MS = 250;
+const IDLE_MS: Record<ConfigRequest['kind'], number> = { documents: 5_000, bootstrap: 250, resources: 0 };
 
 interface Pending {
   resolve: (reply: unknown) => void;
@@ -42,12 +41,12 @@ class ConfigWorker {
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
   #idleTimer: NodeJS.Timeout | undefined;
-  #idleMs = IDLE_AFTER_FILES_MS;
+  #idleMs = 0;
 
   request<T>(request: ConfigRequest): Promise<T> {
     const worker = this.#worker ?? this.#start();
     clearTimeout(this.#idleTimer);
-    this.#idleMs = request.kind === 'documents' ? IDLE_AFTER_DOCUMENTS_MS : IDLE_AFTER_FILES_MS;
+    this.#idleMs = IDLE_MS[request.kind];
     worker.ref();
     const id = this.#nextId++;
     return new Promise<T>((resolve, reject) => {
@@ -86,6 +85,11 @@ class ConfigWorker {
   #idle(worker: Worker): void {
     worker.unref();
     clearTimeout(this.#idleTimer);
+    if (this.#idleMs === 0) {
+      this.#worker = undefined;
+      void worker.terminate();
+      return;
+    }
     this.#idleTimer = setTimeout(() => {
       if (this.#worker !== worker || this.#pending.size > 0) return;
       this.#worker = undefined;
