@@ -3,9 +3,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Collector, type CollectorOptions } from '../../src/controlplane/collector/collector.js';
+import type { Collector, CollectorOptions } from '../../src/controlplane/collector/collector.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { describeRun, isthmus } from '../support/cli.js';
+import { collectorHarness } from '../support/collector-harness.js';
 import { startRole } from '../support/processes.js';
 import { get, post, TestSource, type Continuity, type Summary } from '../support/telemetry-source.js';
 
@@ -102,34 +103,13 @@ const pruned = (metrics: string, signal: string): number | undefined => {
 };
 
 describe('collector retention', () => {
-  let dir = '';
-  const running: Collector[] = [];
-  const start = async (name: string, clock: ManualClock, extra: Partial<CollectorOptions> = {}) => {
-    const c = await Collector.start({
-      region: 'eu-west',
-      dataDir: path.join(dir, name),
-      listen: '127.0.0.1:0',
-      heartbeatIntervalMs: 2_000,
-      logFieldsAllowedOut: ['body'],
-      retentionMs: HOUR,
-      clock,
-      now: () => clock.now(),
-      ...extra,
-    });
-    running.push(c);
-    return { c, url: `http://${c.address}` };
-  };
-  const stop = async (c: Collector) => {
-    running.splice(running.indexOf(c), 1);
-    await c.close();
-  };
-  before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'isthmus-collector-retention-'));
+  const harness = collectorHarness('isthmus-collector-retention-', {
+    logFieldsAllowedOut: ['body'],
+    retentionMs: HOUR,
   });
-  after(async () => {
-    for (const c of running) await c.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const start = (name: string, clock: ManualClock, extra: Partial<CollectorOptions> = {}) =>
+    harness.start(name, { clock, now: () => clock.now(), ...extra });
+  const stop = (c: Collector) => harness.stop(c);
 
   it('deletes what is older than the window by original time, keeps the rest and the continuity', async () => {
     const clock = new ManualClock(T0);

@@ -1,10 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { Collector, type CollectorOptions } from '../../src/controlplane/collector/collector.js';
+import { describe, it } from 'node:test';
 import { addSeq, missingRanges, type SeqRanges } from '../../src/telemetry/continuity.js';
+import { collectorHarness } from '../support/collector-harness.js';
 import {
   get,
   post,
@@ -19,31 +16,7 @@ import {
 const ALLOWED = ['timestamp', 'recordId', 'region', 'status', 'route'];
 
 describe('telemetry collector', () => {
-  let dir = '';
-  const running: Collector[] = [];
-  const start = async (name: string, extra: Partial<CollectorOptions> = {}) => {
-    const c = await Collector.start({
-      region: 'eu-west',
-      dataDir: path.join(dir, name),
-      listen: '127.0.0.1:0',
-      heartbeatIntervalMs: 2_000,
-      logFieldsAllowedOut: ALLOWED,
-      ...extra,
-    });
-    running.push(c);
-    return { c, url: `http://${c.address}` };
-  };
-  const stop = async (c: Collector) => {
-    running.splice(running.indexOf(c), 1);
-    await c.close();
-  };
-  before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'isthmus-collector-'));
-  });
-  after(async () => {
-    for (const c of running) await c.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { start, stop } = collectorHarness('isthmus-collector-', { logFieldsAllowedOut: ALLOWED });
 
   it('rejects garbage and malformed OTLP with the right status and stores nothing', async () => {
     const { url } = await start('reject', { maxBodyBytes: 64 * 1024 });
