@@ -10,7 +10,7 @@ import { formatLocality, parseLocality } from '../model/locality.js';
 import { HEALTH_CHECK_HEADER } from './health-checker.js';
 import { MeshIndex } from '../model/mesh.js';
 import { canonical } from '../model/canonical.js';
-import type { PARTITION_MODES } from '../model/settings.js';
+import type { EffectiveTelemetry, PARTITION_MODES } from '../model/settings.js';
 import type { Snapshot } from '../protocol/messages.js';
 import { splitHostPort } from './address.js';
 import type { Bootstrap, GatewayAddress, StaticEndpoint } from './bootstrap.js';
@@ -148,6 +148,15 @@ function toEndpoints(
  * that fails validation keeps the running configuration. Without any configuration yet the
  * listeners run and answer 503 `no-config`.
  */
+/** The telemetry settings that only take effect when the pipeline opens, as a comparable string. */
+function openingTelemetrySettings(settings: EffectiveTelemetry | undefined): string {
+  return JSON.stringify({
+    buffer: settings?.buffer ?? null,
+    heartbeatInterval: settings?.heartbeatInterval ?? null,
+    metricsInterval: settings?.metricsInterval ?? null,
+  });
+}
+
 export class Proxy {
   readonly bootstrap: Bootstrap;
   readonly stats: Stats;
@@ -170,6 +179,10 @@ export class Proxy {
   #contact: ControlPlaneContact | undefined;
   /** Present only when the bootstrap turns telemetry on: the request path checks it once. */
   #telemetry: ProxyTelemetry | undefined;
+  /** The telemetry settings the pipeline was opened with (see #checkTelemetrySettings). */
+  #telemetryOpenedWith: string | undefined;
+  /** Settings that differ from those and wait for a restart, once reported. */
+  #telemetryPending: string | undefined;
   readonly addresses: Record<string, string> = {};
   lastReloadError: { atMs: number; diagnostics: Diagnostic[] } | undefined;
   /** The last snapshot this proxy refused (what it NACKed), wall-clock `atMs`. */
@@ -241,6 +254,7 @@ export class Proxy {
     const spec = this.bootstrap.spec;
     const settings = this.#config?.mesh.telemetry().value;
     const buffer = settings?.buffer;
+    this.#telemetryOpenedWith = openingTelemetrySettings(settings);
     const { region, zone } = this.bootstrap.locality;
     // Loaded only when telemetry is configured: a proxy without it does not carry the pipeline
     // (the write-ahead log, the OTLP client) in memory.
@@ -425,6 +439,30 @@ export class Proxy {
     // Carried-over destinations keep what partition policy withheld; re-decide for the new config.
     this.#evaluatePartition();
     this.#telemetry?.reconfigure();
+    this.#checkTelemetrySettings();
+  }
+
+  /**
+   * Sampling follows every new configuration, but the log's buffer and the heartbeat and
+   * metrics intervals are fixed when the pipeline opens. A configuration that changes them is
+   * reported once (event `telemetry-restart-needed`, and `/config`), not silently ignored.
+   */
+  #checkTelemetrySettings(): void {
+    if (!this.#telemetry || this.#telemetryOpenedWith === undefined) return;
+    const now = openingTelemetrySettings(this.#config?.mesh.telemetry().value);
+    if (now === this.#telemetryOpenedWith) {
+      this.#telemetryPending = undefined;
+      return;
+    }
+    if (now === this.#telemetryPending) return;
+    this.#telemetryPending = now;
+    this.#log({
+      event: 'telemetry-restart-needed',
+      reason:
+        'the telemetry buffer, heartbeatInterval and metricsInterval changed; they are read when the telemetry pipeline opens, so the new values apply at the next start',
+      running: JSON.parse(this.#telemetryOpenedWith) as unknown,
+      configured: JSON.parse(now) as unknown,
+    });
   }
 
   async #loadStatic(): Promise<RunningConfig> {
@@ -1160,6 +1198,7 @@ export class Proxy {
                 : null,
               lastKnownGoodProblem: this.lastKnownGoodProblem ?? null,
             }),
+          telemetryRestartNeeded: this.#telemetryPending !== undefined,
           lastRejectedSnapshot: rejected
             ? {
                 version: rejected.version,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
@@ -24,6 +24,10 @@ describe('proxy telemetry', () => {
   let sidecar: Proxy;
   let collector: FakeCollector;
   let dataDir: string;
+  let sidecarMesh: string;
+  let meshText: (gatewayPort: number) => Record<string, string>;
+  let gatewayPortOf: number;
+  const sidecarEvents: Record<string, unknown>[] = [];
   const lab = new TestLab();
 
   before(async () => {
@@ -80,12 +84,16 @@ spec:
       extra: telemetry('gw'),
     });
     const gatewayPort = Number(gateway.addresses.gateway!.split(':')[1]);
+    gatewayPortOf = gatewayPort;
+    meshText = resources;
+    sidecarMesh = await lab.mesh(resources(gatewayPort));
     sidecar = await lab.proxy({
       name: 'sc-us-east',
       locality: 'us-east/us-east-a',
-      resources: await lab.mesh(resources(gatewayPort)),
+      resources: sidecarMesh,
       endpoints,
       extra: telemetry('sc'),
+      log: (e) => sidecarEvents.push(e),
     });
   });
   after(async () => {
@@ -279,6 +287,39 @@ spec:
       const hb = collector.heartbeats.filter((h) => h.source === SIDECAR).at(-1);
       assert.ok(Number(hb?.emittedSeq) >= n);
     }, 3000);
+  });
+
+  it('says when a new configuration changes telemetry settings that apply only at the next start', async () => {
+    const file = path.join(sidecarMesh, 'mesh.yaml');
+    const original = meshText(gatewayPortOf)['mesh.yaml'] as string;
+    const config = async () =>
+      JSON.parse((await call(sidecar.addresses.admin!, { path: '/config' })).body) as {
+        telemetryRestartNeeded: boolean;
+      };
+    const reload = async () =>
+      assert.equal((await call(sidecar.addresses.admin!, { method: 'POST', path: '/reload' })).status, 200);
+    const restartEvents = () => sidecarEvents.filter((e) => e.event === 'telemetry-restart-needed');
+    try {
+      assert.equal((await config()).telemetryRestartNeeded, false);
+      // Sampling applies at once; the buffer does not.
+      await writeFile(
+        file,
+        original.replace('buffer: {fsyncInterval: 5ms}', 'buffer: {fsyncInterval: 50ms}'),
+      );
+      await reload();
+      assert.equal((await config()).telemetryRestartNeeded, true);
+      assert.equal(restartEvents().length, 1);
+      const e = restartEvents()[0] as { running: { buffer: unknown }; configured: { buffer: unknown } };
+      assert.match(JSON.stringify(e.running.buffer), /"fsyncInterval":"5ms"/);
+      assert.match(JSON.stringify(e.configured.buffer), /"fsyncInterval":"50ms"/);
+      // The same pending change is reported once.
+      await reload();
+      assert.equal(restartEvents().length, 1);
+    } finally {
+      await writeFile(file, original);
+      await reload();
+    }
+    assert.equal((await config()).telemetryRestartNeeded, false);
   });
 });
 
