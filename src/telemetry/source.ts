@@ -137,9 +137,9 @@ export interface TelemetrySourceStats {
 const TAG_SPAN = 'T';
 const TAG_LOG = 'L';
 const TAG_METRICS = 'M';
-const BYTE_SPAN = 0x54;
-const BYTE_LOG = 0x4c;
-const BYTE_METRICS = 0x4d;
+const BYTE_SPAN = TAG_SPAN.charCodeAt(0);
+const BYTE_LOG = TAG_LOG.charCodeAt(0);
+const BYTE_METRICS = TAG_METRICS.charCodeAt(0);
 const ITEM_PREFIX = '{"attributes":[';
 const METRICS_PREFIX = '{"scope":{"attributes":[';
 const SCOPE = '{"name":"isthmus"}';

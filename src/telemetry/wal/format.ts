@@ -141,14 +141,8 @@ export function encodeRecordInto(
   timeMs: number,
   payload: Uint8Array,
 ): number {
-  buf.writeUInt32LE(RECORD_MARKER, offset);
-  buf.writeUInt32LE(payload.length, offset + 4);
-  writeSeq(buf, seq, offset + 8);
-  buf.writeDoubleLE(timeMs, offset + 16);
-  buf.writeUInt32LE(crc32(payload), offset + 24);
-  buf.writeUInt32LE(crc32Range(buf, offset, offset + 28), offset + 28);
   buf.set(payload, offset + RECORD_HEADER_BYTES);
-  return offset + RECORD_HEADER_BYTES + payload.length;
+  return writeRecordHeader(buf, offset, seq, timeMs, payload.length);
 }
 
 /**
@@ -163,8 +157,19 @@ export function encodeTextRecordInto(
   text: string,
   payloadBytes: number,
 ): number {
+  buf.write(text, offset + RECORD_HEADER_BYTES, payloadBytes, 'utf8');
+  return writeRecordHeader(buf, offset, seq, timeMs, payloadBytes);
+}
+
+/** The header of the record whose payload is already in `buf` after it; returns the offset past the record. */
+function writeRecordHeader(
+  buf: Buffer,
+  offset: number,
+  seq: number,
+  timeMs: number,
+  payloadBytes: number,
+): number {
   const payloadStart = offset + RECORD_HEADER_BYTES;
-  buf.write(text, payloadStart, payloadBytes, 'utf8');
   buf.writeUInt32LE(RECORD_MARKER, offset);
   buf.writeUInt32LE(payloadBytes, offset + 4);
   writeSeq(buf, seq, offset + 8);

@@ -427,22 +427,15 @@ export class WriteAheadLog {
     if (!Number.isFinite(timeMs))
       return Promise.reject(new IsthmusError('ISTHMUS_E_INVALID_VALUE', `timeMs must be a finite number`));
     const recordBytes = RECORD_HEADER_BYTES + payload.length;
-    if (this.#blocked.length === 0) {
-      if (this.#fits(recordBytes)) return this.#enqueue(payload, timeMs, recordBytes);
-      if (this.whenFull === 'drop-oldest') {
-        this.#dropOldestFor(recordBytes);
-        if (this.#fits(recordBytes)) return this.#enqueue(payload, timeMs, recordBytes);
-        // Everything droppable is gone and the rest is still being written (appends far ahead of the disk).
-        this.#stats.dropped.full.records += 1;
-        this.#stats.dropped.full.bytes += recordBytes;
-        return Promise.reject(
-          new IsthmusError(
-            'ISTHMUS_E_WAL_FULL',
-            `${this.dir}: the telemetry log is full (${this.maxBytes} bytes) of appends not yet written; the record was dropped`,
-          ),
-        );
-      }
-    }
+    const room = this.#makeRoom(recordBytes);
+    if (room === 'now') return this.#enqueue(payload, timeMs, recordBytes);
+    if (room === 'dropped')
+      return Promise.reject(
+        new IsthmusError(
+          'ISTHMUS_E_WAL_FULL',
+          `${this.dir}: the telemetry log is full (${this.maxBytes} bytes) of appends not yet written; the record was dropped`,
+        ),
+      );
     return this.#block(Buffer.from(payload), timeMs, recordBytes);
   }
 
@@ -454,21 +447,31 @@ export class WriteAheadLog {
    * caller that must wait uses {@link append}). Taken records are written and fsynced like any.
    */
   appendText(text: string, timeMs: number): boolean {
-    if (this.#failed || this.#closing || !Number.isFinite(timeMs) || this.#blocked.length > 0) return false;
+    if (this.#failed || this.#closing || !Number.isFinite(timeMs)) return false;
     const payloadBytes = Buffer.byteLength(text);
     if (payloadBytes > this.maxPayloadBytes) return false;
     const recordBytes = RECORD_HEADER_BYTES + payloadBytes;
-    if (!this.#fits(recordBytes)) {
-      if (this.whenFull !== 'drop-oldest') return false;
-      this.#dropOldestFor(recordBytes);
-      if (!this.#fits(recordBytes)) {
-        this.#stats.dropped.full.records += 1;
-        this.#stats.dropped.full.bytes += recordBytes;
-        return false;
-      }
-    }
+    if (this.#makeRoom(recordBytes) !== 'now') return false;
     this.#place(text, payloadBytes, timeMs, recordBytes);
     return true;
+  }
+
+  /**
+   * Whether a record of `recordBytes` can be taken now: it fits (`now`, after drop-oldest made
+   * room if it had to), or it must wait behind earlier waiters or for acks (`wait`, policy
+   * `block`), or drop-oldest could not make room and the record is counted as dropped
+   * (`dropped`: everything droppable is gone and the rest is still being written, appends far
+   * ahead of the disk).
+   */
+  #makeRoom(recordBytes: number): 'now' | 'wait' | 'dropped' {
+    if (this.#blocked.length > 0) return 'wait';
+    if (this.#fits(recordBytes)) return 'now';
+    if (this.whenFull !== 'drop-oldest') return 'wait';
+    this.#dropOldestFor(recordBytes);
+    if (this.#fits(recordBytes)) return 'now';
+    this.#stats.dropped.full.records += 1;
+    this.#stats.dropped.full.bytes += recordBytes;
+    return 'dropped';
   }
 
   /** Whether a record of `recordBytes` fits under maxBytes now (with a new segment's header if it rolls). */
