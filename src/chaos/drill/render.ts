@@ -20,6 +20,39 @@ export interface TextOptions {
 // Numbers
 
 /** `850ms`, `2.4s`, `1m05s`; `–` for null. */
+/** The signals table of both renderings: one row per source, then the totals. */
+function signalTable(sig: DrillReport['signals']): {
+  header: string[];
+  rows: string[][];
+  numeric: boolean[];
+} {
+  const sum = (pick: (r: (typeof sig.rows)[number]) => number) => sig.rows.reduce((n, r) => n + pick(r), 0);
+  return {
+    header: ['source', 'region', 'emitted', 'received', 'lost', 'duplicated', 'max delay'],
+    rows: [
+      ...sig.rows.map((r) => [
+        r.source,
+        r.region,
+        String(r.emitted),
+        String(r.received),
+        String(r.lost),
+        String(r.duplicated),
+        formatMs(r.maxDelayMs),
+      ]),
+      [
+        'total',
+        '',
+        String(sum((r) => r.emitted)),
+        String(sum((r) => r.received)),
+        String(sig.lost),
+        String(sig.duplicated),
+        formatMs(sig.maxDelayMs),
+      ],
+    ],
+    numeric: [false, false, true, true, true, true, true],
+  };
+}
+
 export function formatMs(ms: number | null): string {
   if (ms === null) return '–';
   if (ms < 1000) return `${Math.round(ms)}ms`;
@@ -228,34 +261,8 @@ export function renderText(report: DrillReport, options: TextOptions): string {
   out.push('', s.bold('Signals'));
   if (!sig.complete)
     out.push(`  ${s.yellow('incomplete: a collector could not be queried; figures are a lower bound')}`);
-  const sum = (pick: (r: (typeof sig.rows)[number]) => number) => sig.rows.reduce((n, r) => n + pick(r), 0);
-  out.push(
-    ...table(
-      ['source', 'region', 'emitted', 'received', 'lost', 'duplicated', 'max delay'],
-      [
-        ...sig.rows.map((r) => [
-          r.source,
-          r.region,
-          String(r.emitted),
-          String(r.received),
-          String(r.lost),
-          String(r.duplicated),
-          formatMs(r.maxDelayMs),
-        ]),
-        [
-          'total',
-          '',
-          String(sum((r) => r.emitted)),
-          String(sum((r) => r.received)),
-          String(sig.lost),
-          String(sig.duplicated),
-          formatMs(sig.maxDelayMs),
-        ],
-      ],
-      s,
-      { numeric: [false, false, true, true, true, true, true], lastIsTotal: true },
-    ),
-  );
+  const signals = signalTable(sig);
+  out.push(...table(signals.header, signals.rows, s, { numeric: signals.numeric, lastIsTotal: true }));
 
   if (report.steadyState.length > 0)
     out.push('', s.bold('Steady state'), ...checkLines(report.steadyState, s));
@@ -535,37 +542,16 @@ export function renderHtml(report: DrillReport): string {
     '<h2>Writes and config</h2>',
     `<p>Writes attempted: ${report.writes.attempted} · duplicate side effects: <span class="${report.writes.duplicateSideEffects > 0 ? 'fail' : ''}">${report.writes.duplicateSideEffects}</span> · max config staleness: ${h(formatMs(report.config.stalenessMaxMs))}</p>`,
   );
-  const sum = (pick: (r: (typeof sig.rows)[number]) => number) => sig.rows.reduce((n, r) => n + pick(r), 0);
+  const signals = signalTable(sig);
   sections.push(
     '<h2>Signals</h2>',
     sig.complete
       ? ''
       : '<p class="warn">Incomplete: a collector could not be queried; the figures are a lower bound.</p>',
     htmlTable(
-      ['source', 'region', 'emitted', 'received', 'lost', 'duplicated', 'max delay'],
-      [
-        ...sig.rows.map((r) =>
-          [
-            r.source,
-            r.region,
-            String(r.emitted),
-            String(r.received),
-            String(r.lost),
-            String(r.duplicated),
-            formatMs(r.maxDelayMs),
-          ].map(h),
-        ),
-        [
-          'total',
-          '',
-          String(sum((r) => r.emitted)),
-          String(sum((r) => r.received)),
-          String(sig.lost),
-          String(sig.duplicated),
-          formatMs(sig.maxDelayMs),
-        ].map(h),
-      ],
-      [false, false, true, true, true, true, true],
+      signals.header,
+      signals.rows.map((row) => row.map(h)),
+      signals.numeric,
       (i) => (i === sig.rows.length ? 'total' : ''),
     ),
   );
