@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { OutgoingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { ProxyRequest, ProxyResponse } from '../protocol/http1/server.js';
 import type { Clock } from '../core/clock.js';
 import { isIsthmusError } from '../core/errors.js';
 import type { Endpoint } from './endpoint.js';
@@ -35,13 +37,13 @@ export interface InboundContext {
   degradation(): { destinations: string[]; flags: string[] };
 }
 
-async function readAll(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+async function readAll(req: ProxyRequest, limit: number): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
-    size += (chunk as Buffer).length;
+    size += chunk.length;
     if (size > limit) return undefined;
-    chunks.push(chunk as Buffer);
+    chunks.push(chunk);
   }
   return Buffer.concat(chunks, size);
 }
@@ -53,8 +55,8 @@ async function readAll(req: IncomingMessage, limit: number): Promise<Buffer | un
  */
 export async function serveInbound(
   ctx: InboundContext,
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: ProxyRequest,
+  res: ProxyResponse,
 ): Promise<void> {
   const method = req.method ?? 'GET';
   const path = req.url ?? '/';
@@ -99,11 +101,11 @@ export async function serveInbound(
     return;
   }
 
-  let body: Buffer | IncomingMessage | null =
+  let body: Buffer | Readable | null =
     req.headers['content-length'] === '0' ||
     (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined)
       ? null
-      : req;
+      : req.body;
   let replayScope: { scope: string; fingerprint: string; key: string } | undefined;
   if (key !== undefined && ctx.idempotency) {
     const buffered = body === null ? Buffer.alloc(0) : await readAll(req, ctx.maxBodyBytes);

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
 import { FullJitterBackoff } from '../core/backoff.js';
 import type { Clock } from '../core/clock.js';
@@ -16,6 +16,7 @@ import {
   IDEMPOTENT_METHODS,
   SAFE_METHODS,
 } from './http/headers.js';
+import type { ProxyRequest, ProxyResponse } from '../protocol/http1/server.js';
 import { relay } from './http/relay.js';
 import type { AttemptResult, CancelSlot } from './http/upstream.js';
 import { retryableStatus, type RoutePolicy } from './policy.js';
@@ -38,7 +39,7 @@ export interface OutboundContext {
 
 /** Error answers carry a machine-readable code in `isthmus-error` and a JSON body. */
 export function sendError(
-  res: ServerResponse,
+  res: ProxyResponse,
   status: number,
   code: string,
   message: string,
@@ -78,27 +79,43 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * Reads a request body for retries: whole when it is at most `limit` bytes, otherwise a stream
  * that replays what was read and continues with the rest (and the request is not retryable).
  */
-async function readBody(
-  req: IncomingMessage,
-  limit: number,
-): Promise<{ buffered: Buffer } | { stream: Readable }> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    const buf = chunk as Buffer;
-    size += buf.length;
-    chunks.push(buf);
-    if (size > limit) {
+function readBody(req: ProxyRequest, limit: number): Promise<{ buffered: Buffer } | { stream: Readable }> {
+  // Events, not `for await`: leaving a for-await loop early destroys the stream it reads.
+  const body = req.body;
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      chunks.push(chunk);
+      if (size <= limit) return;
+      cleanup();
+      body.pause();
       const rest = new PassThrough();
       for (const c of chunks) rest.write(c);
-      req.pipe(rest);
-      return { stream: rest };
-    }
-  }
-  return { buffered: Buffer.concat(chunks, size) };
+      body.pipe(rest);
+      resolve({ stream: rest });
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve({ buffered: Buffer.concat(chunks, size) });
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const cleanup = () => {
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+    };
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.once('error', onError);
+  });
 }
 
-function hasBody(req: IncomingMessage): boolean {
+function hasBody(req: ProxyRequest): boolean {
   const length = req.headers['content-length'];
   if (length !== undefined) return length !== '0';
   return req.headers['transfer-encoding'] !== undefined;
@@ -142,8 +159,8 @@ export function newHopOutcome(): HopOutcome {
 export async function serveOutbound(
   ctx: OutboundContext,
   dest: Destination,
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: ProxyRequest,
+  res: ProxyResponse,
   target: { path: string; authority: string },
   outcome?: HopOutcome,
 ): Promise<void> {
@@ -242,7 +259,7 @@ export async function serveOutbound(
           body = read.stream;
           retryable = false;
         }
-      } else body = req;
+      } else body = req.body;
     }
 
     const headers = endToEnd(req.headers);
@@ -537,7 +554,7 @@ function fallbackAvailable(
   dest: Destination,
   policy: RoutePolicy,
   method: string,
-  req: IncomingMessage,
+  req: ProxyRequest,
   target: { path: string; authority: string },
 ): boolean {
   if (policy.staticFallback.enabled) return true;
@@ -588,8 +605,8 @@ const ATTEMPTS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '10'];
 function commit(
   ctx: OutboundContext,
   dest: Destination,
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: ProxyRequest,
+  res: ProxyResponse,
   result: Extract<AttemptResult, { kind: 'response' }>,
   info: {
     requestId: string;
@@ -665,8 +682,8 @@ function commit(
 function fallback(
   ctx: OutboundContext,
   dest: Destination,
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: ProxyRequest,
+  res: ProxyResponse,
   policy: RoutePolicy,
   info: {
     attempts: number;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { systemClock, type Clock } from '../core/clock.js';
 import { seededRandom, systemRandom, type Random } from '../core/random.js';
@@ -18,6 +18,7 @@ import { localityBalancers } from './balancers.js';
 import { Destination, endpointsKey, type BalancerFactory } from './destination.js';
 import type { Endpoint } from './endpoint.js';
 import { H } from './http/headers.js';
+import { H1Server, type ProxyRequest, type ProxyResponse } from '../protocol/http1/server.js';
 import { UpstreamPool } from './http/upstream.js';
 import { serveInbound, type InboundContext } from './inbound.js';
 import { loadLastKnownGood, saveLastKnownGood } from './last-known-good.js';
@@ -164,7 +165,7 @@ export class Proxy {
   readonly #random: Random;
   readonly #options: ProxyOptions;
   readonly #balancers: BalancerFactory;
-  readonly #servers: { name: string; server: Server }[] = [];
+  readonly #servers: { name: string; server: net.Server }[] = [];
   readonly #deadlines = new Map<string, number>();
   readonly #sockets = new Set<Socket>();
   #config: RunningConfig | undefined;
@@ -833,7 +834,7 @@ export class Proxy {
   }
 
   /** Admission control across listeners: past maxInflight, shed at once. */
-  #admit(res: ServerResponse): boolean {
+  #admit(res: ProxyResponse): boolean {
     if (this.#inflight >= this.#limits().maxInflight) {
       this.stats.inc('isthmus_shed_total', 'Requests shed by a destination limit.', {
         service: '',
@@ -848,7 +849,7 @@ export class Proxy {
     return true;
   }
 
-  async #onOutbound(req: IncomingMessage, res: ServerResponse, mode: 'outbound' | 'gateway'): Promise<void> {
+  async #onOutbound(req: ProxyRequest, res: ProxyResponse, mode: 'outbound' | 'gateway'): Promise<void> {
     if (!this.#admit(res)) return;
     const cfg = this.#config;
     // Another region's health check of this gateway: answered here, kept out of telemetry (at one
@@ -947,7 +948,7 @@ export class Proxy {
     await serveOutbound(this.#outboundContext(), dest, req, res, { path, authority }, outcome);
   }
 
-  #onConnect(req: IncomingMessage, socket: Socket, head: Buffer): void {
+  #onConnect(req: ProxyRequest, socket: Socket, head: Buffer): void {
     const target = req.url ?? '';
     const refuse = (status: number, reason: string, message: string) => {
       const body = JSON.stringify({ error: reason, message });
@@ -1046,11 +1047,8 @@ export class Proxy {
     });
   }
 
-  #serve(
-    name: string,
-    listen: string,
-    handler: (req: IncomingMessage, res: ServerResponse) => Promise<void> | void,
-  ): Promise<void> {
+  /** The admin listener: node:http, whose generality costs nothing at its request rate. */
+  #serveAdmin(listen: string): Promise<void> {
     const limits = this.#limits();
     const server = http.createServer({
       headersTimeout: limits.headersTimeoutMs,
@@ -1058,46 +1056,68 @@ export class Proxy {
       // Node checks those timeouts on this period (30 s by default): check often enough to honour them.
       connectionsCheckingInterval: Math.max(100, Math.min(1000, limits.headersTimeoutMs / 2)),
       keepAliveTimeout: 65_000,
-      // Reject what Node's parser tolerates only for compatibility: obsolete line folding etc.
       insecureHTTPParser: false,
       maxHeaderSize: 16 * 1024,
     });
-    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-      Promise.resolve(handler(req, res)).catch((err: unknown) => {
-        this.#log({
-          event: 'handler-error',
-          listener: name,
-          message: err instanceof Error ? err.message : String(err),
-        });
-        if (!res.headersSent) sendError(res, 500, 'proxy-error', 'the proxy failed to handle the request');
-        else res.destroy();
-      });
-    });
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#onAdmin(req, res));
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      this.stats.inc('isthmus_client_errors_total', 'Malformed or too slow client requests.', {
-        listener: name,
-        code: err.code ?? 'unknown',
-      });
-      if (!socket.writable) {
-        socket.destroy();
-        return;
-      }
-      const [status, text] =
-        err.code === 'HPE_HEADER_OVERFLOW'
-          ? [431, 'Request Header Fields Too Large']
-          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-            ? [408, 'Request Timeout']
-            : [400, 'Bad Request'];
-      socket.end(`HTTP/1.1 ${status} ${text}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      this.#clientError('admin', err.code ?? 'unknown');
+      if (!socket.writable) socket.destroy();
+      else socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
     });
+    return this.#listenOn('admin', server, listen);
+  }
+
+  /** A data listener on the data plane's own HTTP/1.1 server (h1/server.ts). */
+  #serve(
+    name: string,
+    listen: string,
+    handler: (req: ProxyRequest, res: ProxyResponse) => Promise<void> | void,
+  ): Promise<void> {
+    const limits = this.#limits();
+    const { server } = new H1Server({
+      headersTimeoutMs: limits.headersTimeoutMs,
+      requestTimeoutMs: limits.requestTimeoutMs,
+      keepAliveTimeoutMs: 65_000,
+      maxHeaderBytes: 16 * 1024,
+      onRequest: (req, res) => {
+        let result: Promise<void> | void;
+        try {
+          result = handler(req, res);
+        } catch (err) {
+          this.#handlerError(name, err, res);
+          return;
+        }
+        if (result) result.catch((err: unknown) => this.#handlerError(name, err, res));
+      },
+      onConnect: name === 'outbound' ? (req, socket, head) => this.#onConnect(req, socket, head) : undefined,
+      onClientError: (code) => this.#clientError(name, code),
+    });
+    return this.#listenOn(name, server, listen);
+  }
+
+  #handlerError(listener: string, err: unknown, res: ProxyResponse): void {
+    this.#log({
+      event: 'handler-error',
+      listener,
+      message: err instanceof Error ? err.message : String(err),
+    });
+    if (!res.headersSent) sendError(res, 500, 'proxy-error', 'the proxy failed to handle the request');
+    else res.destroy();
+  }
+
+  #clientError(listener: string, code: string): void {
+    this.stats.inc('isthmus_client_errors_total', 'Malformed or too slow client requests.', {
+      listener,
+      code,
+    });
+  }
+
+  #listenOn(name: string, server: net.Server, listen: string): Promise<void> {
     server.on('connection', (socket: Socket) => {
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
     });
-    if (name === 'outbound')
-      server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) =>
-        this.#onConnect(req, socket, head),
-      );
     const { host, port } = splitHostPort(listen);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
@@ -1114,7 +1134,7 @@ export class Proxy {
   async #listen(): Promise<void> {
     const spec = this.bootstrap.spec;
     try {
-      await this.#serve('admin', spec.admin.listen, (req, res) => this.#onAdmin(req, res));
+      await this.#serveAdmin(spec.admin.listen);
       if (spec.outbound)
         await this.#serve('outbound', spec.outbound.listen, (req, res) =>
           this.#onOutbound(req, res, 'outbound'),

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ProxyRequest, ProxyResponse } from '../protocol/http1/server.js';
 import type { Clock } from '../core/clock.js';
 import type { Random } from '../core/random.js';
 import type { Locality } from '../model/locality.js';
@@ -91,7 +91,7 @@ interface SeriesHandles {
 class Hop {
   constructor(
     readonly telemetry: ProxyTelemetry,
-    readonly req: IncomingMessage,
+    readonly req: ProxyRequest,
     readonly kind: HopKind,
     readonly listener: string,
     readonly service: string,
@@ -109,7 +109,7 @@ class Hop {
 }
 
 const HOP = Symbol('isthmus.hop');
-type WithHop = ServerResponse & { [HOP]?: Hop };
+type WithHop = ProxyResponse & { [HOP]?: Hop };
 
 /** The `close` listener of every traced response: shared, so no closure is made per request. */
 function onResponseClose(this: WithHop): void {
@@ -186,8 +186,8 @@ export class ProxyTelemetry {
    * Returns the outcome slot to pass to serveOutbound (client and gateway hops).
    */
   begin(
-    req: IncomingMessage,
-    res: ServerResponse,
+    req: ProxyRequest,
+    res: ProxyResponse,
     kind: HopKind,
     listener: string,
     service: string,
@@ -283,7 +283,7 @@ export class ProxyTelemetry {
   }
 
   /** Ends a hop once its response is done (or the connection closed first). */
-  finish(hop: Hop, res: ServerResponse): void {
+  finish(hop: Hop, res: ProxyResponse): void {
     const endMono = this.#clock.monotonicMs();
     const durationMs = endMono - hop.startMonoMs;
     const status = res.statusCode;

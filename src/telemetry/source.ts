@@ -1,4 +1,4 @@
-import { Pool } from 'undici';
+import { ClientPool } from '../protocol/http1/client.js';
 import { FullJitterBackoff } from '../core/backoff.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { systemRandom, type Random } from '../core/random.js';
@@ -353,7 +353,8 @@ export class TelemetrySource {
   /** Export bodies are built in here (see #exportBodies). */
   #arena = Buffer.allocUnsafeSlow(0);
   readonly #resource: { service: string; region: string; zone?: string | undefined };
-  readonly #pool: Pool | undefined;
+  readonly #pool: ClientPool | undefined;
+  readonly #collector: { host: string; port: number; hostHeader: string } | undefined;
   readonly #basePath: string;
   readonly #backoff: FullJitterBackoff;
   readonly #batchRecords: number;
@@ -413,13 +414,23 @@ export class TelemetrySource {
     this.#closed = new Promise((resolve) => (this.#wakeClose = resolve));
     if (options.collectorUrl !== undefined) {
       const url = new URL(options.collectorUrl);
-      this.#pool = new Pool(url.origin, { connections: 2 });
+      const secure = url.protocol === 'https:';
+      this.#pool = new ClientPool({
+        connectTimeoutMs: this.#timeoutMs,
+        maxConnections: 2,
+        keepAliveMs: 30_000,
+        tls: secure,
+      });
+      // URL keeps IPv6 hosts bracketed; a socket wants them bare.
+      const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+      this.#collector = { host, port: Number(url.port || (secure ? 443 : 80)), hostHeader: url.host };
       this.#basePath = url.pathname.replace(/\/$/, '');
       this.#loop = this.#shipLoop();
       this.#heartbeatTimer = setInterval(() => void this.#heartbeat(), options.heartbeatIntervalMs ?? 2000);
       this.#heartbeatTimer.unref();
     } else {
       this.#basePath = '';
+      this.#collector = undefined;
     }
   }
 
@@ -501,18 +512,21 @@ export class TelemetrySource {
   }
 
   async #post(path: string, body: string | Buffer): Promise<void> {
-    const pool = this.#pool as Pool;
-    const res = await pool.request({
-      path: `${this.#basePath}${path}`,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body,
-      headersTimeout: this.#timeoutMs,
-      bodyTimeout: this.#timeoutMs,
-    });
-    const text = await res.body.text();
-    if (res.statusCode !== 200)
-      throw new ExportError(`POST ${path}: ${res.statusCode} ${text.slice(0, 300)}`);
+    const pool = this.#pool as ClientPool;
+    const c = this.#collector as { host: string; port: number; hostHeader: string };
+    const res = await pool.request(
+      c.host,
+      c.port,
+      {
+        method: 'POST',
+        path: `${this.#basePath}${path}`,
+        headers: { host: c.hostHeader, 'content-type': 'application/json' },
+        body: typeof body === 'string' ? Buffer.from(body) : body,
+      },
+      { timeoutMs: this.#timeoutMs, maxBodyBytes: 64 * 1024 },
+    );
+    if (res.status !== 200)
+      throw new ExportError(`POST ${path}: ${res.status} ${res.body.toString('utf8', 0, 300)}`);
   }
 
   /** Builds the export bodies of one batch, by signal, with each item's seq spliced in. */
@@ -670,7 +684,7 @@ export class TelemetrySource {
       if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer);
       this.#wakeClose();
       // An export in flight is abandoned: unacked, it is sent again after the restart.
-      await this.#pool?.destroy().catch(() => undefined);
+      this.#pool?.destroy();
       await this.#loop?.catch(() => undefined);
       await this.wal.close();
     })();

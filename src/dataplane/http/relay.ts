@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import type { ProxyResponse } from '../../protocol/http1/server.js';
 import type { ResponseStream } from './upstream.js';
 
 /** A copy of the body kept while it streams, for a cache or a replay store. */
@@ -13,7 +13,7 @@ export interface Keep {
  * Streams an upstream body to the client with backpressure, optionally keeping a bounded copy,
  * and aborts the upstream when the client goes away mid-body.
  */
-export function relay(res: ServerResponse, body: ResponseStream, keep?: Keep, onError?: () => void): void {
+export function relay(res: ProxyResponse, body: ResponseStream, keep?: Keep, onError?: () => void): void {
   let kept: Buffer[] | undefined = keep ? [] : undefined;
   let keptBytes = 0;
   let over = false;

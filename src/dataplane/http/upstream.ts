@@ -1,12 +1,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { createRequire } from 'node:module';
-import type { Agent as UndiciAgent, Dispatcher } from 'undici';
 import type { Endpoint, FailureKind } from '../endpoint.js';
-
-// Only undici's Agent: the package index also loads fetch, WebSocket, caches and mocks, which cost
-// a proxy ~10 MB of memory for nothing.
-const Agent = createRequire(import.meta.url)('undici/lib/dispatcher/agent.js') as typeof UndiciAgent;
+import { ClientPool, type Exchange } from '../../protocol/http1/client.js';
 
 /** What one attempt produced before anything was sent to the client. */
 export type AttemptResult =
@@ -65,7 +60,7 @@ const CONNECT_CODES = new Set([
   'ENOTFOUND',
   'EAI_AGAIN',
   'EADDRNOTAVAIL',
-  'UND_ERR_CONNECT_TIMEOUT',
+  'ECONNTIMEOUT',
 ]);
 
 /** Classifies a transport error the way retry and outlier policies need it. */
@@ -73,66 +68,59 @@ export function classify(err: Error): Exclude<FailureKind, 'status'> {
   if (err instanceof AttemptTimeout) return 'timeout';
   const code = (err as NodeJS.ErrnoException).code ?? '';
   if (CONNECT_CODES.has(code)) return 'connect-failure';
-  if (code === 'UND_ERR_HEADERS_TIMEOUT') return 'timeout';
   return 'reset';
 }
 
 /**
  * Connection pools to the endpoints of one destination, and the attempt primitive: send a
  * request to one endpoint and report what came back, streaming the body only once the caller
- * accepts the response. Built on undici's dispatcher API so no body is buffered by the pool.
+ * accepts the response. Built on the data plane's own HTTP/1.1 client (../h1/client.ts), so no
+ * body is buffered by the pool.
  */
 export class UpstreamPool {
-  readonly #agent: UndiciAgent;
+  readonly #client: ClientPool;
 
   constructor(options: {
     connectTimeoutMs: number;
     maxConnectionsPerEndpoint: number;
     keepAliveMs?: number;
   }) {
-    this.#agent = new Agent({
-      connect: { timeout: options.connectTimeoutMs },
-      connections: options.maxConnectionsPerEndpoint,
-      keepAliveTimeout: options.keepAliveMs ?? 30_000,
-      // Our own per-try timer covers headers; the body may legitimately stream for long.
-      headersTimeout: 0,
-      bodyTimeout: 0,
-      pipelining: 1,
+    this.#client = new ClientPool({
+      connectTimeoutMs: options.connectTimeoutMs,
+      maxConnections: options.maxConnectionsPerEndpoint,
+      keepAliveMs: options.keepAliveMs ?? 30_000,
     });
   }
 
   attempt(endpoint: Endpoint, request: AttemptRequest): Promise<AttemptResult> {
     return new Promise<AttemptResult>((resolve) => {
-      const origin = `http://${endpoint.address.includes(':') ? `[${endpoint.address}]` : endpoint.address}:${endpoint.port}`;
       let settled = false;
-      let controller: Dispatcher.DispatchController | undefined;
       let sink: Parameters<ResponseStream['pipe']>[0] | undefined;
       let pending: Buffer[] = [];
-      let ended: IncomingHttpHeaders | undefined;
+      let ended = false;
       let failed: Error | undefined;
-      let discard = false;
 
       const settle = (result: AttemptResult) => {
         if (settled) return;
         settled = true;
-        if (timer !== undefined) clearTimeout(timer);
+        if (deadlineTimer !== undefined) clearTimeout(deadlineTimer);
+        clearTimeout(headersTimer);
         if (request.cancel?.abort === cancel) request.cancel.abort = undefined;
         resolve(result);
       };
-      // undici's own headers timeout covers the common case without a timer per request; a timer
-      // is added only when the request's deadline is tighter than connect + headers time.
-      const timer =
+      const timeout = (ms: number, what: string) => {
+        const err = new AttemptTimeout(`no response headers within ${what}${ms}ms`);
+        exchange.abort(err);
+        settle({ kind: 'failed', failure: 'timeout', error: err });
+      };
+      // The per-try timeout runs from sending; a tighter deadline (connecting included) gets its
+      // own timer only when given.
+      const deadlineTimer =
         request.deadlineMs === undefined
           ? undefined
-          : setTimeout(() => {
-              const err = new AttemptTimeout(
-                `no response headers within the remaining ${request.deadlineMs}ms`,
-              );
-              controller?.abort(err);
-              settle({ kind: 'failed', failure: 'timeout', error: err });
-            }, request.deadlineMs);
+          : setTimeout(timeout, request.deadlineMs, request.deadlineMs, 'the remaining ');
       const cancel = (err: Error) => {
-        controller?.abort(err);
+        exchange.abort(err);
         settle({ kind: 'failed', failure: 'reset', error: err });
       };
       if (request.cancel) request.cancel.abort = cancel;
@@ -146,85 +134,68 @@ export class UpstreamPool {
           let paused = false;
           for (const chunk of buffered) if (!s.onData(chunk)) paused = true;
           if (failed) s.onError(failed);
-          else if (ended) s.onEnd(ended);
-          else if (paused) controller?.pause();
+          else if (ended) s.onEnd({});
+          else if (paused) exchange.pause();
           return {
-            resume: () => controller?.resume(),
-            abort: (err) => controller?.abort(err),
+            resume: () => exchange.resume(),
+            abort: (err) => exchange.abort(err),
           };
         },
       };
 
-      const handler: Dispatcher.DispatchHandler = {
-        onRequestStart(c) {
-          controller = c;
-        },
-        onResponseStart(c, statusCode, headers) {
-          if (statusCode < 200) return; // 1xx informational: wait for the final response
-          if (settled) return;
-          if (!request.accept(statusCode, headers)) {
-            // Drain and drop the body so the connection can be reused.
-            discard = true;
-            settle({ kind: 'rejected', status: statusCode, headers });
-            return;
-          }
-          // The caller pipes the body within the same turn of the event loop; what arrives before
-          // that (at most a read or two) waits in `pending`, so no pause/resume round trip is needed.
-          settle({ kind: 'response', status: statusCode, headers, body });
-        },
-        onResponseData(c, chunk) {
-          if (discard) return;
-          if (!sink) {
-            pending.push(chunk);
-            return;
-          }
-          if (!sink.onData(chunk)) c.pause();
-        },
-        onResponseEnd(_c, trailers) {
-          if (discard) return;
-          if (sink) sink.onEnd(trailers);
-          else ended = trailers;
-        },
-        onResponseError(_c, error) {
-          if (!settled) {
-            settle({ kind: 'failed', failure: classify(error), error });
-            return;
-          }
-          if (discard) return;
-          if (sink) sink.onError(error);
-          else failed = error;
-        },
-      };
-
-      try {
-        this.#agent.dispatch(
-          {
-            origin,
-            path: request.path,
-            method: request.method,
-            headers: request.headers as Record<string, string | string[]>,
-            body: request.body,
-            // We decide about retries; undici must never replay a request by itself.
-            idempotent: false,
-            headersTimeout: request.timeoutMs,
-            blocking: true,
+      const headersTimer = setTimeout(timeout, request.timeoutMs, request.timeoutMs, '');
+      const exchange: Exchange = this.#client.exchange(
+        endpoint.address,
+        endpoint.port,
+        { method: request.method, path: request.path, headers: request.headers, body: request.body },
+        {
+          onHead(head) {
+            if (settled) return false;
+            if (!request.accept(head.status, head.headers)) {
+              // The body is drained and dropped so the connection can be reused.
+              settle({ kind: 'rejected', status: head.status, headers: head.headers });
+              return false;
+            }
+            // The caller pipes the body within the same turn of the event loop; what arrives
+            // before that waits in `pending`.
+            settle({ kind: 'response', status: head.status, headers: head.headers, body });
+            return true;
           },
-          handler,
-        );
-      } catch (err) {
-        // undici rejects some requests synchronously (a header value it will not send, a closed
-        // pool): an attempt that failed before anything was sent, never an exception to the caller.
-        const error = err instanceof Error ? err : new Error(String(err));
-        settle({ kind: 'failed', failure: 'connect-failure', error });
-      }
+          onData(chunk) {
+            if (!sink) {
+              pending.push(chunk);
+              return true;
+            }
+            return sink.onData(chunk);
+          },
+          onEnd() {
+            if (sink) sink.onEnd({});
+            else ended = true;
+          },
+          onError(error, responded) {
+            if (!responded) {
+              settle({ kind: 'failed', failure: classify(error), error });
+              return;
+            }
+            if (sink) sink.onError(error);
+            else failed = error;
+          },
+        },
+      );
     });
   }
 
-  async close(): Promise<void> {
-    await this.#agent.close();
+  /** Open connections per upstream address. */
+  connections(): Record<string, { open: number; idle: number }> {
+    return this.#client.connections();
+  }
+
+  close(): Promise<void> {
+    this.#client.close();
+    return Promise.resolve();
   }
 
   destroy(): void {
-    void this.#agent.destroy().catch(() => undefined);
+    this.#client.destroy();
   }
 }
