@@ -106,7 +106,12 @@ export interface TelemetrySourceOptions {
   /** Retry backoff (full jitter) after a failed export, ms. Default 100 … 30,000. */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
-  /** One export carries at most this many records / record bytes. Default 1000 / 1 MiB. */
+  /**
+   * One export carries at most this many records / record bytes. Default 256 / 256 KiB: a batch
+   * is read and encoded in one go on the proxy's event loop (about 5 µs a record), so a bigger
+   * one delays the requests waiting behind it; a backlog drains at several times live ingest all
+   * the same (docs/performance.md).
+   */
   batchRecords?: number;
   batchBytes?: number;
   /** An export (or heartbeat) that takes longer fails and is retried, ms. Default 10,000. */
@@ -408,8 +413,8 @@ export class TelemetrySource {
       options.backoffMaxMs ?? 30_000,
       options.random ?? systemRandom,
     );
-    this.#batchRecords = options.batchRecords ?? 1000;
-    this.#batchBytes = options.batchBytes ?? 1024 * 1024;
+    this.#batchRecords = options.batchRecords ?? 256;
+    this.#batchBytes = options.batchBytes ?? 256 * 1024;
     this.#timeoutMs = options.requestTimeoutMs ?? 10_000;
     this.#closed = new Promise((resolve) => (this.#wakeClose = resolve));
     if (options.collectorUrl !== undefined) {

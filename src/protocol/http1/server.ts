@@ -396,8 +396,6 @@ class Connection {
   #discarding = false;
   #discarded = 0;
   #bodyPaused = false;
-  /** The client half-closed: no request will follow those already buffered. */
-  #peerEnded = false;
   version: '1.0' | '1.1' = '1.1';
   keepAlive = true;
   /** performance.now() when the current head's first byte came, or 0. */
@@ -444,16 +442,14 @@ class Connection {
   };
 
   readonly #onEnd = () => {
-    // The client will send nothing more: answer what it asked (pipelined requests included),
-    // then close.
-    this.#peerEnded = true;
-    if (this.#phase === 'head') {
-      if (this.#buf === undefined) this.#closeAfterWrite();
-    } else if (this.#phase === 'body' && !this.#discarding) {
-      // Half a request body will never be whole.
-      this.#req?.abort(new Error('aborted: the client ended the connection mid-body'));
-      this.socket.destroy();
+    // The client sent FIN. Between requests that ends the connection. With a request in progress
+    // it is taken as the client leaving, as node:http does: the handler hears 'close' at once and
+    // can cancel the upstream work instead of finishing it for nobody.
+    if (this.#phase === 'head' && this.#req === undefined && this.#buf === undefined) {
+      this.#closeAfterWrite();
+      return;
     }
+    this.socket.destroy();
   };
 
   readonly #onClose = () => {
@@ -495,7 +491,6 @@ class Connection {
     this.#pos = pos;
     if (pos >= buf.length) {
       this.#buf = undefined;
-      if (this.#peerEnded) this.#closeAfterWrite();
       return false;
     }
     if (this.headStart === 0) {
@@ -656,7 +651,6 @@ class Connection {
     this.idleSince = performance.now();
     if (this.socket.isPaused()) this.socket.resume();
     if (this.#buf !== undefined) queueMicrotask(() => this.#process());
-    else if (this.#peerEnded) this.#closeAfterWrite();
   }
 
   #closeAfterWrite(): void {

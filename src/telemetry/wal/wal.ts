@@ -201,6 +201,8 @@ const MiB = 1024 * 1024;
 const SLAB_BYTES = MiB;
 /** Records larger than this get a buffer of their own rather than wasting a slab's tail. */
 const OWN_BUFFER_BYTES = SLAB_BYTES / 4;
+/** Full slabs kept for reuse while their bytes are still being written. */
+const SPARE_SLABS = 4;
 
 const lastSeqOf = (s: { firstSeq: number; count: number }) => s.firstSeq + s.count - 1;
 
@@ -263,9 +265,15 @@ export class WriteAheadLog {
   #lastBatch: Batch | undefined;
   #writing = false;
   #flushScheduled = false;
-  #slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+  #slab: Buffer = Buffer.allocUnsafeSlow(SLAB_BYTES);
   #slabPos = 0;
   #chunkStart = 0;
+  /**
+   * Full slabs, oldest first, with the last seq placed in each: once that seq is written no
+   * batch refers to the slab and it is used again. A fresh megabyte of external memory per
+   * megabyte appended would make V8 run full collections of the whole heap (request latency).
+   */
+  readonly #fullSlabs: { slab: Buffer; lastSeq: number }[] = [];
 
   // Syncing.
   #unsynced: Batch[] = [];
@@ -518,7 +526,7 @@ export class WriteAheadLog {
     } else {
       if (this.#slab.length - this.#slabPos < recordBytes) {
         this.#cutChunk(part);
-        this.#slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+        this.#slab = this.#nextSlab(seq - 1);
         this.#slabPos = this.#chunkStart = 0;
       }
       buf = this.#slab;
@@ -585,6 +593,20 @@ export class WriteAheadLog {
     });
     batch.bytes += SEGMENT_HEADER_BYTES;
     return segment;
+  }
+
+  /** Retires the current slab (its last record is `lastSeq`) and returns one to fill next. */
+  #nextSlab(lastSeq: number): Buffer {
+    const full = this.#fullSlabs;
+    full.push({ slab: this.#slab, lastSeq });
+    const oldest = full[0] as { slab: Buffer; lastSeq: number };
+    if (oldest.lastSeq <= this.#writtenSeq) {
+      full.shift();
+      return oldest.slab;
+    }
+    // Appends outrun the disk: keep a few to reuse later, let the rest go.
+    if (full.length > SPARE_SLABS) full.shift();
+    return Buffer.allocUnsafeSlow(SLAB_BYTES);
   }
 
   /** Hands the slab bytes encoded since the last cut to `part`. */
