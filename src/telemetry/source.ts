@@ -362,6 +362,8 @@ export class TelemetrySource {
   readonly #collector: { host: string; port: number; hostHeader: string } | undefined;
   readonly #basePath: string;
   readonly #backoff: FullJitterBackoff;
+  /** The latest ack's checkpoint, written while shipping goes on. */
+  #acking: Promise<void> = Promise.resolve();
   readonly #batchRecords: number;
   readonly #batchBytes: number;
   readonly #timeoutMs: number;
@@ -628,10 +630,19 @@ export class TelemetrySource {
         }
         // Stored by the collector: shipped, whether or not the checkpoint below is durable yet.
         this.#shipped += count;
-        await this.wal.ack(last);
-        this.#checkpointedSeq = last;
         next = last + 1;
         retry = 0;
+        // The checkpoint's write and fsync go on while the next batch is read and posted: waiting
+        // for them would cap shipping at one batch per fsync. A crash before it is durable only
+        // means the batch is sent again, and the collector drops the duplicates.
+        this.#acking = this.wal.ack(last).then(
+          () => {
+            if (last > this.#checkpointedSeq) this.#checkpointedSeq = last;
+          },
+          (err: unknown) => {
+            if (!this.#closing) this.#lastShipError = (err as Error).message;
+          },
+        );
       } catch (err) {
         this.#shipFailures++;
         this.#lastShipError = (err as Error).message;
@@ -691,6 +702,7 @@ export class TelemetrySource {
       // An export in flight is abandoned: unacked, it is sent again after the restart.
       this.#pool?.destroy();
       await this.#loop?.catch(() => undefined);
+      await this.#acking;
       await this.wal.close();
     })();
     return this.#closePromise;

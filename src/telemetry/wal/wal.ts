@@ -201,6 +201,8 @@ const MiB = 1024 * 1024;
 const SLAB_BYTES = MiB;
 /** Records larger than this get a buffer of their own rather than wasting a slab's tail. */
 const OWN_BUFFER_BYTES = SLAB_BYTES / 4;
+/** Least time between two checkpoints written for acks that keep coming, ms. */
+const CHECKPOINT_SPACING_MS = 100;
 /** Full slabs kept for reuse while their bytes are still being written. */
 const SPARE_SLABS = 4;
 
@@ -867,7 +869,12 @@ export class WriteAheadLog {
 
   /** Writes checkpoints until the latest ack is in one; deletes acked segments after each. */
   async #checkpointLoop(): Promise<void> {
+    let first = true;
     while (this.#checkpointedSeq < this.#ackedSeq) {
+      // Back-to-back acks (a shipper that does not wait for them) share a checkpoint at most
+      // every CHECKPOINT_SPACING_MS: each is a file write, two fsyncs and a rename.
+      if (!first) await this.#checkpointSpacing();
+      first = false;
       const seq = this.#ackedSeq;
       const deletions = this.#toDelete.splice(0);
       try {
@@ -887,6 +894,23 @@ export class WriteAheadLog {
         return false;
       });
     }
+  }
+
+  #wakeCheckpoint: (() => void) | undefined;
+
+  #checkpointSpacing(): Promise<void> {
+    if (this.#closing) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, CHECKPOINT_SPACING_MS);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wakeCheckpoint = () => {
+        this.#wakeCheckpoint = undefined;
+        done();
+      };
+    });
   }
 
   /** temp + fsync + rename + fsync of the folder: a crash leaves the old checkpoint or the new one. */
@@ -1103,6 +1127,7 @@ export class WriteAheadLog {
     } catch {
       // #failed holds the reason; reported below after cleaning up.
     }
+    this.#wakeCheckpoint?.();
     while (this.#checkpointing) await this.#checkpointing;
     while (this.#syncing) await this.#syncing.catch(() => {});
     if (this.#syncTimer) clearTimeout(this.#syncTimer);
