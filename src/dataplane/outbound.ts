@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
 import { FullJitterBackoff } from '../core/backoff.js';
 import type { Clock } from '../core/clock.js';
+import { followStream } from '../core/stream-events.js';
 import type { Random } from '../core/random.js';
 import { formatLocality, type Locality } from '../model/locality.js';
 import type { Balancer, Destination, Picked } from './destination.js';
@@ -85,33 +86,21 @@ function readBody(req: ProxyRequest, limit: number): Promise<{ buffered: Buffer 
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      chunks.push(chunk);
-      if (size <= limit) return;
-      cleanup();
-      body.pause();
-      const rest = new PassThrough();
-      for (const c of chunks) rest.write(c);
-      body.pipe(rest);
-      resolve({ stream: rest });
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve({ buffered: Buffer.concat(chunks, size) });
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    const cleanup = () => {
-      body.off('data', onData);
-      body.off('end', onEnd);
-      body.off('error', onError);
-    };
-    body.on('data', onData);
-    body.once('end', onEnd);
-    body.once('error', onError);
+    const stop = followStream(body, {
+      data(chunk) {
+        size += chunk.length;
+        chunks.push(chunk);
+        if (size <= limit) return;
+        stop();
+        body.pause();
+        const rest = new PassThrough();
+        for (const c of chunks) rest.write(c);
+        body.pipe(rest);
+        resolve({ stream: rest });
+      },
+      end: () => resolve({ buffered: Buffer.concat(chunks, size) }),
+      error: reject,
+    });
   });
 }
 

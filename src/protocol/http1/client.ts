@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import net, { type Socket } from 'node:net';
 import tls from 'node:tls';
 import type { Readable } from 'node:stream';
+import { followStream } from '../../core/stream-events.js';
 import {
   ChunkedDecoder,
   findHeadEnd,
@@ -295,38 +296,30 @@ class ClientConnection {
   #streamBody(body: Readable, chunked: boolean): void {
     this.#body = body;
     const socket = this.socket;
-    const onData = (chunk: Buffer) => {
-      if (chunk.length === 0) return;
-      const ok = chunked
-        ? (socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1'),
-          socket.write(chunk),
-          socket.write('\r\n', 'latin1'))
-        : socket.write(chunk);
-      if (!ok) {
-        body.pause();
-        socket.once('drain', () => body.resume());
-      }
-    };
-    const onEnd = () => {
-      cleanup();
-      if (chunked) socket.write('0\r\n\r\n', 'latin1');
-      this.#requestSent = true;
-      this.#body = undefined;
-      if (this.#handler === undefined) this.#done();
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      this.#body = undefined;
-      this.#fail(err);
-    };
-    const cleanup = () => {
-      body.off('data', onData);
-      body.off('end', onEnd);
-      body.off('error', onError);
-    };
-    body.on('data', onData);
-    body.once('end', onEnd);
-    body.once('error', onError);
+    followStream(body, {
+      data: (chunk) => {
+        if (chunk.length === 0) return;
+        const ok = chunked
+          ? (socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1'),
+            socket.write(chunk),
+            socket.write('\r\n', 'latin1'))
+          : socket.write(chunk);
+        if (!ok) {
+          body.pause();
+          socket.once('drain', () => body.resume());
+        }
+      },
+      end: () => {
+        if (chunked) socket.write('0\r\n\r\n', 'latin1');
+        this.#requestSent = true;
+        this.#body = undefined;
+        if (this.#handler === undefined) this.#done();
+      },
+      error: (err) => {
+        this.#body = undefined;
+        this.#fail(err);
+      },
+    });
   }
 
   readonly #onData = (chunk: Buffer) => {
