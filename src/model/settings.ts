@@ -563,7 +563,8 @@ export const TelemetrySettings = Section('Telemetry settings.', {
         default: '200ms',
         min: '1ms',
         max: '10s',
-        description: 'Longest time a written signal waits before it is fsynced; appends are written every 10 ms, so a crash may lose up to this plus 10 ms.',
+        description:
+          'Longest time a written signal waits before it is fsynced; appends are written every 10 ms, so a crash may lose up to this plus 10 ms.',
       }),
       whenFull: OneOf(['drop-oldest', 'block'] as const, {
         default: 'drop-oldest',
