@@ -1,11 +1,12 @@
 /**
  * The proxy benchmark: Isthmus's sidecar, without and with request telemetry, against nginx,
- * HAProxy, @fastify/http-proxy and a bare undici pass-through, side by side in one run on
+ * HAProxy, @fastify/http-proxy and two bare pass-throughs (undici, and the data plane's own
+ * HTTP/1.1), side by side in one run on
  * loopback, then the latency Isthmus adds at a fixed moderate rate. See docs/performance.md.
  *
  * Usage: npm run bench:proxy -- [--duration 8] [--warmup 5] [--connections 64] [--rate 2000]
  *          [--latency-duration 10] [--rounds 3]
- *          [--peers isthmus,isthmus-telemetry,nginx,haproxy,fastify,undici] [--save]
+ *          [--peers isthmus,isthmus-telemetry,nginx,haproxy,fastify,undici,http1] [--save]
  * Every flag also reads an environment variable: BENCH_DURATION, BENCH_WARMUP, …
  *
  * Layout: the upstream (nginx, fixed 1 KiB body), the load generators, the collector stand-in the
@@ -49,6 +50,9 @@ import {
 import { parseWrkOutput } from './support/wrk.js';
 import { intFlag, LOAD_FLAGS, parseCommandLine, UsageError } from './support/flags.js';
 import { checkStarted, LoadBench, saveReport, setUp, startIsthmusProxy } from './support/run.js';
+
+/** The Node.js peers started from bench/peers/. */
+const NODE_PEER_SCRIPT = { fastify: 'fastify-proxy', undici: 'undici-proxy', http1: 'http1-proxy' } as const;
 
 const OPEN_LOOP_WARMUP_SEC = 2;
 
@@ -254,8 +258,9 @@ class Bench extends LoadBench<Tools, Options> {
         return { process: p, address: `127.0.0.1:${port}` };
       }
       case 'fastify':
-      case 'undici': {
-        const file = script(`./peers/${peer === 'fastify' ? 'fastify-proxy' : 'undici-proxy'}.js`);
+      case 'undici':
+      case 'http1': {
+        const file = script(`./peers/${NODE_PEER_SCRIPT[peer]}.js`);
         const node = await startNode(this.procs, peer, PROXY_CORE, [file, this.upstreamUrl], repoRoot);
         const address = String(node.ready.address);
         await checkStarted(this.procs, node.process, address);

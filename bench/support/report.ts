@@ -2,7 +2,15 @@ import type { OpenLoopResult } from '../open-loop.js';
 import type { WrkResult } from './wrk.js';
 
 /** The proxies under test, in the order they run and print. */
-export const PEERS = ['isthmus', 'isthmus-telemetry', 'nginx', 'haproxy', 'fastify', 'undici'] as const;
+export const PEERS = [
+  'isthmus',
+  'isthmus-telemetry',
+  'nginx',
+  'haproxy',
+  'fastify',
+  'undici',
+  'http1',
+] as const;
 export type PeerName = (typeof PEERS)[number];
 
 export const PEER_LABEL: Record<PeerName, string> = {
@@ -12,6 +20,7 @@ export const PEER_LABEL: Record<PeerName, string> = {
   haproxy: 'HAProxy',
   fastify: '@fastify/http-proxy',
   undici: 'undici pass-through (floor)',
+  http1: 'Isthmus HTTP/1.1 pass-through',
 };
 
 /** The Isthmus peers: the sidecar as bench:proxy has always run it, and the same with telemetry on. */
