@@ -91,6 +91,61 @@ describe('telemetry write-ahead log', () => {
     await wal.close();
   });
 
+  it('writes appends of several event-loop turns together within writeDelayMs, and each turn alone with 0', async () => {
+    const writesFor = async (writeDelayMs: number) => {
+      const dir = await dirs.make();
+      const wal = await WriteAheadLog.open({ dir, ...small, writeDelayMs });
+      for (let seq = 1; seq <= 5; seq++) {
+        assert.ok(wal.appendText(`record ${seq}`, timeFor(seq)));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await new Promise((resolve) => setTimeout(resolve, writeDelayMs + 50));
+      const { writes, writtenSeq } = wal.stats();
+      await wal.close();
+      return { writes, writtenSeq };
+    };
+    // Five turns, well within 200 ms: one write. Without a delay the first turn's record goes out
+    // alone (the rest follow together once that write completes).
+    assert.deepEqual(await writesFor(200), { writes: 1, writtenSeq: 5 });
+    const perTurn = await writesFor(0);
+    assert.equal(perTurn.writtenSeq, 5);
+    assert.ok(perTurn.writes >= 2, `writes ${perTurn.writes}`);
+    const bad = await rejection(WriteAheadLog.open({ dir: await dirs.make(), ...small, writeDelayMs: -1 }));
+    assert.equal(bad.code, 'ISTHMUS_E_INVALID_VALUE');
+    assert.match(bad.message, /writeDelayMs/);
+  });
+
+  it('reuses its slabs once written without damaging a record, with writes in flight', async () => {
+    const dir = await dirs.make();
+    const wal = await WriteAheadLog.open({
+      dir,
+      segmentBytes: 1 << 20,
+      maxBytes: 64 << 20,
+      fsyncIntervalMs: 5,
+    });
+    // About 5 MB in rounds of 2,000 records, a round's appends racing the previous round's write:
+    // slabs fill, are written, and are filled again while other writes are still going on.
+    let seq = 0;
+    const writes: Promise<unknown>[] = [];
+    for (let round = 0; round < 15; round++) {
+      const last = seq + 2000;
+      while (seq < last) {
+        seq++;
+        assert.ok(wal.appendText(payloadFor(seq).toString('latin1'), timeFor(seq)));
+      }
+      writes.push(wal.sync());
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(writes);
+    await wal.sync();
+    const records = await readAll(wal, 1, 5000);
+    assert.deepEqual(seqsOf(records), range(1, seq));
+    for (const r of records)
+      assert.ok(r.payload.equals(Buffer.from(payloadFor(r.seq).toString('latin1'), 'utf8')), `seq ${r.seq}`);
+    assert.equal(wal.stats().dropped.corrupt.records, 0);
+    await wal.close();
+  });
+
   it('readBatch honours maxRecords and maxBytes (at least one record), crosses segments, starts after the acked seq', async () => {
     const dir = await dirs.make();
     const wal = await WriteAheadLog.open({ dir, ...small });
