@@ -11,6 +11,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ClientPool } from '../../src/protocol/http1/client.js';
 import { H1Server } from '../../src/protocol/http1/server.js';
+import { HOP_BY_HOP } from './hop-by-hop.js';
 
 const upstream = process.argv[2];
 if (!upstream) {
@@ -18,19 +19,6 @@ if (!upstream) {
   process.exit(2);
 }
 const target = new URL(upstream);
-
-// RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
 
 function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
