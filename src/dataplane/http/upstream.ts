@@ -185,11 +185,6 @@ export class UpstreamPool {
     });
   }
 
-  /** Open connections per upstream address. */
-  connections(): Record<string, { open: number; idle: number }> {
-    return this.#client.connections();
-  }
-
   close(): Promise<void> {
     this.#client.close();
     return Promise.resolve();

@@ -7,11 +7,11 @@ import {
   ChunkedDecoder,
   findHeadEnd,
   type Framing,
-  HeaderValueError,
   HttpParseError,
   keepAlive,
   parseResponseHead,
   type ResponseHead,
+  requestLine,
   responseFraming,
   serializeFields,
 } from './parse.js';
@@ -81,16 +81,6 @@ export class UpstreamProtocolError extends Error {
 }
 
 const MAX_RESPONSE_HEAD = 64 * 1024;
-/** Methods already checked to be tokens (bounded). */
-const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** A request target: visible ASCII only, so it cannot break the request line. */
-const PATH = /^[\x21-\x7e]+$/;
-
-function checkMethod(method: string): void {
-  if (!TOKEN.test(method)) throw new HeaderValueError(`invalid method "${method.slice(0, 40)}"`);
-  if (METHODS.size < 64) METHODS.add(method);
-}
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 
 /** Connections to one upstream address. */
@@ -100,11 +90,9 @@ class OriginPool {
   readonly hostHeader: string;
   readonly options: ClientPoolOptions;
   readonly idle: ClientConnection[] = [];
-  /** Every open or opening connection, busy ones included. */
+  /** Every open or opening connection, busy ones included (its size is what the limit counts). */
   readonly all = new Set<ClientConnection>();
   readonly waiting: Array<(conn: ClientConnection) => void> = [];
-  /** Connections open or opening. */
-  size = 0;
   closed = false;
   readonly #client: ClientPool;
 
@@ -124,8 +112,7 @@ class OriginPool {
       use(conn);
       return undefined;
     }
-    if (this.size < this.options.maxConnections) {
-      this.size++;
+    if (this.all.size < this.options.maxConnections) {
       use(this.#open());
       return undefined;
     }
@@ -154,14 +141,12 @@ class OriginPool {
 
   /** A connection is gone. */
   gone(conn: ClientConnection): void {
-    this.size--;
     this.all.delete(conn);
     const i = this.idle.indexOf(conn);
     if (i >= 0) this.idle.splice(i, 1);
     // Someone waits for a connection and there is room again: open one for them.
-    if (this.waiting.length > 0 && this.size < this.options.maxConnections && !this.closed) {
+    if (this.waiting.length > 0 && this.all.size < this.options.maxConnections && !this.closed) {
       const next = this.waiting.shift() as (conn: ClientConnection) => void;
-      this.size++;
       next(this.#open());
     }
   }
@@ -243,10 +228,7 @@ class ClientConnection {
     // Everything that can refuse the request runs before the connection takes it on, so a
     // refused request leaves the connection as it was (free, with no handler).
     const headers = request.headers;
-    if (!METHODS.has(request.method)) checkMethod(request.method);
-    if (!PATH.test(request.path))
-      throw new HeaderValueError(`invalid request target "${request.path.slice(0, 80)}"`);
-    let text = serializeFields(`${request.method} ${request.path} HTTP/1.1\r\n`, headers);
+    let text = serializeFields(requestLine(request.method, request.path), headers);
     if (headers.host === undefined) text += `host: ${this.pool.hostHeader}\r\n`;
     const body = request.body;
     this.#handler = handler;
@@ -600,7 +582,7 @@ export class ClientPool {
   /** Open connections per address, for stats and tests. */
   connections(): Record<string, { open: number; idle: number }> {
     const out: Record<string, { open: number; idle: number }> = {};
-    for (const o of this.#origins.values()) out[o.hostHeader] = { open: o.size, idle: o.idle.length };
+    for (const o of this.#origins.values()) out[o.hostHeader] = { open: o.all.size, idle: o.idle.length };
     return out;
   }
 

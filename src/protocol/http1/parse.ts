@@ -439,6 +439,16 @@ export class HeaderValueError extends Error {
   override readonly name = 'HeaderValueError';
 }
 
+/** The request line of a request to send: a token method and a target of visible ASCII only. */
+export function requestLine(method: string, target: string): string {
+  if (!SENDABLE_TOKENS.has(method)) checkToken(method, 'method');
+  if (!TARGET.test(target)) throw new HeaderValueError(`invalid request target "${printable(target)}"`);
+  return `${method} ${target} HTTP/1.1\r\n`;
+}
+
+/** A request target cannot break the request line. */
+const TARGET = /^[\x21-\x7e]+$/;
+
 /**
  * Appends `name: value` lines for `headers` to `out`. Names must be tokens and values must not
  * break the line; the result is sent as latin1, so values keep their bytes.
@@ -448,7 +458,7 @@ export function serializeFields(out: string, headers: OutgoingHttpHeaders): stri
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined) continue;
-    if (!SENDABLE_NAMES.has(name)) checkName(name);
+    if (!SENDABLE_TOKENS.has(name)) checkToken(name, 'header name');
     if (Array.isArray(value)) {
       for (const v of value) text = fieldLine(text, name, v);
     } else text = fieldLine(text, name, typeof value === 'string' ? value : String(value));
@@ -456,12 +466,12 @@ export function serializeFields(out: string, headers: OutgoingHttpHeaders): stri
   return text;
 }
 
-/** Names already checked (bounded): the same few recur on every request. */
-const SENDABLE_NAMES = new Set<string>();
+/** Header names and methods already checked (bounded): the same few recur on every request. */
+const SENDABLE_TOKENS = new Set<string>();
 
-function checkName(name: string): void {
-  if (!TOKEN.test(name)) throw new HeaderValueError(`invalid header name "${printable(name)}"`);
-  if (SENDABLE_NAMES.size < 512) SENDABLE_NAMES.add(name);
+function checkToken(text: string, what: string): void {
+  if (!TOKEN.test(text)) throw new HeaderValueError(`invalid ${what} "${printable(text)}"`);
+  if (SENDABLE_TOKENS.size < 512) SENDABLE_TOKENS.add(text);
 }
 
 function fieldLine(out: string, name: string, value: string): string {

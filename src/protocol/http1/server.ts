@@ -548,7 +548,6 @@ class Connection {
       return false;
     }
     if (pos >= buf.length) this.#buf = undefined;
-    this.#server.requests++;
     this.#options.onRequest(req, res);
     return true;
   }
@@ -601,11 +600,12 @@ class Connection {
     this.#pos = pos;
     if (this.#buf && pos >= this.#buf.length) this.#buf = undefined;
     this.requestStart = 0;
-    if (!this.#discarding) this.#req?.end();
     if (this.#discarding) {
+      // The response is already out: on to the next request.
       this.#next();
       return this.#phase === 'head';
     }
+    this.#req?.end();
     this.#phase = 'respond';
     return false;
   }
@@ -744,8 +744,6 @@ class Connection {
 export class H1Server {
   readonly server: net.Server;
   readonly connections = new Set<Connection>();
-  /** Requests dispatched so far. */
-  requests = 0;
   readonly #timer: NodeJS.Timeout;
 
   constructor(options: H1ServerOptions) {
