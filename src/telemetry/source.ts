@@ -349,6 +349,14 @@ const sleep = (ms: number, wake: Promise<void>) =>
 /** A failed export: the collector answered something other than 200, or could not be reached. */
 class ExportError extends Error {}
 
+/** The collector exports are posted to. */
+interface Collector {
+  pool: ClientPool;
+  host: string;
+  port: number;
+  hostHeader: string;
+}
+
 export class TelemetrySource {
   readonly wal: WriteAheadLog;
   readonly source: string;
@@ -358,8 +366,8 @@ export class TelemetrySource {
   /** Export bodies are built in here (see #exportBodies). */
   #arena = Buffer.allocUnsafeSlow(0);
   readonly #resource: { service: string; region: string; zone?: string | undefined };
-  readonly #pool: ClientPool | undefined;
-  readonly #collector: { host: string; port: number; hostHeader: string } | undefined;
+  /** Where exports go (with their connection pool); none without a collector URL. */
+  readonly #collector: Collector | undefined;
   readonly #basePath: string;
   readonly #backoff: FullJitterBackoff;
   /** The latest ack's checkpoint, written while shipping goes on. */
@@ -422,15 +430,18 @@ export class TelemetrySource {
     if (options.collectorUrl !== undefined) {
       const url = new URL(options.collectorUrl);
       const secure = url.protocol === 'https:';
-      this.#pool = new ClientPool({
-        connectTimeoutMs: this.#timeoutMs,
-        maxConnections: 2,
-        keepAliveMs: 30_000,
-        tls: secure,
-      });
-      // URL keeps IPv6 hosts bracketed; a socket wants them bare.
-      const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-      this.#collector = { host, port: Number(url.port || (secure ? 443 : 80)), hostHeader: url.host };
+      this.#collector = {
+        pool: new ClientPool({
+          connectTimeoutMs: this.#timeoutMs,
+          maxConnections: 2,
+          keepAliveMs: 30_000,
+          tls: secure,
+        }),
+        // URL keeps IPv6 hosts bracketed; a socket wants them bare.
+        host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+        port: Number(url.port || (secure ? 443 : 80)),
+        hostHeader: url.host,
+      };
       this.#basePath = url.pathname.replace(/\/$/, '');
       this.#loop = this.#shipLoop();
       this.#heartbeatTimer = setInterval(() => void this.#heartbeat(), options.heartbeatIntervalMs ?? 2000);
@@ -519,9 +530,8 @@ export class TelemetrySource {
   }
 
   async #post(path: string, body: string | Buffer): Promise<void> {
-    const pool = this.#pool as ClientPool;
-    const c = this.#collector as { host: string; port: number; hostHeader: string };
-    const res = await pool.request(
+    const c = this.#collector as Collector;
+    const res = await c.pool.request(
       c.host,
       c.port,
       {
@@ -682,7 +692,7 @@ export class TelemetrySource {
    * resolves whether it was (true) or not (false).
    */
   async flush(timeoutMs: number): Promise<boolean> {
-    if (!this.#pool) return false;
+    if (!this.#collector) return false;
     const until = Date.now() + timeoutMs;
     await this.wal.sync().catch(() => undefined);
     const target = this.wal.stats().lastSeq;
@@ -700,7 +710,7 @@ export class TelemetrySource {
       if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer);
       this.#wakeClose();
       // An export in flight is abandoned: unacked, it is sent again after the restart.
-      this.#pool?.destroy();
+      this.#collector?.pool.destroy();
       await this.#loop?.catch(() => undefined);
       await this.#acking;
       await this.wal.close();
