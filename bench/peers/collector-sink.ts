@@ -4,7 +4,8 @@
  * generator's core, not the proxy's) stays small.
  *
  * Records are counted by the `"isthmus.seq"` attribute the telemetry source splices into every
- * exported item (span, log record, metrics batch): a byte search, no JSON parse.
+ * exported OTLP item (span, log record, metrics batch): a byte search, no JSON parse. Compact
+ * access-log bodies (`POST /v1/access-logs`) are parsed and their records counted.
  *
  * Usage: node dist/bench/peers/collector-sink.js
  * Prints `{"event":"ready","address":"127.0.0.1:PORT"}` once listening; `GET /count` answers the
@@ -43,8 +44,11 @@ const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
   req.on('end', () => {
     if (req.method === 'POST') {
       const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
-      const records = countRecords(body);
       const key = (req.url ?? '/').split('?')[0] ?? '/';
+      const records =
+        key === '/v1/access-logs'
+          ? (JSON.parse(body.toString('utf8')) as { records: unknown[] }).records.length
+          : countRecords(body);
       const p = (counts.byPath[key] ??= { posts: 0, bytes: 0, records: 0 });
       counts.posts++;
       counts.bytes += body.length;

@@ -11,7 +11,7 @@ import {
   type AdaptiveSampler,
   type SamplingDecision,
 } from '../telemetry/sampling.js';
-import { attr, type MetricPoint, type TelemetrySource } from '../telemetry/source.js';
+import type { MetricPoint, TelemetrySource } from '../telemetry/source.js';
 import {
   formatTraceparent,
   newSpanId,
@@ -43,39 +43,6 @@ export const LATENCY_BOUNDS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 const MAX_SERIES = 1000;
 
 export type HopKind = 'server' | 'client';
-
-/**
- * The access-log record's attributes (docs/proxy.md lists them; `TelemetryPolicy` residency names
- * them), each key's JSON built once. `raw` writers take values that need no escaping: hex ids,
- * ISO timestamps, HTTP method tokens and the escaped record id.
- */
-const ACCESS_LOG = {
-  recordIdInternal: attr.raw('isthmus.record_id'),
-  recordId: attr.raw('recordId'),
-  timestamp: attr.raw('timestamp'),
-  region: attr.string('region'),
-  zone: attr.string('zone'),
-  service: attr.string('service'),
-  listener: attr.string('listener'),
-  route: attr.string('route'),
-  method: attr.raw('method'),
-  path: attr.string('path'),
-  authority: attr.string('authority'),
-  status: attr.int('status'),
-  completed: attr.bool('completed'),
-  durationMs: attr.number('durationMs'),
-  attempts: attr.int('attempts'),
-  servedBy: attr.string('servedBy'),
-  peerRegion: attr.string('peerRegion'),
-  failover: attr.string('failover'),
-  fallback: attr.string('fallback'),
-  traceId: attr.raw('traceId'),
-  spanId: attr.raw('spanId'),
-  sampled: attr.bool('sampled'),
-  requestId: attr.string('requestId'),
-  client: attr.string('client'),
-  userAgent: attr.string('userAgent'),
-};
 
 interface SeriesHandles {
   service: string;
@@ -153,9 +120,8 @@ export class ProxyTelemetry {
   readonly #startWallMs: number;
   readonly #timer: NodeJS.Timeout;
   /** Record ids: a per-process random prefix and a counter, unique without a UUID per request. */
-  readonly #idPrefixJson: string;
+  readonly #idPrefix: string;
   #records = 0;
-  readonly #accessLogCache = new Map<string, string>();
 
   constructor(options: ProxyTelemetryOptions) {
     this.source = options.source;
@@ -168,8 +134,7 @@ export class ProxyTelemetry {
       samplerOptions(options.settings(service)?.sampling ?? DEFAULT_SAMPLING),
     );
     this.#startWallMs = options.clock.now();
-    // Escaped once for JSON: the counter appended to it needs no escaping.
-    this.#idPrefixJson = JSON.stringify(`${options.name}-${randomBytes(6).toString('hex')}-`).slice(1, -1);
+    this.#idPrefix = `${options.name}-${randomBytes(6).toString('hex')}-`;
     this.#timer = setInterval(() => this.exportMetrics(), options.metricsIntervalMs);
     this.#timer.unref();
   }
@@ -333,54 +298,35 @@ export class ProxyTelemetry {
           'isthmus.sampling.adjusted_count': final.adjustedCount,
         },
       });
-    // Every request gets an access-log record, sampled or not (logs are the complete record).
-    const recordId = `${this.#idPrefixJson}${++this.#records}`;
-    const A = ACCESS_LOG;
-    const host = req.headers.host;
-    const userAgent = req.headers['user-agent'];
-    const client = req.socket.remoteAddress;
-    let attributes =
-      `${A.recordIdInternal(recordId)},${A.recordId(recordId)},${A.timestamp(new Date(hop.startWallMs).toISOString())}` +
-      this.#accessLogConstants(hop.service, hop.listener);
-    if (o?.route) attributes += `,${A.route(o.route)}`;
-    attributes += `,${A.method(method)}`;
-    if (req.url !== undefined) attributes += `,${A.path(req.url)}`;
-    if (host !== undefined) attributes += `,${A.authority(host)}`;
-    attributes += `,${A.status(status)},${A.completed(completed)},${A.durationMs(Math.round(durationMs * 1000) / 1000)}`;
-    if (o) {
-      attributes += `,${A.attempts(o.attempts)}`;
-      if (o.servedBy !== undefined) attributes += `,${A.servedBy(o.servedBy)}`;
-      if (o.peerRegion !== undefined) attributes += `,${A.peerRegion(o.peerRegion)}`;
-      if (o.failover !== undefined) attributes += `,${A.failover(o.failover)}`;
-      if (o.fallback !== undefined) attributes += `,${A.fallback(o.fallback)}`;
-    }
-    attributes +=
-      `,${A.traceId(hop.traceId)},${A.spanId(hop.spanId)},${A.sampled(final.sampled)},${A.requestId(hop.requestId)}` +
-      (client !== undefined ? `,${A.client(client)}` : '') +
-      (userAgent !== undefined ? `,${A.userAgent(userAgent)}` : '');
-    this.source.logEncoded(
-      {
-        timeMs: endWallMs,
-        severity: status >= 500 || !completed ? 'ERROR' : status >= 400 ? 'WARN' : 'INFO',
-        body: `${method} ${req.url ?? '/'} ${status}`,
-        traceId: hop.traceId,
-        spanId: hop.spanId,
-      },
-      attributes,
-    );
-  }
-
-  /** The access-log attributes that are the same for every request of a service on a listener, encoded once. */
-  #accessLogConstants(service: string, listener: string): string {
-    const key = `${service}\u0000${listener}`;
-    let encoded = this.#accessLogCache.get(key);
-    if (encoded === undefined) {
-      const A = ACCESS_LOG;
-      encoded = `,${A.region(this.#region)},${A.zone(this.#zone)},${A.service(service)},${A.listener(listener)}`;
-      // Services and listeners are few and come from the configuration; the bound is a safeguard.
-      if (this.#accessLogCache.size < MAX_SERIES) this.#accessLogCache.set(key, encoded);
-    }
-    return encoded;
+    // Every request gets an access-log record, sampled or not (logs are the complete record),
+    // in the compact form (telemetry/access-log.ts): the collector makes the OTLP record of it.
+    const headers = req.headers;
+    this.source.accessLog([
+      `${this.#idPrefix}${++this.#records}`,
+      hop.startWallMs,
+      Math.round(durationMs * 1000) / 1000,
+      this.#region,
+      this.#zone,
+      hop.service,
+      hop.listener,
+      o?.route || null,
+      method,
+      req.url ?? null,
+      headers.host ?? null,
+      status,
+      completed,
+      o ? o.attempts : null,
+      o?.servedBy ?? null,
+      o?.peerRegion ?? null,
+      o?.failover ?? null,
+      o?.fallback ?? null,
+      hop.traceId,
+      hop.spanId,
+      final.sampled,
+      hop.requestId,
+      req.socket.remoteAddress ?? null,
+      headers['user-agent'] ?? null,
+    ]);
   }
 
   /** Writes one metrics batch (cumulative since start) to the pipeline. */

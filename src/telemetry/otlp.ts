@@ -106,6 +106,15 @@ function string(v: unknown, path: string, optional = false): string {
   return v;
 }
 
+/** Epoch milliseconds (fractional) as OTLP epoch nanoseconds, a decimal string, without float rounding noise. */
+export function msToNanos(ms: number): string {
+  const whole = Math.floor(ms);
+  const frac = Math.round((ms - whole) * 1e6);
+  if (frac === 1e6) return `${whole + 1}000000`;
+  if (whole === 0) return String(frac);
+  return frac === 0 ? `${whole}000000` : `${whole}${String(frac).padStart(6, '0')}`;
+}
+
 /** A fixed64/uint64 in OTLP JSON: a decimal string or a non-negative integer; returned as a decimal string. */
 export function nanos(v: unknown, path: string, optional = false): string {
   if (optional && (v === undefined || v === null)) return '0';

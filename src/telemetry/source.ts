@@ -2,6 +2,8 @@ import { ClientPool } from '../protocol/http1/client.js';
 import { FullJitterBackoff } from '../core/backoff.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { systemRandom, type Random } from '../core/random.js';
+import { ACCESS_LOG_FORMAT, accessLogToOtlp, checkAccessLog, type AccessLogTuple } from './access-log.js';
+import { msToNanos } from './otlp.js';
 import { WriteAheadLog, type WalFullPolicy, type WalLoss, type WalRecord } from './wal/index.js';
 
 /**
@@ -14,7 +16,9 @@ import { WriteAheadLog, type WalFullPolicy, type WalLoss, type WalRecord } from 
  * item is stored without it: the payload is one signal letter and the item's JSON, which always
  * starts with its attribute list (`{"attributes":[`, or `{"scope":{"attributes":[` for metrics).
  * The shipper splices `isthmus.seq` into that list while it builds the export body, without
- * parsing the item again.
+ * parsing the item again. A proxy's access-log records are the exception: they are compact JSON
+ * arrays (access-log.ts), shipped as such to the collector's `/v1/access-logs` with the seq
+ * spliced in as their first value, and converted to OTLP only for a collector without it.
  */
 
 export type AttributeValue = string | number | boolean;
@@ -142,22 +146,18 @@ export interface TelemetrySourceStats {
 const TAG_SPAN = 'T';
 const TAG_LOG = 'L';
 const TAG_METRICS = 'M';
+/** A proxy's access-log record in its compact form (access-log.ts): a JSON array, seq not included. */
+const TAG_ACCESS_LOG = 'A';
 const BYTE_SPAN = TAG_SPAN.charCodeAt(0);
 const BYTE_LOG = TAG_LOG.charCodeAt(0);
 const BYTE_METRICS = TAG_METRICS.charCodeAt(0);
+const BYTE_ACCESS_LOG = TAG_ACCESS_LOG.charCodeAt(0);
 const ITEM_PREFIX = '{"attributes":[';
 const METRICS_PREFIX = '{"scope":{"attributes":[';
 const SCOPE = '{"name":"isthmus"}';
 
 const KIND: Record<SpanKind, number> = { internal: 1, server: 2, client: 3 };
 const SEVERITY: Record<Severity, number> = { DEBUG: 5, INFO: 9, WARN: 13, ERROR: 17 };
-
-/** OTLP JSON: 64-bit integers travel as decimal strings; ms → ns without float rounding noise. */
-function nanos(ms: number): string {
-  const whole = Math.floor(ms);
-  const frac = Math.round((ms - whole) * 1e6);
-  return frac === 0 ? `${whole}000000` : `${whole}${String(frac).padStart(6, '0')}`;
-}
 
 function attributeValue(v: AttributeValue): string {
   if (typeof v === 'string') return `{"stringValue":${JSON.stringify(v)}}`;
@@ -182,7 +182,7 @@ export function encodeSpan(s: SpanData): string {
     (s.parentSpanId ? `,"parentSpanId":"${s.parentSpanId}"` : '') +
     (s.traceState ? `,"traceState":${JSON.stringify(s.traceState)}` : '') +
     `,"name":${JSON.stringify(s.name)},"kind":${KIND[s.kind]}` +
-    `,"startTimeUnixNano":"${nanos(s.startTimeMs)}","endTimeUnixNano":"${nanos(s.endTimeMs)}"` +
+    `,"startTimeUnixNano":"${msToNanos(s.startTimeMs)}","endTimeUnixNano":"${msToNanos(s.endTimeMs)}"` +
     `,"status":{"code":${s.error ? 2 : 0}${s.statusMessage ? `,"message":${JSON.stringify(s.statusMessage)}` : ''}}}`
   );
 }
@@ -231,7 +231,7 @@ export function encodeLog(r: LogData): string {
 /** A log item whose attribute list (the inside, no brackets) is already encoded. */
 function encodeLogWith(r: Omit<LogData, 'attributes'>, attributes: string): string {
   const severity = r.severity ?? 'INFO';
-  const t = nanos(r.timeMs);
+  const t = msToNanos(r.timeMs);
   return (
     `${ITEM_PREFIX}${attributes}],"timeUnixNano":"${t}","observedTimeUnixNano":"${t}"` +
     `,"severityNumber":${SEVERITY[severity]},"severityText":"${severity}","body":{"stringValue":${JSON.stringify(r.body)}}` +
@@ -243,15 +243,15 @@ function encodeLogWith(r: Omit<LogData, 'attributes'>, attributes: string): stri
 
 function encodePoint(p: MetricPoint): string {
   const attrs = `"attributes":[${encodeAttributes(p.attributes)}]`;
-  const time = `"timeUnixNano":"${nanos(p.timeMs)}"`;
+  const time = `"timeUnixNano":"${msToNanos(p.timeMs)}"`;
   switch (p.kind) {
     case 'gauge':
       return `{${attrs},${time},"asDouble":${p.value}}`;
     case 'sum':
-      return `{${attrs},"startTimeUnixNano":"${nanos(p.startTimeMs)}",${time},"asDouble":${p.value}}`;
+      return `{${attrs},"startTimeUnixNano":"${msToNanos(p.startTimeMs)}",${time},"asDouble":${p.value}}`;
     case 'histogram':
       return (
-        `{${attrs},"startTimeUnixNano":"${nanos(p.startTimeMs)}",${time},"count":"${p.count}","sum":${p.sum}` +
+        `{${attrs},"startTimeUnixNano":"${msToNanos(p.startTimeMs)}",${time},"count":"${p.count}","sum":${p.sum}` +
         `,"bucketCounts":[${p.bucketCounts.map((c) => `"${c}"`).join(',')}],"explicitBounds":[${p.explicitBounds.join(',')}]}`
       );
   }
@@ -289,14 +289,17 @@ const ITEM_PREFIX_BYTES = Buffer.byteLength(ITEM_PREFIX);
 const METRICS_PREFIX_BYTES = Buffer.byteLength(METRICS_PREFIX);
 const SEQ_ATTR_HEAD = Buffer.from('{"key":"isthmus.seq","value":{"intValue":"', 'latin1');
 const SEQ_ATTR_TAIL = Buffer.from('"}}', 'latin1');
+/** A compact access-log record's seq is its array's first value: `[` + seq + `,` + the rest. */
+const NO_BYTES = Buffer.alloc(0);
 const CLOSE_BRACKET = 0x5d; // ']'
 const COMMA = 0x2c;
 
 /**
- * One OTLP export body, as bytes: `head`, the items of `records` (payloads whose item JSON starts
- * with a `prefixBytes`-long attribute-list opening) with `isthmus.seq` spliced in as their first
- * attribute and joined by commas, then `tail`. The items are copied once, never decoded: the
- * payloads are UTF-8 already and the splice point is a fixed offset.
+ * One export body, as bytes: `head`, the items of `records` (payloads whose item JSON starts
+ * with a `prefixBytes`-long list opening) with their seq spliced in as the list's first element
+ * (by default the OTLP attribute `isthmus.seq`: `seqHead` + seq + `seqTail`) and joined by
+ * commas, then `tail`. The items are copied once, never decoded: the payloads are UTF-8 already
+ * and the splice point is a fixed offset.
  */
 export function exportBody(
   head: Buffer,
@@ -304,6 +307,8 @@ export function exportBody(
   prefixBytes: number,
   tail: Buffer,
   alloc: (size: number) => Buffer = (size) => Buffer.allocUnsafe(size),
+  seqHead: Buffer = SEQ_ATTR_HEAD,
+  seqTail: Buffer = SEQ_ATTR_TAIL,
 ): Buffer {
   const seqs = new Array<string>(records.length);
   let size = head.length + tail.length + Math.max(0, records.length - 1);
@@ -313,7 +318,7 @@ export function exportBody(
     seqs[i] = seq;
     const itemBytes = r.payload.length - 1;
     // The attribute, and a comma unless the item's own attribute list is empty.
-    size += itemBytes + SEQ_ATTR_HEAD.length + seq.length + SEQ_ATTR_TAIL.length;
+    size += itemBytes + seqHead.length + seq.length + seqTail.length;
     if (r.payload[1 + prefixBytes] !== CLOSE_BRACKET) size += 1;
   }
   const out = alloc(size);
@@ -324,11 +329,11 @@ export function exportBody(
     if (i > 0) out[at++] = COMMA;
     out.set(payload.subarray(1, 1 + prefixBytes), at);
     at += prefixBytes;
-    out.set(SEQ_ATTR_HEAD, at);
-    at += SEQ_ATTR_HEAD.length;
+    out.set(seqHead, at);
+    at += seqHead.length;
     at += out.write(seqs[i] as string, at, 'latin1');
-    out.set(SEQ_ATTR_TAIL, at);
-    at += SEQ_ATTR_TAIL.length;
+    out.set(seqTail, at);
+    at += seqTail.length;
     if (payload[1 + prefixBytes] !== CLOSE_BRACKET) out[at++] = COMMA;
     out.set(payload.subarray(1 + prefixBytes), at);
     at += payload.length - 1 - prefixBytes;
@@ -346,8 +351,19 @@ const sleep = (ms: number, wake: Promise<void>) =>
     });
   });
 
-/** A failed export: the collector answered something other than 200, or could not be reached. */
-class ExportError extends Error {}
+/** A failed export: the collector answered `path` with something other than 200 (`status`). */
+class ExportError extends Error {
+  constructor(
+    message: string,
+    readonly path: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Where a collector takes compact access-log records (docs/telemetry-wire.md). */
+const ACCESS_LOGS_PATH = '/v1/access-logs';
 
 /** The collector exports are posted to. */
 interface Collector {
@@ -362,7 +378,13 @@ export class TelemetrySource {
   readonly source: string;
   readonly #clock: Clock;
   /** The bytes before and after the items of each signal's export body. */
-  readonly #bodyEnds: Record<'spans' | 'logs' | 'metrics', [Buffer, Buffer]>;
+  readonly #bodyEnds: Record<'spans' | 'logs' | 'metrics' | 'accessLogs', [Buffer, Buffer]>;
+  /**
+   * Whether the collector takes compact access-log records; false once it answered their
+   * endpoint 404 or 405 (not an Isthmus collector, or an older one): they are then sent to it as
+   * OTLP log records, converted here.
+   */
+  #compactAccessLogs = true;
   /** Export bodies are built in here (see #exportBodies). */
   #arena = Buffer.allocUnsafeSlow(0);
   readonly #resource: { service: string; region: string; zone?: string | undefined };
@@ -417,6 +439,7 @@ export class TelemetrySource {
         ']}]}]}',
       ),
       metrics: ends(`{"resourceMetrics":[{"resource":${res},"scopeMetrics":[`, ']}]}'),
+      accessLogs: ends(`{"format":${JSON.stringify(ACCESS_LOG_FORMAT)},"resource":${res},"records":[`, ']}'),
     };
     this.#backoff = new FullJitterBackoff(
       options.backoffBaseMs ?? 100,
@@ -504,6 +527,14 @@ export class TelemetrySource {
     this.#append(TAG_LOG, encodeLogWith(record, attributes));
   }
 
+  /**
+   * A proxy's access-log record (one per request), kept compact in the log and on the wire: about
+   * a fifth of the bytes of the same record as an OTLP log record.
+   */
+  accessLog(record: AccessLogTuple): void {
+    this.#append(TAG_ACCESS_LOG, JSON.stringify(record));
+  }
+
   /** One batch of points: one record, one OTLP scope, one seq. */
   metrics(points: readonly MetricPoint[]): void {
     if (points.length > 0) this.#append(TAG_METRICS, encodeMetrics(points));
@@ -543,7 +574,11 @@ export class TelemetrySource {
       { timeoutMs: this.#timeoutMs, maxBodyBytes: 64 * 1024 },
     );
     if (res.status !== 200)
-      throw new ExportError(`POST ${path}: ${res.status} ${res.body.toString('utf8', 0, 300)}`);
+      throw new ExportError(
+        `POST ${path}: ${res.status} ${res.body.toString('utf8', 0, 300)}`,
+        path,
+        res.status,
+      );
   }
 
   /** Builds the export bodies of one batch, by signal, with each item's seq spliced in. */
@@ -551,6 +586,7 @@ export class TelemetrySource {
     const spans: WalRecord[] = [];
     const logs: WalRecord[] = [];
     const metrics: WalRecord[] = [];
+    const accessLogs: WalRecord[] = [];
     for (const r of records) {
       switch (r.payload[0]) {
         case BYTE_SPAN:
@@ -561,6 +597,9 @@ export class TelemetrySource {
           break;
         case BYTE_METRICS:
           metrics.push(r);
+          break;
+        case BYTE_ACCESS_LOG:
+          accessLogs.push(r);
           break;
         default:
           // Not written by this version: skipped (its seq shows as a gap downstream).
@@ -583,6 +622,16 @@ export class TelemetrySource {
       used += size;
       return body;
     };
+    // First: a collector that does not know the endpoint refuses it before anything else is sent.
+    if (accessLogs.length > 0)
+      out.push(
+        this.#compactAccessLogs
+          ? {
+              path: ACCESS_LOGS_PATH,
+              body: exportBody(b.accessLogs[0], accessLogs, 1, b.accessLogs[1], alloc, NO_BYTES, NO_BYTES),
+            }
+          : { path: '/v1/logs', body: this.#accessLogsAsOtlp(accessLogs) },
+      );
     if (spans.length > 0)
       out.push({
         path: '/v1/traces',
@@ -596,6 +645,23 @@ export class TelemetrySource {
         body: exportBody(b.metrics[0], metrics, METRICS_PREFIX_BYTES, b.metrics[1], alloc),
       });
     return out;
+  }
+
+  /** Compact access-log records as one OTLP logs body, for a collector without the compact endpoint. */
+  #accessLogsAsOtlp(records: readonly WalRecord[]): Buffer {
+    const items: string[] = [];
+    for (const r of records) {
+      let tuple: AccessLogTuple;
+      try {
+        tuple = checkAccessLog(JSON.parse(`[${r.seq},${r.payload.toString('utf8', 2)}`), 'record').tuple;
+      } catch {
+        // Intact on disk but not a record this version can read: skipped, its seq shows as a gap.
+        continue;
+      }
+      items.push(JSON.stringify(accessLogToOtlp(r.seq, tuple)));
+    }
+    const [head, tail] = this.#bodyEnds.logs;
+    return Buffer.concat([head, Buffer.from(items.join(',')), tail]);
   }
 
   /**
@@ -654,6 +720,16 @@ export class TelemetrySource {
           },
         );
       } catch (err) {
+        if (
+          err instanceof ExportError &&
+          (err.status === 404 || err.status === 405) &&
+          err.path === ACCESS_LOGS_PATH &&
+          this.#compactAccessLogs
+        ) {
+          // Not an Isthmus collector (or an older one): the same batch again at once, as OTLP.
+          this.#compactAccessLogs = false;
+          continue;
+        }
         this.#shipFailures++;
         this.#lastShipError = (err as Error).message;
         await sleep(this.#backoff.delayMs(retry++), this.#closed);

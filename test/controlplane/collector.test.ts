@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { ACCESS_LOG_FORMAT, accessLogToOtlp, type AccessLogTuple } from '../../src/telemetry/access-log.js';
 import { addSeq, missingRanges, type SeqRanges } from '../../src/telemetry/continuity.js';
 import { collectorHarness } from '../support/collector-harness.js';
 import {
@@ -232,6 +233,106 @@ describe('telemetry collector', () => {
       series.body.series[0]?.points.map((p) => p.timeUnixNano),
       metrics.seqs.map((s) => timeNsOf(s)),
     );
+  });
+
+  it('takes compact access logs at /v1/access-logs: stored as OTLP log records, deduplicated, checked', async () => {
+    const { url } = await start('access-logs');
+    const src = new TestSource('proxy/frontend-3@eu-west', 'eu-west');
+    const record = (i: number, status: unknown = 200): unknown[] => [
+      i,
+      `frontend-3-abc-${i}`,
+      1_700_000_000_000 + i,
+      2.5,
+      'eu-west',
+      'eu-west-a',
+      'frontend',
+      'outbound',
+      'orders',
+      'GET',
+      `/compact/${i}`,
+      'catalog',
+      status,
+      true,
+      1,
+      'eu-west/eu-west-a',
+      null,
+      null,
+      null,
+      traceIdOf(i),
+      spanIdOf(i),
+      true,
+      `req-${i}`,
+      '203.0.113.7',
+      null,
+    ];
+    const body = (records: unknown[][], source = src) => ({
+      format: ACCESS_LOG_FORMAT,
+      resource: source.resource,
+      records,
+    });
+    const good = body([record(1), record(2, 503)]);
+    for (let round = 0; round < 2; round++) {
+      const r = await post(url, '/v1/access-logs', good);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+    }
+    const found = await get<{
+      records: { recordId: string; source: string; record: Record<string, unknown> }[];
+    }>(url, '/v1/logs?contains=/compact/');
+    assert.equal(found.status, 200);
+    const byId = new Map(found.body.records.map((x) => [x.recordId, x]));
+    assert.deepEqual([...byId.keys()].sort(), ['frontend-3-abc-1', 'frontend-3-abc-2']);
+    for (const i of [1, 2]) {
+      const stored = byId.get(`frontend-3-abc-${i}`);
+      assert.equal(stored?.source, 'proxy/frontend-3@eu-west');
+      // Stored as the OTLP record of the compact one: attributes, severity, body, ids, times.
+      const [seq, ...tuple] = record(i, i === 2 ? 503 : 200) as [number, ...AccessLogTuple];
+      assert.deepEqual(stored?.record, accessLogToOtlp(seq, tuple));
+    }
+    assert.deepEqual(byId.get('frontend-3-abc-2')?.record.body, { stringValue: 'GET /compact/2 503' });
+    assert.equal(byId.get('frontend-3-abc-2')?.record.severityText, 'ERROR');
+    assert.deepEqual((await get<Summary>(url, '/v1/summary')).body.stored, { spans: 0, points: 0, logs: 2 });
+    let c = (await get<Continuity>(url, '/v1/continuity')).body.sources;
+    assert.equal(c.length, 1);
+    assert.equal(c[0]?.source, 'proxy/frontend-3@eu-west');
+    assert.equal(c[0]?.received, 2);
+    assert.equal(c[0]?.duplicates, 2);
+    assert.equal(c[0]?.gaps, 0);
+    let text = await (await fetch(`${url}/metrics`)).text();
+    assert.match(
+      text,
+      /isthmus_collector_duplicates_total\{region="eu-west",signal="logs",source="proxy\/frontend-3@eu-west"\} 2/,
+    );
+    assert.match(
+      text,
+      /isthmus_collector_received_total\{region="eu-west",signal="logs",source="proxy\/frontend-3@eu-west"\} 2/,
+    );
+
+    // Malformed: 400 naming the part, and nothing of the body is stored (not even its valid records).
+    const other = new TestSource('proxy/frontend-4@eu-west', 'eu-west');
+    const cases: [unknown, string][] = [
+      [body([record(1, '200')], other), 'records[0][12] (status)'],
+      [body([record(3), record(4, '200')]), 'records[1][12] (status)'],
+      [{ ...body([record(5)], other), format: 'otlp' }, 'format'],
+    ];
+    for (const [bad, path] of cases) {
+      const r = await post(url, '/v1/access-logs', bad);
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.equal(r.body.path, path);
+      assert.equal(r.body.error, 'ISTHMUS_E_INVALID_VALUE');
+      assert.equal(typeof r.body.message, 'string');
+    }
+    assert.deepEqual((await get<Summary>(url, '/v1/summary')).body.stored, { spans: 0, points: 0, logs: 2 });
+    c = (await get<Continuity>(url, '/v1/continuity')).body.sources;
+    assert.deepEqual(
+      c.map((s) => [s.source, s.received]),
+      [['proxy/frontend-3@eu-west', 2]],
+    );
+    assert.equal(
+      (await get<{ records: unknown[] }>(url, '/v1/logs?contains=/compact/')).body.records.length,
+      2,
+    );
+    text = await (await fetch(`${url}/metrics`)).text();
+    assert.match(text, /isthmus_collector_rejected_total\{region="eu-west",signal="logs"\} 3/);
   });
 
   it('keeps continuity across a restart: gaps, heartbeats, stale sources', async () => {

@@ -189,12 +189,19 @@ spec:
   it('writes an access-log record per request and hop, with unique record ids', async () => {
     // Records of earlier tests may still be on their way: count this test's paths only.
     const mine = () => collector.logs().filter((l) => /^\/l\d$/.test(String(l.attrs.path)));
+    const t0 = Date.now();
     for (let i = 0; i < 5; i++) await call(sidecar.addresses.outbound!, { host: 'catalog', path: `/l${i}` });
     const logs = await eventually(() => {
       const l = mine();
       assert.equal(l.length, 10, l.map((x) => `${x.source} ${String(x.attrs.path)}`).join('\n'));
       return l;
     }, 5000);
+    const t1 = Date.now();
+    // Both proxies wrote them compact: they came through /v1/access-logs, never as OTLP.
+    const carrying = (p: string) =>
+      collector.requests.filter((r) => r.path === p && r.status === 200 && r.body.includes('"/l0"'));
+    assert.ok(carrying('/v1/access-logs').length >= 2, 'the sidecar and the gateway sent /l0 compact');
+    assert.equal(carrying('/v1/logs').length, 0);
     const ids = logs.map((l) => l.attrs['isthmus.record_id']);
     assert.equal(new Set(ids).size, 10);
     const first = logs.find((l) => l.source === SIDECAR && l.attrs.path === '/l0');
@@ -213,6 +220,41 @@ spec:
     assert.equal(first.attrs.status, 200);
     assert.equal(first.attrs.servedBy, 'eu-west/eu-west-a');
     assert.equal(first.item.traceId, first.attrs.traceId);
+    // The fields of one request, exactly.
+    assert.equal(first.attrs.method, 'GET');
+    assert.equal(first.attrs.path, '/l0');
+    assert.equal(first.attrs.authority, 'catalog');
+    assert.equal(first.attrs.completed, true);
+    assert.equal(first.attrs.region, 'us-east');
+    assert.equal(first.attrs.zone, 'us-east-a');
+    assert.equal(first.attrs.service, 'catalog');
+    assert.equal(first.attrs.attempts, 1);
+    assert.equal(first.attrs.peerRegion, 'eu-west');
+    assert.equal(first.attrs.recordId, first.attrs['isthmus.record_id']);
+    assert.equal(first.attrs['isthmus.seq'], first.seq);
+    assert.equal(first.item.spanId, first.attrs.spanId);
+    assert.match(String(first.attrs.requestId), /./);
+    const durationMs = first.attrs.durationMs;
+    assert.equal(typeof durationMs, 'number');
+    assert.ok(Number.isFinite(durationMs) && (durationMs as number) >= 0, `durationMs ${String(durationMs)}`);
+    const timestamp = String(first.attrs.timestamp);
+    const startMs = Date.parse(timestamp);
+    assert.equal(new Date(startMs).toISOString(), timestamp, 'an ISO 8601 UTC time');
+    assert.ok(startMs >= t0 && startMs <= t1, `${timestamp} within the test`);
+    // The record's time is its end: start + duration.
+    const endMs = Number(BigInt(String(first.item.timeUnixNano)) / 1_000_000n);
+    assert.ok(
+      Math.abs(endMs - (startMs + (durationMs as number))) <= 1,
+      `${String(first.item.timeUnixNano)} vs ${timestamp} + ${String(durationMs)}`,
+    );
+    assert.ok(endMs <= t1);
+    assert.equal(first.item.severityText, 'INFO');
+    assert.equal(first.item.severityNumber, 9);
+    assert.deepEqual(first.item.body, { stringValue: 'GET /l0 200' });
+    const hop = logs.find((l) => l.source === GATEWAY && l.attrs.path === '/l0');
+    assert.equal(hop?.attrs.region, 'eu-west');
+    assert.equal(hop?.attrs.status, 200);
+    assert.equal(hop?.item.traceId, first.item.traceId, 'one trace across the hops');
   });
 
   it('exports metrics to the collector and as a Prometheus histogram', async () => {

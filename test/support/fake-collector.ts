@@ -1,5 +1,6 @@
 import http, { type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { accessLogsToOtlp } from '../../src/telemetry/access-log.js';
 
 type Json = Record<string, unknown>;
 
@@ -41,6 +42,11 @@ function flatAttrs(list: readonly OtlpAttribute[] | undefined): Record<string, u
 export class FakeCollector {
   /** Answer every request 503 while true. */
   down = false;
+  /**
+   * Take compact access-log records (`POST /v1/access-logs`) as the real collector does; while
+   * false, answer that endpoint 404 as a collector without it would.
+   */
+  accessLogs = true;
   readonly requests: { path: string; status: number; body: string }[] = [];
   readonly items: Received[] = [];
   readonly heartbeats: Json[] = [];
@@ -58,6 +64,7 @@ export class FakeCollector {
         const path = req.url ?? '/';
         let status = 200;
         if (this.down) status = 503;
+        else if (path === '/v1/access-logs' && !this.accessLogs) status = 404;
         else {
           try {
             this.#accept(path, JSON.parse(body) as Json);
@@ -108,8 +115,8 @@ export class FakeCollector {
         for (const ss of list(rs.scopeSpans))
           for (const s of list(ss.spans))
             this.#keep('traces', rs.resource as Json, s, s.attributes as OtlpAttribute[]);
-    else if (path === '/v1/logs')
-      for (const rl of list(body.resourceLogs))
+    else if (path === '/v1/logs' || path === '/v1/access-logs')
+      for (const rl of list((path === '/v1/logs' ? body : accessLogsToOtlp(body)).resourceLogs))
         for (const sl of list(rl.scopeLogs))
           for (const l of list(sl.logRecords))
             this.#keep('logs', rl.resource as Json, l, l.attributes as OtlpAttribute[]);

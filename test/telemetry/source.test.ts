@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { seededRandom } from '../../src/core/random.js';
 import fc from 'fast-check';
+import { ACCESS_LOG_FORMAT, accessLogToOtlp, type AccessLogTuple } from '../../src/telemetry/access-log.js';
 import {
   attr,
   encodeAttributes,
@@ -47,6 +48,36 @@ describe('TelemetrySource', () => {
     endTimeMs: 1_700_000_000_000.5 + i,
     attributes: { 'http.response.status_code': 200, i, empty: undefined },
   });
+  /** An access-log record as a proxy writes it; every third one without its optional fields. */
+  const accessLog = (i: number): AccessLogTuple => {
+    const some = i % 3 !== 0;
+    return [
+      `rec-${i}`,
+      1_700_000_000_000 + i,
+      i % 2 === 0 ? i : i + 0.125,
+      'eu-west',
+      'eu-west-a',
+      'frontend',
+      'outbound',
+      some ? 'orders' : null,
+      'GET',
+      some ? `/a${i}?q="é"` : null,
+      some ? 'catalog' : null,
+      i % 4 === 0 ? 503 : 200,
+      i % 5 !== 0,
+      some ? 1 : null,
+      some ? 'eu-west/eu-west-a' : null,
+      some ? 'eu-west' : null,
+      null,
+      null,
+      TRACE,
+      (i + 1).toString(16).padStart(16, '0'),
+      i % 2 === 0,
+      `req-${i}`,
+      some ? '127.0.0.1' : null,
+      some ? 'agent "x"' : null,
+    ];
+  };
 
   beforeEach(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'isthmus-source-'));
@@ -123,6 +154,117 @@ describe('TelemetrySource', () => {
     assert.equal(st.shipped, 4);
     assert.equal(st.backlogRecords, 0);
     assert.equal(st.shipFailures, 0);
+  });
+
+  it('ships access-log records compact to /v1/access-logs, every seq arriving', async () => {
+    const s = await start();
+    const written = new Map<number, AccessLogTuple>();
+    let seq = 0;
+    for (let i = 0; i < 30; i++) {
+      if (i % 10 === 0) {
+        s.span(span(i));
+        seq++;
+      }
+      const t = accessLog(i);
+      s.accessLog(t);
+      written.set(++seq, t);
+    }
+    s.log({ timeMs: 1_700_000_000_000, body: 'plain', attributes: { 'isthmus.record_id': 'plain-1' } });
+    seq++;
+    assert.equal(await s.flush(5000), true);
+    assert.deepEqual(
+      collector.items.map((i) => i.seq).sort((a, b) => a - b),
+      Array.from({ length: seq }, (_, i) => i + 1),
+    );
+    assert.equal(collector.duplicates, 0);
+    // Access logs went compact; the plain log record (only it) went as OTLP.
+    const compact = collector.requests.filter((r) => r.path === '/v1/access-logs');
+    assert.ok(compact.length > 0);
+    assert.ok(collector.requests.every((r) => r.status === 200));
+    const sent = compact.flatMap((r) => {
+      const b = JSON.parse(r.body) as {
+        format: string;
+        resource: { attributes: unknown[] };
+        records: unknown[][];
+      };
+      assert.equal(b.format, ACCESS_LOG_FORMAT);
+      assert.ok(
+        JSON.stringify(b.resource.attributes).includes('"proxy/test@eu-west"'),
+        'the resource names the source',
+      );
+      return b.records;
+    });
+    assert.deepEqual(
+      sent,
+      [...written].map(([seq, t]) => [seq, ...t]),
+    );
+    const otlpLogs = collector.requests.filter((r) => r.path === '/v1/logs');
+    assert.equal(otlpLogs.length, 1);
+    assert.ok(otlpLogs[0]?.body.includes('"plain-1"'));
+    assert.ok(!otlpLogs[0]?.body.includes('rec-'));
+    // What the collector made of them is the OTLP record of each.
+    for (const l of collector.logs()) {
+      const t = written.get(l.seq);
+      if (t) assert.deepEqual(l.item, accessLogToOtlp(l.seq, t));
+    }
+    assert.equal(collector.logs().length, 31);
+    assert.equal(s.stats().shipFailures, 0);
+    assert.equal(s.stats().shipped, seq);
+  });
+
+  it('sends access logs as OTLP to /v1/logs, at once and for good, when the collector answers 404', async () => {
+    collector.accessLogs = false;
+    // A switch counted as a failure would wait out this backoff, and the flush below would time out.
+    const s = await start({ backoffBaseMs: 10_000, backoffMaxMs: 10_000 });
+    const written = new Map<number, AccessLogTuple>();
+    let seq = 0;
+    for (let i = 0; i < 20; i++) {
+      if (i === 10) {
+        s.span(span(i));
+        seq++;
+      }
+      const t = accessLog(i);
+      s.accessLog(t);
+      written.set(++seq, t);
+    }
+    assert.equal(await s.flush(2000), true);
+    // Once more after the switch: straight to /v1/logs.
+    for (let i = 20; i < 25; i++) {
+      const t = accessLog(i);
+      s.accessLog(t);
+      written.set(++seq, t);
+    }
+    assert.equal(await s.flush(2000), true);
+
+    const compact = collector.requests.filter((r) => r.path === '/v1/access-logs');
+    assert.deepEqual(
+      compact.map((r) => r.status),
+      [404],
+      'one refused attempt, then never again',
+    );
+    const exported = collector.requests.filter((r) => r.path !== '/v1/heartbeat');
+    assert.equal(exported[0]?.path, '/v1/access-logs');
+    assert.ok(exported.slice(1).every((r) => r.status === 200 && r.path !== '/v1/access-logs'));
+    assert.ok(exported.filter((r) => r.path === '/v1/logs').length >= 2);
+    assert.deepEqual(
+      collector.items.map((i) => i.seq).sort((a, b) => a - b),
+      Array.from({ length: seq }, (_, i) => i + 1),
+    );
+    assert.equal(collector.duplicates, 0);
+    const logs = collector.logs();
+    assert.equal(logs.length, written.size);
+    for (const l of logs) {
+      const t = written.get(l.seq);
+      assert.ok(t, `seq ${l.seq} is an access log`);
+      // Attributes (types and order), severity, body, ids and times as the collector would make them.
+      assert.deepEqual(l.item, accessLogToOtlp(l.seq, t));
+      assert.equal(l.resource['isthmus.source'], 'proxy/test@eu-west');
+    }
+    assert.equal(logs.find((l) => l.attrs.recordId === 'rec-1')?.attrs.path, '/a1?q="é"');
+    const st = s.stats();
+    assert.equal(st.shipFailures, 0);
+    assert.equal(st.shipped, seq);
+    assert.equal(st.backlogRecords, 0);
   });
 
   it('retries through a collector outage: every record arrives once, in seq order per signal', async () => {

@@ -3,6 +3,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { systemClock, type Clock } from '../../core/clock.js';
 import { Stats } from '../../dataplane/stats.js';
+import { accessLogsToOtlp } from '../../telemetry/access-log.js';
 import { AlertEngine, type AlertRule } from '../../telemetry/alerts.js';
 import { AlertWebhook } from '../../telemetry/alert-webhook.js';
 import { continuityView, regionViews } from '../../telemetry/continuity.js';
@@ -203,6 +204,8 @@ export class Collector {
     if (req.method === 'POST') {
       const kind = /^\/v1\/(traces|metrics|logs)$/.exec(p)?.[1] as keyof typeof kinds | undefined;
       if (kind) return sendJson(res, 200, await this.#ingest(kind, req));
+      if (p === '/v1/access-logs')
+        return sendJson(res, 200, await this.#ingest('logs', req, accessLogsToOtlp));
       if (p === '/v1/heartbeat') return sendJson(res, 200, await this.#heartbeat(req));
       throw new ApiError(404, 'ISTHMUS_E_NOT_FOUND', `no POST ${p}`);
     }
@@ -269,10 +272,20 @@ export class Collector {
     throw err;
   }
 
-  async #ingest(kind: keyof typeof kinds, req: IncomingMessage): Promise<Record<string, never>> {
-    const body = await this.#read(req, kind);
+  /**
+   * Stores (and forwards) the items of one OTLP body; `convert` turns the body as received into
+   * the OTLP body it stands for first (compact access logs), with the same checks and refusals.
+   */
+  async #ingest(
+    kind: keyof typeof kinds,
+    req: IncomingMessage,
+    convert?: (received: unknown) => JsonObject,
+  ): Promise<Record<string, never>> {
+    const received = await this.#read(req, kind);
+    let body: unknown;
     let items: ReturnType<(typeof kinds)[typeof kind]>;
     try {
+      body = convert ? convert(received) : received;
       items = kinds[kind](body);
     } catch (err) {
       this.#invalid(err, kind);
