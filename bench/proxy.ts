@@ -2,7 +2,9 @@
  * The proxy benchmark: Isthmus's sidecar, without and with request telemetry, against nginx,
  * HAProxy, @fastify/http-proxy and two bare pass-throughs (undici, and the data plane's own
  * HTTP/1.1), side by side in one run on
- * loopback, then the latency Isthmus adds at a fixed moderate rate. See docs/performance.md.
+ * loopback, then the latency Isthmus adds at a fixed moderate rate over a direct call, with what
+ * nginx and HAProxy (when among the peers) add measured the same way in the same run as references
+ * for this machine's own share. See docs/performance.md.
  *
  * Usage: npm run bench:proxy -- [--duration 8] [--warmup 5] [--connections 64] [--rate 2000]
  *          [--latency-duration 10] [--rounds 3]
@@ -44,7 +46,11 @@ import {
   type OpenLoopRun,
   type PeerName,
   type PeerResult,
+  REFERENCE_PEERS,
+  references,
+  type ReferencePeer,
   type ThroughIsthmus,
+  type ThroughPeer,
   throughIsthmus,
 } from './support/report.js';
 import { parseWrkOutput } from './support/wrk.js';
@@ -79,7 +85,9 @@ const USAGE = `Usage: npm run bench:proxy -- [options]
   --warmup SECONDS            wrk warm-up before each run (env BENCH_WARMUP, default 5)
   --connections N             wrk connections, one thread (env BENCH_CONNECTIONS, default 64)
   --rate N                    open-loop rate for the added latency, req/s (env BENCH_RATE, default 2000)
-  --latency-duration SECONDS  open-loop run, each of direct and every Isthmus peer (env BENCH_LATENCY_DURATION, default 10)
+  --latency-duration SECONDS  open-loop run, each of direct, every Isthmus peer, then nginx and haproxy
+                              as references when among the peers (env BENCH_LATENCY_DURATION, default 10);
+                              with no Isthmus peer, no open-loop run
   --rounds N                  rounds over all peers; each reports its median round (env BENCH_ROUNDS, 3)
   --peers LIST                comma-separated subset of ${PEERS.join(',')} (env BENCH_PEERS)
   --save                      also write bench/results/proxy-<date>.json
@@ -346,34 +354,49 @@ class Bench extends LoadBench<Tools, Options> {
     return { ...result, foreignCpuPercent: foreignPercent };
   }
 
-  /** p50/p99 through a fresh, warmed-up Isthmus `peer`, against the `direct` run. */
-  async #through(peer: IsthmusPeer, direct: OpenLoopRun): Promise<ThroughIsthmus> {
-    const running = await this.startIsthmus(peer);
+  /** p50/p99 through a fresh, warmed-up `peer`, against the `direct` run. */
+  async #through(peer: PeerName, direct: OpenLoopRun): Promise<ThroughPeer> {
+    const running = await this.#start(peer);
     try {
       if (this.options.warmupSec > 0) await this.wrk(running.address, this.options.warmupSec, false);
-      const isthmus = await this.#openLoop(running.address, running);
+      const run = await this.#openLoop(running.address, running);
       if (!alive(running.process))
         throw new Error(`${PEER_LABEL[peer]} died during the latency run:\n${running.process.tail()}`);
       return {
-        isthmus,
-        addedP50Us: isthmus.p50Us - direct.p50Us,
-        addedP99Us: isthmus.p99Us - direct.p99Us,
+        run,
+        addedP50Us: run.p50Us - direct.p50Us,
+        addedP99Us: run.p99Us - direct.p99Us,
       };
     } finally {
       await this.#stop(running);
     }
   }
 
+  /** {@link #through} for an Isthmus peer, its run under `isthmus` as the report has always had it. */
+  async #throughIsthmus(peer: IsthmusPeer, direct: OpenLoopRun): Promise<ThroughIsthmus> {
+    const { run: isthmus, ...added } = await this.#through(peer, direct);
+    return { isthmus, ...added };
+  }
+
   /**
    * p50/p99 at a fixed rate, direct to the upstream, then through a fresh, warmed-up sidecar of
-   * each Isthmus peer in `peers` (without telemetry, then with it).
+   * each Isthmus peer in `peers` (without telemetry, then with it), then through each of the
+   * `referencePeers` (nginx, HAProxy) the same way.
    */
-  async addedLatency(peers: readonly IsthmusPeer[]): Promise<AddedLatency> {
+  async addedLatency(
+    peers: readonly IsthmusPeer[],
+    referencePeers: readonly ReferencePeer[],
+  ): Promise<AddedLatency> {
     const direct = await this.#openLoop(`127.0.0.1:${this.upstreamPort}`);
     const added: AddedLatency = { rate: this.options.rate, direct };
-    if (peers.includes('isthmus')) Object.assign(added, await this.#through('isthmus', direct));
+    if (peers.includes('isthmus')) Object.assign(added, await this.#throughIsthmus('isthmus', direct));
     if (peers.includes('isthmus-telemetry'))
-      added.telemetry = await this.#through('isthmus-telemetry', direct);
+      added.telemetry = await this.#throughIsthmus('isthmus-telemetry', direct);
+    if (referencePeers.length > 0) {
+      const measured: NonNullable<AddedLatency['references']> = {};
+      for (const peer of referencePeers) measured[peer] = await this.#through(peer, direct);
+      added.references = measured;
+    }
     return added;
   }
 }
@@ -390,15 +413,17 @@ async function main(): Promise<number> {
   const { procs, tmp } = run;
 
   const o = options;
-  // The Isthmus peers measured at a fixed rate too (each against one shared direct run).
+  // The Isthmus peers measured at a fixed rate too (each against one shared direct run), then,
+  // when any was, nginx and HAProxy the same way as references.
   const latencyPeers = ISTHMUS_PEERS.filter((p) => o.peers.includes(p));
+  const referencePeers = latencyPeers.length > 0 ? REFERENCE_PEERS.filter((p) => o.peers.includes(p)) : [];
+  // Each through-peer run: a start, its wrk warm-up and an open-loop run; plus the direct one.
+  const throughRuns = latencyPeers.length + referencePeers.length;
   const perPeerSec = o.warmupSec + o.durationSec + 2;
   const estimateSec =
     o.rounds * o.peers.length * perPeerSec +
-    (latencyPeers.length > 0
-      ? (1 + latencyPeers.length) * (OPEN_LOOP_WARMUP_SEC + o.latencyDurationSec)
-      : 0) +
-    latencyPeers.length * o.warmupSec +
+    (throughRuns > 0 ? (1 + throughRuns) * (OPEN_LOOP_WARMUP_SEC + o.latencyDurationSec) : 0) +
+    throughRuns * o.warmupSec +
     5;
   const sinkNote = o.peers.includes('isthmus-telemetry')
     ? ', with the telemetry peer’s collector stand-in,'
@@ -438,16 +463,18 @@ async function main(): Promise<number> {
     let added: AddedLatency | undefined;
     if (latencyPeers.length > 0) {
       process.stdout.write(`  added latency at ${o.rate} req/s… `);
-      added = await bench.addedLatency(latencyPeers);
+      added = await bench.addedLatency(latencyPeers, referencePeers);
       const measured = added;
+      const p99 = (t: { addedP99Us: number } | undefined) =>
+        t ? `p99 +${(t.addedP99Us / 1000).toFixed(3)} ms` : 'not measured';
       console.log(
-        latencyPeers
-          .map((peer) => {
-            const t = throughIsthmus(measured, peer);
-            const p99 = t ? `p99 +${(t.addedP99Us / 1000).toFixed(3)} ms` : 'not measured';
-            return peer === 'isthmus' ? p99 : `with telemetry ${p99}`;
-          })
-          .join(', '),
+        [
+          ...latencyPeers.map((peer) => {
+            const t = p99(throughIsthmus(measured, peer));
+            return peer === 'isthmus' ? t : `with telemetry ${t}`;
+          }),
+          ...references(measured).map((t) => `${PEER_LABEL[t.peer]} (reference) ${p99(t)}`),
+        ].join(', '),
       );
     }
     const targets = evaluateTargets(results, added);

@@ -47,22 +47,38 @@ export interface PeerResult {
 
 export type OpenLoopRun = OpenLoopResult & { foreignCpuPercent: number };
 
-/** An open-loop run through one Isthmus peer, and what it added to the direct run. */
-export interface ThroughIsthmus {
-  isthmus: OpenLoopRun;
+/** The peers also measured at a fixed rate, as references for Isthmus's added latency. */
+export const REFERENCE_PEERS = ['nginx', 'haproxy'] as const;
+export type ReferencePeer = (typeof REFERENCE_PEERS)[number];
+
+/** What an open-loop run through a proxy added to the direct run, microseconds. */
+interface Added {
   addedP50Us: number;
   addedP99Us: number;
+}
+
+/** An open-loop run through one peer, and what it added to the direct run. */
+export interface ThroughPeer extends Added {
+  run: OpenLoopRun;
+}
+
+/** The same for an Isthmus peer, its run under `isthmus` (the report's shape since it began). */
+export interface ThroughIsthmus extends Added {
+  isthmus: OpenLoopRun;
 }
 
 /**
  * The latency added at a fixed rate. The top-level `isthmus`, `addedP50Us` and `addedP99Us` are the
  * plain sidecar's (absent when it was not run); `telemetry` is the same through the sidecar with
- * telemetry on (absent when that peer was not run).
+ * telemetry on (absent when that peer was not run); `references` is the same through nginx and
+ * HAProxy, measured the same way in the same run to show what any proxy adds on this machine (absent
+ * when neither was run; no target applies to them).
  */
 export interface AddedLatency extends Partial<ThroughIsthmus> {
   rate: number;
   direct: OpenLoopRun;
   telemetry?: ThroughIsthmus;
+  references?: Partial<Record<ReferencePeer, ThroughPeer>>;
 }
 
 /** The run through `peer` in `added`, if it was measured. */
@@ -76,6 +92,14 @@ export function throughIsthmus(
   return isthmus && addedP50Us !== undefined && addedP99Us !== undefined
     ? { isthmus, addedP50Us, addedP99Us }
     : undefined;
+}
+
+/** The reference runs in `added`, in {@link REFERENCE_PEERS} order. */
+export function references(added: AddedLatency | undefined): (ThroughPeer & { peer: ReferencePeer })[] {
+  return REFERENCE_PEERS.flatMap((peer) => {
+    const t = added?.references?.[peer];
+    return t ? [{ peer, ...t }] : [];
+  });
 }
 
 export interface Target {
@@ -196,24 +220,31 @@ export function formatReport(
 
   out.push('');
   if (added) {
-    const through = ISTHMUS_PEERS.flatMap((peer) => {
-      const t = throughIsthmus(added, peer);
-      return t ? [{ peer, ...t }] : [];
-    });
     // "Isthmus" for the sidecar, as this report has always said; the telemetry peer by its label.
     const name = (peer: IsthmusPeer) => (peer === 'isthmus' ? 'Isthmus' : PEER_LABEL[peer]);
-    const labels = ['direct to upstream', ...through.map((t) => `through ${name(t.peer)}`)];
+    const through = [
+      ...ISTHMUS_PEERS.flatMap((peer) => {
+        const t = throughIsthmus(added, peer);
+        return t ? [{ name: name(peer), run: t.isthmus, ...t }] : [];
+      }),
+      ...references(added).map((t) => ({ name: `${PEER_LABEL[t.peer]} (reference)`, ...t })),
+    ];
+    const labels = ['direct to upstream', ...through.map((t) => `through ${t.name}`)];
     const width = Math.max(...labels.map((l) => l.length));
     const l = (label: string, o: OpenLoopResult) =>
       `${label.padEnd(width)}: p50 ${ms(o.p50Us)} ms, p99 ${ms(o.p99Us)} ms, p99.9 ${ms(o.p999Us)} ms (${o.ok}/${o.sent} ok, sender lag ≤ ${ms(o.maxSendLagUs)} ms)`;
     out.push(`Latency at ${added.rate} req/s, open loop, ${added.direct.durationSec}s:`);
     out.push(`  ${l('direct to upstream', added.direct)}`);
-    for (const t of through) out.push(`  ${l(`through ${name(t.peer)}`, t.isthmus)}`);
+    for (const t of through) out.push(`  ${l(`through ${t.name}`, t.run)}`);
     for (const t of through)
-      out.push(`  added by ${name(t.peer)}: p50 +${ms(t.addedP50Us)} ms, p99 +${ms(t.addedP99Us)} ms`);
+      out.push(`  added by ${t.name}: p50 +${ms(t.addedP50Us)} ms, p99 +${ms(t.addedP99Us)} ms`);
+    if (added.references)
+      out.push(
+        '  (references: measured the same way in this run, a yardstick for what any proxy adds on this machine; no target applies)',
+      );
     for (const [label, o] of [
       ['direct', added.direct],
-      ...through.map((t) => [name(t.peer), t.isthmus] as const),
+      ...through.map((t) => [t.name, t.run] as const),
     ] as const)
       if (o.foreignCpuPercent >= FOREIGN_NOTE_PERCENT)
         out.push(`  note: other processes used ${o.foreignCpuPercent}% of a core during the ${label} run`);
