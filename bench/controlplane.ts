@@ -41,6 +41,7 @@ import {
 } from './controlplane-shared.js';
 import { CpuMeter } from './support/processes.js';
 import { intFlag } from './support/flags.js';
+import { NODE_FLAGS } from '../src/core/node-flags.js';
 
 /** The compiled tree this file belongs to (`dist`, or whatever --outDir built it). */
 const buildRoot = fileURLToPath(new URL('../', import.meta.url));
@@ -69,8 +70,6 @@ const SCALE_TIMEOUT_MS = 420_000;
 const KUMA_FLUSH_MS = 5000;
 const TARGET_P99_MS = 1000;
 const TARGET_BUILD_MS = 1000;
-/** The flag the `isthmus` bin's shebang sets (src/cli/main.ts); processes started here pass it. */
-const NODE_FLAGS = ['--max-semi-space-size=4'];
 
 interface Options {
   rounds: number;

@@ -16,6 +16,7 @@ import {
   type Pinned,
 } from './processes.js';
 import { runWrk } from './wrk.js';
+import { NODE_FLAGS } from '../../src/core/node-flags.js';
 
 /** GETs `/` through `address` as `Host: bench` until it answers with the upstream's body. */
 export async function check(address: string, deadlineMs = READY_TIMEOUT_MS): Promise<void> {
@@ -222,7 +223,7 @@ export async function startIsthmusProxy(
     procs,
     name,
     PROXY_CORE,
-    ['--max-semi-space-size=4', isthmusMain, 'proxy', '--config', bootstrap],
+    [...NODE_FLAGS, isthmusMain, 'proxy', '--config', bootstrap],
     cwd,
   );
   const listeners = node.ready.listeners as Record<string, string> | undefined;

@@ -1,8 +1,6 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
-// The flag above caps V8's young generation at 4 MB per semi-space (Node's default grows it to
-// 16 MB): a proxy's short-lived request garbage is collected sooner, for ~15 MB less peak memory
-// under load and no measurable throughput cost (docs/performance.md). Processes started by other
-// means (`node dist/src/cli/main.js …`, the lab, the benchmark) pass it themselves.
+#!/usr/bin/env -S node --max-semi-space-size=4 --no-allocation-site-pretenuring
+// The flags above are core/node-flags.ts's NODE_FLAGS (why each: there). Processes started by
+// other means (`node dist/src/cli/main.js …`, the lab, the benchmarks) pass them themselves.
 import { readFileSync } from 'node:fs';
 import { runCli } from './program.js';
 

@@ -3,6 +3,7 @@ import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { IsthmusError } from '../core/errors.js';
+import { NODE_FLAGS } from '../core/node-flags.js';
 
 /**
  * Starts and watches the lab's processes. Every child is a real OS process (an `isthmus` role or
@@ -104,7 +105,7 @@ export class Supervisor {
 
   async #spawn(entry: Entry): Promise<Record<string, unknown>> {
     const { spec } = entry;
-    const child = spawn(process.execPath, ['--max-semi-space-size=4', spec.script, ...spec.args], {
+    const child = spawn(process.execPath, [...NODE_FLAGS, spec.script, ...spec.args], {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       env: { ...process.env, NO_COLOR: '1', ISTHMUS_EXIT_WITH_PARENT: '1' },
     });
