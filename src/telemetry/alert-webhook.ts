@@ -1,4 +1,5 @@
 import type { AlertEvent } from './alerts.js';
+import { sleep } from '../core/sleep.js';
 
 /**
  * Posts alert events to `--alert-webhook` as JSON. Each post runs on its own, retried a few times
@@ -60,16 +61,4 @@ export class AlertWebhook {
     this.failed++;
     this.#o.onFailure?.(e, error);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

@@ -13,6 +13,7 @@ import {
 } from './report.js';
 import type { Progress } from './render.js';
 import { type DrillSpec, type FaultSpec, type PhaseName, type ProbeSpec, type StepSpec } from './spec.js';
+import { sleep } from '../../core/sleep.js';
 
 /**
  * Runs a drill against a target (a lab): steady load, a baseline, the fault method with its
@@ -46,16 +47,6 @@ export interface RunOptions {
   /** How long to wait after the rollbacks for telemetry to drain to the global collector, ms. */
   drainTimeoutMs?: number;
 }
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (ms <= 0 || signal?.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
 
 async function getJson<T>(url: string, timeoutMs = 2000): Promise<T | undefined> {
   try {

@@ -11,6 +11,7 @@ import { systemClock, type Clock } from '../../core/clock.js';
 import { IsthmusError } from '../../core/errors.js';
 import { decodeValue, encodeTxn, StoreCompactedError } from './election.js';
 import type { Election, KvEntry, KvStore, KvTxn, KvTxnResult, KvWatchEvent } from './kv.js';
+import { sleep } from '../../core/sleep.js';
 
 /** Options of an {@link EtcdKvStore}. */
 export interface EtcdKvStoreOptions {
@@ -758,17 +759,6 @@ export class EtcdElection implements Election {
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done);
-  });
-}
 
 function b64(s: string): string {
   return Buffer.from(s, 'utf8').toString('base64');
