@@ -12,7 +12,9 @@
  *    the three in turn, each in a fresh process with a wrk warm-up before the measured run, so
  *    drift hits all alike; each variant reports its median round. The proxy's telemetry counters
  *    (records emitted, shipped, dropped) are scraped from its admin `/metrics` at the start and end
- *    of the measured run, which gives its live emission rate (records/s written at that load).
+ *    of the measured run, which gives its live emission rate (records/s written at that load),
+ *    and its CPU time (all threads, /proc) around it gives CPU per request: the same cost asked
+ *    in a way the machine's drift between one run and the next moves less.
  * 2. TelemetrySource append rate, in this process: spans encoded and appended until the last one
  *    is durable.
  * 3. Replay, in this process: the backlog of (2), built while an in-process collector answers 503,
@@ -38,7 +40,7 @@ import { TelemetrySource, type SpanData } from '../src/telemetry/source.js';
 import { BODY, LOAD_CORE, PROXY_CORE, isthmusMesh, isthmusTelemetryBootstrap } from './support/configs.js';
 import { intFlag, LOAD_FLAGS, parseCommandLine } from './support/flags.js';
 import { checkPrerequisites, LOAD_NEEDS, type Tools } from './support/prerequisites.js';
-import { alive, CpuMeter, RssSampler, startNode, type Pinned } from './support/processes.js';
+import { alive, CpuMeter, processCpuMs, RssSampler, startNode, type Pinned } from './support/processes.js';
 import { ms } from './support/report.js';
 import { parseWrkOutput, type WrkResult } from './support/wrk.js';
 import { LoadBench, saveReport, setUp, startIsthmusProxy } from './support/run.js';
@@ -166,6 +168,11 @@ interface RoundResult {
   cpuBusyPercent: Record<string, number>;
   /** CPU used by processes outside the benchmark during the run, percent of one core. */
   foreignCpuPercent: number;
+  /**
+   * CPU the proxy process (all its threads) used per request of the measured run, µs: steadier
+   * than req/s when the machine's speed drifts, since both variants pay the same per request.
+   */
+  cpuUsPerRequest: number;
   /** Absent for telemetry off. */
   telemetry?: {
     /** Counters at the end of the measured run (since the proxy started, warm-up included). */
@@ -189,6 +196,9 @@ interface VariantResult extends RoundResult {
   roundsRps: number[];
   /** Live emission rate of every round, records/s (empty with telemetry off). */
   roundsEmittedPerSec: number[];
+  /** The proxy's CPU per request of every round, µs, and their median. */
+  roundsCpuUsPerRequest: number[];
+  medianCpuUsPerRequest: number;
 }
 
 type LoadTools = Pick<Tools, 'nginx' | 'wrk' | 'taskset'>;
@@ -255,7 +265,9 @@ spec:
       const before = await telemetryCounters(proxy.admin);
       const t0 = performance.now();
       const cpu = new CpuMeter(roots.filter((pid) => pid > 0));
+      const proxyCpuMs = processCpuMs(proxy.process.pid);
       const output = await this.wrk(proxy.address, this.options.durationSec, true);
+      const proxyCpuUsedMs = processCpuMs(proxy.process.pid) - proxyCpuMs;
       const { busyPercent, foreignPercent } = cpu.stop();
       const after = await telemetryCounters(proxy.admin);
       const scrapeSec = (performance.now() - t0) / 1000;
@@ -270,6 +282,7 @@ spec:
         idleRssBytes: rss.firstBytes,
         cpuBusyPercent: busyPercent,
         foreignCpuPercent: foreignPercent,
+        cpuUsPerRequest: wrk.requests > 0 ? (proxyCpuUsedMs * 1000) / wrk.requests : 0,
       };
       if (variant.telemetry && (!before || !after))
         throw new Error(`${variant.label}: the proxy's /metrics has no isthmus_telemetry_* counters`);
@@ -469,11 +482,24 @@ function formatReport(
   const out = [
     'Part 1: proxy throughput, one isthmus proxy process per variant on core 0 (figures from each variant’s median round):',
     ...table(
-      ['variant', 'req/s', '×off', 'p50 ms', 'p99 ms', 'peak RSS MB', 'core0 %', 'errors'],
+      [
+        'variant',
+        'req/s',
+        '×off',
+        'CPU µs/req',
+        '×off',
+        'p50 ms',
+        'p99 ms',
+        'peak RSS MB',
+        'core0 %',
+        'errors',
+      ],
       variants.map((v) => [
         v.label,
         int(v.wrk.requestsPerSec),
         (v.wrk.requestsPerSec / off.wrk.requestsPerSec).toFixed(3),
+        v.medianCpuUsPerRequest.toFixed(1),
+        (v.medianCpuUsPerRequest / off.medianCpuUsPerRequest).toFixed(3),
         ms(v.wrk.p50Us),
         ms(v.wrk.p99Us),
         (v.peakRssBytes / 2 ** 20).toFixed(1),
@@ -514,10 +540,10 @@ function formatReport(
     ),
   ];
   if (variants.some((v) => v.roundsRps.length > 1)) {
-    out.push('', 'By round (req/s; emitted records/s):');
+    out.push('', 'By round (req/s; proxy CPU µs per request; emitted records/s):');
     for (const v of variants)
       out.push(
-        `  ${v.label.padEnd(30)}  ${v.roundsRps.join(' / ')}` +
+        `  ${v.label.padEnd(30)}  ${v.roundsRps.join(' / ')};  ${v.roundsCpuUsPerRequest.join(' / ')}` +
           (v.telemetry ? `;  ${v.roundsEmittedPerSec.map((x) => Math.round(x)).join(' / ')}` : ''),
       );
   }
@@ -547,6 +573,14 @@ function formatReport(
     '',
     'Targets:',
     ...targets.map((t) => `  ${t.pass ? 'PASS' : 'MISS'}  ${t.name}: ${t.detail}`),
+    // The target is on throughput; CPU per request is the same question asked in a way the
+    // machine's drift between one variant's run and the next moves less.
+    ...variants
+      .filter((v) => v.telemetry)
+      .map(
+        (v) =>
+          `  (for reference) ${v.label}: the proxy's CPU per request ${v.medianCpuUsPerRequest.toFixed(1)} µs against ${off.medianCpuUsPerRequest.toFixed(1)} µs off, +${(100 * (v.medianCpuUsPerRequest / off.medianCpuUsPerRequest - 1)).toFixed(1)} % (medians over rounds)`,
+      ),
   );
   return out.join('\n');
 }
@@ -564,7 +598,15 @@ function summarise(variant: Variant, rounds: readonly RoundResult[]): VariantRes
     peakRssBytes: Math.max(...rounds.map((r) => r.peakRssBytes)),
     roundsRps: rounds.map((r) => Math.round(r.wrk.requestsPerSec)),
     roundsEmittedPerSec: variant.telemetry ? rounds.map((r) => r.telemetry?.emittedPerSec ?? 0) : [],
+    roundsCpuUsPerRequest: rounds.map((r) => Math.round(r.cpuUsPerRequest * 10) / 10),
+    medianCpuUsPerRequest: medianOf(rounds.map((r) => r.cpuUsPerRequest)),
   };
+}
+
+/** The median (the lower middle value for an even count). */
+function medianOf(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)] ?? 0;
 }
 
 async function main(): Promise<number> {

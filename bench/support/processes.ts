@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 
@@ -195,6 +195,20 @@ function cpuTicksOf(pid: number | 'self', children = false): number {
   } catch {
     return 0;
   }
+}
+
+let clockTicksPerSec: number | undefined;
+
+/** CPU time a process has used so far (user + system, all its threads), ms; 0 once it is gone. */
+export function processCpuMs(pid: number): number {
+  if (clockTicksPerSec === undefined) {
+    try {
+      clockTicksPerSec = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clockTicksPerSec = 100;
+    }
+  }
+  return (cpuTicksOf(pid) * 1000) / clockTicksPerSec;
 }
 
 /** A process and all its descendants (listed in any order in /proc, hence the repeat). */
