@@ -1,4 +1,4 @@
-import { msToNanos, OtlpError, type Json, type JsonObject } from './otlp.js';
+import { msToNanos, OtlpError, SEVERITY_NUMBER, type Json, type JsonObject } from './otlp.js';
 
 /**
  * The proxy's access-log record in its compact form (docs/telemetry-wire.md, "Access logs"): a
@@ -124,24 +124,32 @@ const bool = (key: string, value: boolean): JsonObject => ({ key, value: { boolV
  * attributes, severity, body and times the proxy's access log has always carried (docs/proxy.md).
  */
 export function accessLogToOtlp(seq: number, r: AccessLogTuple): JsonObject {
-  const [recordId, startMs, durationMs, region, zone, service, listener, route, method, path, authority] = r;
-  const [status, completed, attempts, servedBy, peerRegion, failover, fallback] = r.slice(11, 18) as [
-    number,
-    boolean,
-    number | null,
-    string | null,
-    string | null,
-    string | null,
-    string | null,
-  ];
-  const [traceId, spanId, sampled, requestId, client, userAgent] = r.slice(18) as [
-    string,
-    string,
-    boolean,
-    string,
-    string | null,
-    string | null,
-  ];
+  const [
+    recordId,
+    startMs,
+    durationMs,
+    region,
+    zone,
+    service,
+    listener,
+    route,
+    method,
+    path,
+    authority,
+    status,
+    completed,
+    attempts,
+    servedBy,
+    peerRegion,
+    failover,
+    fallback,
+    traceId,
+    spanId,
+    sampled,
+    requestId,
+    client,
+    userAgent,
+  ] = r;
   const attributes: JsonObject[] = [
     int('isthmus.seq', seq),
     str('isthmus.record_id', recordId),
@@ -182,7 +190,7 @@ export function accessLogToOtlp(seq: number, r: AccessLogTuple): JsonObject {
     attributes,
     timeUnixNano: time,
     observedTimeUnixNano: time,
-    severityNumber: severity === 'ERROR' ? 17 : severity === 'WARN' ? 13 : 9,
+    severityNumber: SEVERITY_NUMBER[severity],
     severityText: severity,
     body: { stringValue: `${method} ${path ?? '/'} ${status}` },
     traceId,

@@ -106,6 +106,9 @@ function string(v: unknown, path: string, optional = false): string {
   return v;
 }
 
+/** OTLP `severityNumber` of the severities Isthmus writes (the first of each range). */
+export const SEVERITY_NUMBER = { DEBUG: 5, INFO: 9, WARN: 13, ERROR: 17 } as const;
+
 /** Epoch milliseconds (fractional) as OTLP epoch nanoseconds, a decimal string, without float rounding noise. */
 export function msToNanos(ms: number): string {
   const whole = Math.floor(ms);

@@ -3,7 +3,7 @@ import { FullJitterBackoff } from '../core/backoff.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { systemRandom, type Random } from '../core/random.js';
 import { ACCESS_LOG_FORMAT, accessLogToOtlp, checkAccessLog, type AccessLogTuple } from './access-log.js';
-import { msToNanos } from './otlp.js';
+import { msToNanos, SEVERITY_NUMBER } from './otlp.js';
 import { WriteAheadLog, type WalFullPolicy, type WalLoss, type WalRecord } from './wal/index.js';
 
 /**
@@ -157,7 +157,6 @@ const METRICS_PREFIX = '{"scope":{"attributes":[';
 const SCOPE = '{"name":"isthmus"}';
 
 const KIND: Record<SpanKind, number> = { internal: 1, server: 2, client: 3 };
-const SEVERITY: Record<Severity, number> = { DEBUG: 5, INFO: 9, WARN: 13, ERROR: 17 };
 
 function attributeValue(v: AttributeValue): string {
   if (typeof v === 'string') return `{"stringValue":${JSON.stringify(v)}}`;
@@ -187,54 +186,12 @@ export function encodeSpan(s: SpanData): string {
   );
 }
 
-/**
- * Writers of OTLP JSON attributes for code that encodes the same keys on every call (the proxy's
- * access log): each key's opening is built once, and a value is written with the encoder of its
- * type. `attr.string(key)(v)` gives `{"key":KEY,"value":{"stringValue":V}}`; `.raw` takes a string
- * that needs no JSON escaping (hex ids, counters), `.int`, `.double` and `.bool` numbers and
- * flags. Joining them with commas gives what {@link encodeAttributes} gives for the same object.
- */
-export const attr = {
-  string(key: string): (v: string) => string {
-    const open = `{"key":${JSON.stringify(key)},"value":{"stringValue":`;
-    return (v) => `${open}${JSON.stringify(v)}}}`;
-  },
-  raw(key: string): (v: string) => string {
-    const open = `{"key":${JSON.stringify(key)},"value":{"stringValue":"`;
-    return (v) => `${open}${v}"}}`;
-  },
-  int(key: string): (v: number) => string {
-    const open = `{"key":${JSON.stringify(key)},"value":{"intValue":"`;
-    return (v) => `${open}${v}"}}`;
-  },
-  /** An integer as `intValue`, anything else as `doubleValue`, as {@link encodeAttributes} does. */
-  number(key: string): (v: number) => string {
-    const int = attr.int(key);
-    const double = attr.double(key);
-    return (v) => (Number.isInteger(v) ? int(v) : double(v));
-  },
-  double(key: string): (v: number) => string {
-    const open = `{"key":${JSON.stringify(key)},"value":{"doubleValue":`;
-    return (v) => `${open}${Number.isFinite(v) ? v : 0}}}`;
-  },
-  bool(key: string): (v: boolean) => string {
-    const yes = `{"key":${JSON.stringify(key)},"value":{"boolValue":true}}`;
-    const no = `{"key":${JSON.stringify(key)},"value":{"boolValue":false}}`;
-    return (v) => (v ? yes : no);
-  },
-};
-
 export function encodeLog(r: LogData): string {
-  return encodeLogWith(r, encodeAttributes(r.attributes));
-}
-
-/** A log item whose attribute list (the inside, no brackets) is already encoded. */
-function encodeLogWith(r: Omit<LogData, 'attributes'>, attributes: string): string {
   const severity = r.severity ?? 'INFO';
   const t = msToNanos(r.timeMs);
   return (
-    `${ITEM_PREFIX}${attributes}],"timeUnixNano":"${t}","observedTimeUnixNano":"${t}"` +
-    `,"severityNumber":${SEVERITY[severity]},"severityText":"${severity}","body":{"stringValue":${JSON.stringify(r.body)}}` +
+    `${ITEM_PREFIX}${encodeAttributes(r.attributes)}],"timeUnixNano":"${t}","observedTimeUnixNano":"${t}"` +
+    `,"severityNumber":${SEVERITY_NUMBER[severity]},"severityText":"${severity}","body":{"stringValue":${JSON.stringify(r.body)}}` +
     (r.traceId ? `,"traceId":"${r.traceId}"` : '') +
     (r.spanId ? `,"spanId":"${r.spanId}"` : '') +
     '}'
@@ -517,14 +474,6 @@ export class TelemetrySource {
 
   log(record: LogData): void {
     this.#append(TAG_LOG, encodeLog(record));
-  }
-
-  /**
-   * A log record whose attributes the caller encoded (the inside of the OTLP attribute list, as
-   * {@link encodeAttributes} or the {@link attr} writers give it): for records written per request.
-   */
-  logEncoded(record: Omit<LogData, 'attributes'>, attributes: string): void {
-    this.#append(TAG_LOG, encodeLogWith(record, attributes));
   }
 
   /**
