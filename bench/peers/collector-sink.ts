@@ -5,7 +5,7 @@
  *
  * Records are counted by the `"isthmus.seq"` attribute the telemetry source splices into every
  * exported OTLP item (span, log record, metrics batch): a byte search, no JSON parse. Compact
- * access-log bodies (`POST /v1/access-logs`) are parsed and their records counted.
+ * access-log bodies (`POST /v1/access-logs`) are parsed and their access-log records counted.
  *
  * Usage: node dist/bench/peers/collector-sink.js
  * Prints `{"event":"ready","address":"127.0.0.1:PORT"}` once listening; `GET /count` answers the
@@ -32,6 +32,15 @@ function countRecords(body: Buffer): number {
   return n;
 }
 
+/** Access-log records of a compact body: `records` (format /1), or the records of each batch (/2). */
+function countAccessLogs(body: Buffer): number {
+  const b = JSON.parse(body.toString('utf8')) as { records?: unknown[]; batches?: unknown[][] };
+  if (b.records) return b.records.length;
+  let n = 0;
+  for (const batch of b.batches ?? []) n += batch.length - 1;
+  return n;
+}
+
 const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
   if (req.method === 'GET' && req.url === '/count') {
     const text = JSON.stringify(counts);
@@ -45,10 +54,7 @@ const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
     if (req.method === 'POST') {
       const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
       const key = (req.url ?? '/').split('?')[0] ?? '/';
-      const records =
-        key === '/v1/access-logs'
-          ? (JSON.parse(body.toString('utf8')) as { records: unknown[] }).records.length
-          : countRecords(body);
+      const records = key === '/v1/access-logs' ? countAccessLogs(body) : countRecords(body);
       const p = (counts.byPath[key] ??= { posts: 0, bytes: 0, records: 0 });
       counts.posts++;
       counts.bytes += body.length;

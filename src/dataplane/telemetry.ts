@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { ProxyRequest, ProxyResponse } from '../protocol/http1/server.js';
 import type { Clock } from '../core/clock.js';
-import type { Random } from '../core/random.js';
+import { fastRandom, type Random } from '../core/random.js';
 import type { Locality } from '../model/locality.js';
 import type { EffectiveTelemetry } from '../model/settings.js';
 import {
@@ -13,10 +13,9 @@ import {
 } from '../telemetry/sampling.js';
 import type { MetricPoint, TelemetrySource } from '../telemetry/source.js';
 import {
-  formatTraceparent,
   newSpanId,
   newTraceId,
-  nextTraceparent,
+  nextTraceparentHeader,
   OT_KEY,
   parseTraceparent,
   parseTracestate,
@@ -111,12 +110,15 @@ const DEFAULT_SAMPLING: EffectiveTelemetry['sampling'] = {
 export class ProxyTelemetry {
   readonly source: TelemetrySource;
   readonly #clock: Clock;
+  /** Where trace and span ids come from. */
   readonly #random: Random;
   readonly #region: string;
   readonly #zone: string;
   readonly #stats: Stats;
   readonly #samplers: ServiceSamplers;
-  readonly #series = new Map<string, SeriesHandles>();
+  /** Metric handles by service, then peer region. */
+  readonly #series = new Map<string, Map<string, SeriesHandles>>();
+  #seriesCount = 0;
   readonly #startWallMs: number;
   readonly #timer: NodeJS.Timeout;
   /** Record ids: a per-process random prefix and a counter, unique without a UUID per request. */
@@ -126,7 +128,9 @@ export class ProxyTelemetry {
   constructor(options: ProxyTelemetryOptions) {
     this.source = options.source;
     this.#clock = options.clock;
-    this.#random = options.random;
+    // Ids take six draws a request: from a fast generator, seeded from the proxy's (deterministic
+    // when that is seeded).
+    this.#random = fastRandom(options.random);
     this.#region = options.locality.region;
     this.#zone = options.locality.zone ?? '';
     this.#stats = options.stats;
@@ -184,9 +188,7 @@ export class ProxyTelemetry {
       traceState = state.format();
       headers.tracestate = traceState;
     } else delete headers.tracestate;
-    headers.traceparent = formatTraceparent(
-      nextTraceparent(traceId, spanId, decision.sampled, parent?.flags),
-    );
+    headers.traceparent = nextTraceparentHeader(traceId, spanId, decision.sampled, parent?.flags);
     let requestId = headers[H.requestId];
     if (typeof requestId !== 'string') {
       requestId = randomUUID();
@@ -211,15 +213,17 @@ export class ProxyTelemetry {
       outcome,
     );
     (res as WithHop)[HOP] = hop;
-    res.once('close', onResponseClose);
+    // Not `once`: a response closes once, and `once` costs a bound wrapper per request.
+    res.on('close', onResponseClose);
     return outcome;
   }
 
   #handles(service: string, peerRegion: string): SeriesHandles {
-    const key = `${service}\u0000${peerRegion}`;
-    let h = this.#series.get(key);
+    // By service, then peer region: no key string to build and hash per request.
+    let byPeer = this.#series.get(service);
+    let h = byPeer?.get(peerRegion);
     if (h) return h;
-    if (this.#series.size >= MAX_SERIES) return this.#handles('other', 'other');
+    if (this.#seriesCount >= MAX_SERIES) return this.#handles('other', 'other');
     const labels = { service, peer_region: peerRegion };
     h = {
       service,
@@ -243,7 +247,9 @@ export class ProxyTelemetry {
         labels,
       ),
     };
-    this.#series.set(key, h);
+    if (!byPeer) this.#series.set(service, (byPeer = new Map<string, SeriesHandles>()));
+    byPeer.set(peerRegion, h);
+    this.#seriesCount++;
     return h;
   }
 
@@ -331,50 +337,51 @@ export class ProxyTelemetry {
 
   /** Writes one metrics batch (cumulative since start) to the pipeline. */
   exportMetrics(): void {
-    if (this.#series.size === 0) return;
+    if (this.#seriesCount === 0) return;
     const now = this.#clock.now();
     const start = this.#startWallMs;
     const points: MetricPoint[] = [];
-    for (const h of this.#series.values()) {
-      const attributes = {
-        region: this.#region,
-        zone: this.#zone,
-        service: h.service,
-        peer_region: h.peerRegion,
-      };
-      points.push(
-        {
-          kind: 'sum',
-          name: 'isthmus.hop.requests',
-          unit: '{request}',
-          startTimeMs: start,
-          timeMs: now,
-          value: h.requests,
-          attributes,
-        },
-        {
-          kind: 'sum',
-          name: 'isthmus.hop.errors',
-          unit: '{request}',
-          startTimeMs: start,
-          timeMs: now,
-          value: h.errors,
-          attributes,
-        },
-        {
-          kind: 'histogram',
-          name: 'isthmus.hop.duration',
-          unit: 's',
-          startTimeMs: start,
-          timeMs: now,
-          count: h.histogram.series.count,
-          sum: h.histogram.series.sum,
-          explicitBounds: h.histogram.series.bounds,
-          bucketCounts: [...h.histogram.series.buckets],
-          attributes,
-        },
-      );
-    }
+    for (const byPeer of this.#series.values())
+      for (const h of byPeer.values()) {
+        const attributes = {
+          region: this.#region,
+          zone: this.#zone,
+          service: h.service,
+          peer_region: h.peerRegion,
+        };
+        points.push(
+          {
+            kind: 'sum',
+            name: 'isthmus.hop.requests',
+            unit: '{request}',
+            startTimeMs: start,
+            timeMs: now,
+            value: h.requests,
+            attributes,
+          },
+          {
+            kind: 'sum',
+            name: 'isthmus.hop.errors',
+            unit: '{request}',
+            startTimeMs: start,
+            timeMs: now,
+            value: h.errors,
+            attributes,
+          },
+          {
+            kind: 'histogram',
+            name: 'isthmus.hop.duration',
+            unit: 's',
+            startTimeMs: start,
+            timeMs: now,
+            count: h.histogram.series.count,
+            sum: h.histogram.series.sum,
+            explicitBounds: h.histogram.series.bounds,
+            bucketCounts: [...h.histogram.series.buckets],
+            attributes,
+          },
+        );
+      }
     this.source.metrics(points);
   }
 
@@ -382,7 +389,17 @@ export class ProxyTelemetry {
   scrape(): void {
     const s = this.source.stats();
     const set = (name: string, help: string, value: number) => this.#stats.set(name, help, {}, value);
-    set('isthmus_telemetry_emitted_records', 'Telemetry records written to the log since start.', s.emitted);
+    set(
+      'isthmus_telemetry_signals',
+      'Telemetry signals since start: spans, log records, access-log records, metrics batches.',
+      s.signals,
+    );
+    set(
+      'isthmus_telemetry_emitted_records',
+      'Telemetry records written to the log since start (access-log records go in batches, one record each).',
+      s.emitted,
+    );
+    set('isthmus_telemetry_emitted_bytes', 'Bytes written to the telemetry log since start.', s.emittedBytes);
     set(
       'isthmus_telemetry_shipped_records',
       'Telemetry records the collector stored since start.',

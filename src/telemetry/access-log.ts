@@ -12,8 +12,13 @@ import { msToNanos, OtlpError, SEVERITY_NUMBER, type Json, type JsonObject } fro
  * sends the same OTLP records itself.
  */
 
-/** The body's `format`: a collector refuses a body of any other. */
-export const ACCESS_LOG_FORMAT = 'isthmus.access-log/1';
+/**
+ * The body's `format`. A source sends batches (`isthmus.access-log/2`: `batches`, each a seq and
+ * the records the proxy logged in a few milliseconds); a collector also takes the one-record-per-seq
+ * form of earlier sources (`isthmus.access-log/1`: `records`), and refuses any other.
+ */
+export const ACCESS_LOG_FORMAT = 'isthmus.access-log/2';
+export const ACCESS_LOG_FORMAT_V1 = 'isthmus.access-log/1';
 
 type FieldType = 'string' | 'number' | 'int' | 'bool' | 'hex32' | 'hex16';
 
@@ -198,45 +203,93 @@ export function accessLogToOtlp(seq: number, r: AccessLogTuple): JsonObject {
   };
 }
 
-/** A record of a body, checked: its seq and its fields. `path` names it in errors. */
+/** The fields of one record at `raw[from…]`, checked; `path` names the array in errors. */
+function checkFields(raw: readonly unknown[], from: number, path: string): AccessLogTuple {
+  for (let i = 0; i < FIELD_COUNT; i++) {
+    const f = ACCESS_LOG_FIELDS[i] as (typeof ACCESS_LOG_FIELDS)[number];
+    checkField(raw[from + i], f.type, f.optional, `${path}[${from + i}] (${f.name})`);
+  }
+  if ((raw[from + 1] as number) + (raw[from + 2] as number) > MAX_TIME_MS)
+    throw new OtlpError(
+      `${path}[${from + 1}] (startMs)`,
+      'startMs + durationMs must be at most 8.64e15 (epoch ms)',
+    );
+  return (from === 0 ? raw : raw.slice(from)) as AccessLogTuple;
+}
+
+function checkSeq(raw: unknown, path: string): number {
+  if (!Number.isSafeInteger(raw) || (raw as number) < 1)
+    throw new OtlpError(path, 'isthmus.seq must be a positive integer');
+  return raw as number;
+}
+
+const FIELD_NAMES = ACCESS_LOG_FIELDS.map((f) => f.name).join(', ');
+
+/** A record of a `/1` body (`[seq, ...fields]`), checked: its seq and its fields. `path` names it in errors. */
 export function checkAccessLog(raw: unknown, path: string): { seq: number; tuple: AccessLogTuple } {
   if (!Array.isArray(raw)) throw new OtlpError(path, 'must be an array: [seq, ...fields]');
   if (raw.length !== FIELD_COUNT + 1)
     throw new OtlpError(
       path,
-      `must have ${FIELD_COUNT + 1} values (seq, then ${ACCESS_LOG_FIELDS.map((f) => f.name).join(', ')}), not ${raw.length}`,
+      `must have ${FIELD_COUNT + 1} values (seq, then ${FIELD_NAMES}), not ${raw.length}`,
     );
-  const seq: unknown = raw[0];
-  if (!Number.isSafeInteger(seq) || (seq as number) < 1)
-    throw new OtlpError(`${path}[0]`, 'isthmus.seq must be a positive integer');
-  for (let i = 0; i < FIELD_COUNT; i++) {
-    const f = ACCESS_LOG_FIELDS[i] as (typeof ACCESS_LOG_FIELDS)[number];
-    checkField(raw[i + 1], f.type, f.optional, `${path}[${i + 1}] (${f.name})`);
-  }
-  // Dates end at ±8.64e15 ms (ECMAScript's time range): a record must end inside it.
-  if ((raw[2] as number) + (raw[3] as number) > MAX_TIME_MS)
-    throw new OtlpError(`${path}[2] (startMs)`, 'startMs + durationMs must be at most 8.64e15 (epoch ms)');
-  return { seq: seq as number, tuple: raw.slice(1) as AccessLogTuple };
+  const seq = checkSeq(raw[0], `${path}[0]`);
+  return { seq, tuple: checkFields(raw, 1, path) };
 }
 
 /**
- * A compact access-log body (`{format, resource, records}`) as the OTLP logs body it stands for,
- * checked: anything off is an {@link OtlpError} naming the part of the body, and nothing of the
- * body is taken.
+ * A batch of a `/2` body (`[seq, record, record, …]`, each record an array of the fields),
+ * checked: its seq and its records. `path` names it in errors.
+ */
+export function checkAccessLogBatch(raw: unknown, path: string): { seq: number; tuples: AccessLogTuple[] } {
+  if (!Array.isArray(raw) || raw.length < 2)
+    throw new OtlpError(path, 'must be an array: [seq, record, ...] with at least one record');
+  const seq = checkSeq(raw[0], `${path}[0]`);
+  const tuples: AccessLogTuple[] = [];
+  for (let i = 1; i < raw.length; i++) {
+    const r: unknown = raw[i];
+    const at = `${path}[${i}]`;
+    if (!Array.isArray(r) || r.length !== FIELD_COUNT)
+      throw new OtlpError(
+        at,
+        `must be an array of ${FIELD_COUNT} values (${FIELD_NAMES})${Array.isArray(r) ? `, not ${r.length}` : ''}`,
+      );
+    tuples.push(checkFields(r, 0, at));
+  }
+  return { seq, tuples };
+}
+
+/**
+ * A compact access-log body (`{format, resource, batches}`, or `records` in the `/1` form) as
+ * the OTLP logs body it stands for, checked: anything off is an {@link OtlpError} naming the part
+ * of the body, and nothing of the body is taken. The records of a batch share its seq.
  */
 export function accessLogsToOtlp(body: unknown): JsonObject {
   if (body === null || typeof body !== 'object' || Array.isArray(body))
-    throw new OtlpError('', 'must be an object: {format, resource, records}');
+    throw new OtlpError('', 'must be an object: {format, resource, batches}');
   const b = body as JsonObject;
-  if (b.format !== ACCESS_LOG_FORMAT)
-    throw new OtlpError('format', `must be ${JSON.stringify(ACCESS_LOG_FORMAT)}`);
+  const v1 = b.format === ACCESS_LOG_FORMAT_V1;
+  if (!v1 && b.format !== ACCESS_LOG_FORMAT)
+    throw new OtlpError(
+      'format',
+      `must be ${JSON.stringify(ACCESS_LOG_FORMAT)} (or ${JSON.stringify(ACCESS_LOG_FORMAT_V1)})`,
+    );
   if (b.resource === null || typeof b.resource !== 'object' || Array.isArray(b.resource))
     throw new OtlpError('resource', 'must be an object (an OTLP Resource)');
-  if (!Array.isArray(b.records)) throw new OtlpError('records', 'must be an array');
-  const logRecords: Json[] = b.records.map((raw, i) => {
-    const { seq, tuple } = checkAccessLog(raw, `records[${i}]`);
-    return accessLogToOtlp(seq, tuple);
-  });
+  const logRecords: Json[] = [];
+  if (v1) {
+    if (!Array.isArray(b.records)) throw new OtlpError('records', 'must be an array');
+    b.records.forEach((raw, i) => {
+      const { seq, tuple } = checkAccessLog(raw, `records[${i}]`);
+      logRecords.push(accessLogToOtlp(seq, tuple));
+    });
+  } else {
+    if (!Array.isArray(b.batches)) throw new OtlpError('batches', 'must be an array');
+    b.batches.forEach((raw, i) => {
+      const { seq, tuples } = checkAccessLogBatch(raw, `batches[${i}]`);
+      for (const tuple of tuples) logRecords.push(accessLogToOtlp(seq, tuple));
+    });
+  }
   return {
     resourceLogs: [{ resource: b.resource, scopeLogs: [{ scope: { name: 'isthmus' }, logRecords }] }],
   };

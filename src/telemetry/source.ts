@@ -2,7 +2,12 @@ import { ClientPool } from '../protocol/http1/client.js';
 import { FullJitterBackoff } from '../core/backoff.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { systemRandom, type Random } from '../core/random.js';
-import { ACCESS_LOG_FORMAT, accessLogToOtlp, checkAccessLog, type AccessLogTuple } from './access-log.js';
+import {
+  ACCESS_LOG_FORMAT,
+  accessLogToOtlp,
+  checkAccessLogBatch,
+  type AccessLogTuple,
+} from './access-log.js';
 import { msToNanos, SEVERITY_NUMBER } from './otlp.js';
 import { WriteAheadLog, type WalFullPolicy, type WalLoss, type WalRecord } from './wal/index.js';
 
@@ -17,8 +22,11 @@ import { WriteAheadLog, type WalFullPolicy, type WalLoss, type WalRecord } from 
  * starts with its attribute list (`{"attributes":[`, or `{"scope":{"attributes":[` for metrics).
  * The shipper splices `isthmus.seq` into that list while it builds the export body, without
  * parsing the item again. A proxy's access-log records are the exception: they are compact JSON
- * arrays (access-log.ts), shipped as such to the collector's `/v1/access-logs` with the seq
- * spliced in as their first value, and converted to OTLP only for a collector without it.
+ * arrays (access-log.ts), gathered for a few milliseconds into one record of the log (one seq for
+ * the batch: at thousands of requests a second, a log record, an export item and a checksum per
+ * request would cost more than the request's own telemetry), shipped as such to the collector's
+ * `/v1/access-logs` with the seq spliced in as the batch's first value, and converted to OTLP only
+ * for a collector without that endpoint.
  */
 
 export type AttributeValue = string | number | boolean;
@@ -120,12 +128,26 @@ export interface TelemetrySourceOptions {
   batchBytes?: number;
   /** An export (or heartbeat) that takes longer fails and is retried, ms. Default 10,000. */
   requestTimeoutMs?: number;
+  /**
+   * Access-log records are gathered into one log record for at most this long, ms (default 10),
+   * or until `accessLogBatchRecords` (default 128) are waiting. Until then they are in memory
+   * only: a crash loses them, as it loses what the log has taken but not yet written.
+   */
+  accessLogBatchMs?: number;
+  accessLogBatchRecords?: number;
 }
 
 export interface TelemetrySourceStats {
-  /** Records handed to the log (span, log, metrics calls). */
+  /** Signals handed to the source: spans, log records, access-log records and metrics batches. */
+  signals: number;
+  /** Records handed to the log: one per span, log record and metrics batch, one per batch of access-log records. */
   emitted: number;
-  /** Records the log refused (full with nothing droppable, failed, closed). */
+  /** Bytes the log took (records with their headers): the rate a log fills, and a backlog drains, at. */
+  emittedBytes: number;
+  /**
+   * Signals lost because the log refused their record (full with nothing droppable, failed,
+   * closed): a refused batch of access-log records counts each of them.
+   */
   appendFailures: number;
   /** Records the collector stored (acked). */
   shipped: number;
@@ -146,12 +168,16 @@ export interface TelemetrySourceStats {
 const TAG_SPAN = 'T';
 const TAG_LOG = 'L';
 const TAG_METRICS = 'M';
-/** A proxy's access-log record in its compact form (access-log.ts): a JSON array, seq not included. */
-const TAG_ACCESS_LOG = 'A';
+/** A batch of a proxy's access-log records in their compact form (access-log.ts): a JSON array of them. */
+const TAG_ACCESS_LOGS = 'B';
 const BYTE_SPAN = TAG_SPAN.charCodeAt(0);
 const BYTE_LOG = TAG_LOG.charCodeAt(0);
 const BYTE_METRICS = TAG_METRICS.charCodeAt(0);
-const BYTE_ACCESS_LOG = TAG_ACCESS_LOG.charCodeAt(0);
+const BYTE_ACCESS_LOGS = TAG_ACCESS_LOGS.charCodeAt(0);
+/** One access-log record per log record, as written before batches (`A` and the record's array): still shipped. */
+const BYTE_ACCESS_LOG_SINGLE = 'A'.charCodeAt(0);
+const SINGLE_AS_BATCH_HEAD = Buffer.from(`${TAG_ACCESS_LOGS}[`);
+const SINGLE_AS_BATCH_TAIL = Buffer.from(']');
 const ITEM_PREFIX = '{"attributes":[';
 const METRICS_PREFIX = '{"scope":{"attributes":[';
 const SCOPE = '{"name":"isthmus"}';
@@ -355,6 +381,7 @@ export class TelemetrySource {
   readonly #batchBytes: number;
   readonly #timeoutMs: number;
   readonly #heartbeatTimer: NodeJS.Timeout | undefined;
+  #signals = 0;
   #emitted = 0;
   #appendFailures = 0;
   #shipped = 0;
@@ -373,6 +400,21 @@ export class TelemetrySource {
   // Bound once: appends run on the request path, where a closure per call is measurable.
   readonly #onAppendFailed = () => {
     this.#appendFailures++;
+  };
+  /** Access-log records waiting to be appended as one record (see accessLog). */
+  #accessLogs: AccessLogTuple[] = [];
+  #accessLogTimer: NodeJS.Timeout | undefined;
+  readonly #accessLogBatchMs: number;
+  readonly #accessLogBatchRecords: number;
+  readonly #flushAccessLogs = (): void => {
+    if (this.#accessLogTimer !== undefined) {
+      clearTimeout(this.#accessLogTimer);
+      this.#accessLogTimer = undefined;
+    }
+    const batch = this.#accessLogs;
+    if (batch.length === 0) return;
+    this.#accessLogs = [];
+    this.#appendAccessLogs(batch);
   };
 
   private constructor(wal: WriteAheadLog, options: TelemetrySourceOptions) {
@@ -396,7 +438,7 @@ export class TelemetrySource {
         ']}]}]}',
       ),
       metrics: ends(`{"resourceMetrics":[{"resource":${res},"scopeMetrics":[`, ']}]}'),
-      accessLogs: ends(`{"format":${JSON.stringify(ACCESS_LOG_FORMAT)},"resource":${res},"records":[`, ']}'),
+      accessLogs: ends(`{"format":${JSON.stringify(ACCESS_LOG_FORMAT)},"resource":${res},"batches":[`, ']}'),
     };
     this.#backoff = new FullJitterBackoff(
       options.backoffBaseMs ?? 100,
@@ -406,6 +448,8 @@ export class TelemetrySource {
     this.#batchRecords = options.batchRecords ?? 256;
     this.#batchBytes = options.batchBytes ?? 256 * 1024;
     this.#timeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.#accessLogBatchMs = options.accessLogBatchMs ?? 10;
+    this.#accessLogBatchRecords = Math.max(1, options.accessLogBatchRecords ?? 128);
     this.#closed = new Promise((resolve) => (this.#wakeClose = resolve));
     if (options.collectorUrl !== undefined) {
       const url = new URL(options.collectorUrl);
@@ -450,9 +494,9 @@ export class TelemetrySource {
    * Appends one record and returns at once: nothing on the request path waits for the disk, and
    * a refused append (log full, failed, closing) is counted, never thrown.
    */
-  #append(tag: string, json: string): void {
+  #append(tag: string, json: string, signals = 1): void {
     if (this.#closing) {
-      this.#appendFailures++;
+      this.#appendFailures += signals;
       return;
     }
     this.#emitted++;
@@ -460,11 +504,14 @@ export class TelemetrySource {
     // A log that blocks when full must queue the record (and may fail it later); any other takes
     // it or refuses it now, with no promise and no copy per record.
     if (this.wal.whenFull === 'block')
-      this.wal.append(Buffer.from(tag + json, 'utf8'), now).catch(this.#onAppendFailed);
-    else if (!this.wal.appendText(tag + json, now)) this.#appendFailures++;
+      this.wal
+        .append(Buffer.from(tag + json, 'utf8'), now)
+        .catch(signals === 1 ? this.#onAppendFailed : () => (this.#appendFailures += signals));
+    else if (!this.wal.appendText(tag + json, now)) this.#appendFailures += signals;
   }
 
   span(span: SpanData): void {
+    this.#signals++;
     this.#append(TAG_SPAN, encodeSpan(span));
   }
 
@@ -473,26 +520,61 @@ export class TelemetrySource {
   }
 
   log(record: LogData): void {
+    this.#signals++;
     this.#append(TAG_LOG, encodeLog(record));
   }
 
   /**
    * A proxy's access-log record (one per request), kept compact in the log and on the wire: about
-   * a fifth of the bytes of the same record as an OTLP log record.
+   * a fifth of the bytes of the same record as an OTLP log record. Records are gathered for up to
+   * `accessLogBatchMs` and appended as one record of the log, with one seq. The array is kept as
+   * it is until then, not copied: the caller must not change it after the call.
    */
   accessLog(record: AccessLogTuple): void {
-    this.#append(TAG_ACCESS_LOG, JSON.stringify(record));
+    if (this.#closing) {
+      this.#appendFailures++;
+      return;
+    }
+    this.#signals++;
+    const batch = this.#accessLogs;
+    batch.push(record);
+    if (batch.length >= this.#accessLogBatchRecords) this.#flushAccessLogs();
+    else if (batch.length === 1) {
+      this.#accessLogTimer = setTimeout(this.#flushAccessLogs, this.#accessLogBatchMs);
+      this.#accessLogTimer.unref();
+    }
+  }
+
+  /** Appends a batch of access-log records as one record; one too large for the log is split. */
+  #appendAccessLogs(batch: AccessLogTuple[]): void {
+    const json = JSON.stringify(batch);
+    // A UTF-8 byte is at most 3 per UTF-16 unit: only a long batch needs its bytes counted.
+    if (
+      batch.length > 1 &&
+      json.length * 3 + 1 > this.wal.maxPayloadBytes &&
+      Buffer.byteLength(json) + 1 > this.wal.maxPayloadBytes
+    ) {
+      const half = batch.length >> 1;
+      this.#appendAccessLogs(batch.slice(0, half));
+      this.#appendAccessLogs(batch.slice(half));
+      return;
+    }
+    this.#append(TAG_ACCESS_LOGS, json, batch.length);
   }
 
   /** One batch of points: one record, one OTLP scope, one seq. */
   metrics(points: readonly MetricPoint[]): void {
-    if (points.length > 0) this.#append(TAG_METRICS, encodeMetrics(points));
+    if (points.length === 0) return;
+    this.#signals++;
+    this.#append(TAG_METRICS, encodeMetrics(points));
   }
 
   stats(): TelemetrySourceStats {
     const w = this.wal.stats();
     return {
+      signals: this.#signals,
       emitted: this.#emitted,
+      emittedBytes: w.appendedBytes,
       appendFailures: this.#appendFailures,
       shipped: this.#shipped,
       exports: this.#exports,
@@ -547,8 +629,16 @@ export class TelemetrySource {
         case BYTE_METRICS:
           metrics.push(r);
           break;
-        case BYTE_ACCESS_LOG:
+        case BYTE_ACCESS_LOGS:
           accessLogs.push(r);
+          break;
+        case BYTE_ACCESS_LOG_SINGLE:
+          // A batch of one.
+          accessLogs.push({
+            seq: r.seq,
+            timeMs: r.timeMs,
+            payload: Buffer.concat([SINGLE_AS_BATCH_HEAD, r.payload.subarray(1), SINGLE_AS_BATCH_TAIL]),
+          });
           break;
         default:
           // Not written by this version: skipped (its seq shows as a gap downstream).
@@ -596,18 +686,21 @@ export class TelemetrySource {
     return out;
   }
 
-  /** Compact access-log records as one OTLP logs body, for a collector without the compact endpoint. */
+  /** Batches of compact access-log records as one OTLP logs body, for a collector without the compact endpoint. */
   #accessLogsAsOtlp(records: readonly WalRecord[]): Buffer {
     const items: string[] = [];
     for (const r of records) {
-      let tuple: AccessLogTuple;
+      let tuples: AccessLogTuple[];
       try {
-        tuple = checkAccessLog(JSON.parse(`[${r.seq},${r.payload.toString('utf8', 2)}`), 'record').tuple;
+        tuples = checkAccessLogBatch(
+          JSON.parse(`[${r.seq},${r.payload.toString('utf8', 2)}`),
+          'batch',
+        ).tuples;
       } catch {
-        // Intact on disk but not a record this version can read: skipped, its seq shows as a gap.
+        // Intact on disk but not a batch this version can read: skipped, its seq shows as a gap.
         continue;
       }
-      items.push(JSON.stringify(accessLogToOtlp(r.seq, tuple)));
+      for (const tuple of tuples) items.push(JSON.stringify(accessLogToOtlp(r.seq, tuple)));
     }
     const [head, tail] = this.#bodyEnds.logs;
     return Buffer.concat([head, Buffer.from(items.join(',')), tail]);
@@ -717,6 +810,7 @@ export class TelemetrySource {
    * resolves whether it was (true) or not (false).
    */
   async flush(timeoutMs: number): Promise<boolean> {
+    this.#flushAccessLogs();
     if (!this.#collector) return false;
     const until = Date.now() + timeoutMs;
     await this.wal.sync().catch(() => undefined);
@@ -731,6 +825,8 @@ export class TelemetrySource {
   /** Stops shipping and heartbeats and closes the log; what is not shipped yet stays in it for the next start. */
   close(): Promise<void> {
     this.#closePromise ??= (async () => {
+      // What is gathered goes to the log first: it is shipped after the next start.
+      this.#flushAccessLogs();
       this.#closing = true;
       if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer);
       this.#wakeClose();

@@ -159,19 +159,22 @@ export function formatTraceparent(tp: Pick<TraceParent, 'traceId' | 'parentId' |
   return `00-${tp.traceId}-${tp.parentId}-${BYTE_HEX[tp.flags & KNOWN_FLAGS] as string}`;
 }
 
-/** `groups` × 8 random hex digits (32 random bits each), built from byte lookups: Number#toString(16) is slow for doubles. */
+/** Where {@link randomHex} puts its bytes before they are read out as hex. */
+const HEX_SCRATCH = Buffer.allocUnsafeSlow(16);
+
+/**
+ * `groups` × 8 random hex digits (32 random bits each), read out of a scratch buffer in one go:
+ * one flat string per id, where appending digit pairs made a string per pair (ids are made for
+ * every request).
+ */
 function randomHex(random: Random, groups: number): string {
-  let out = '';
   let any = 0;
   for (let i = 0; i < groups; i++) {
     const x = (random.next() * 0x1_0000_0000) >>> 0;
     any |= x;
-    out +=
-      (BYTE_HEX[x >>> 24] as string) +
-      (BYTE_HEX[(x >>> 16) & 0xff] as string) +
-      (BYTE_HEX[(x >>> 8) & 0xff] as string) +
-      (BYTE_HEX[x & 0xff] as string);
+    HEX_SCRATCH.writeUInt32BE(x, i * 4);
   }
+  const out = HEX_SCRATCH.toString('hex', 0, groups * 4);
   // An all-zero id is invalid. Replacing it (probability 2^-64 or less) rather than drawing again
   // keeps a degenerate Random (e.g. a constant one in a test) from looping forever.
   return any === 0 ? `${out.slice(0, -1)}1` : out;
@@ -205,6 +208,20 @@ export function nextTraceparent(
 ): TraceParent {
   const random = parentFlags === undefined ? TRACE_FLAG_RANDOM : parentFlags & TRACE_FLAG_RANDOM;
   return { version: 0, traceId, parentId: spanId, flags: random | (sampled ? TRACE_FLAG_SAMPLED : 0) };
+}
+
+/**
+ * {@link nextTraceparent} formatted, for ids already known to be valid (generated here, or
+ * checked by {@link parseTraceparent}): the request path's form, with no object and no re-check.
+ */
+export function nextTraceparentHeader(
+  traceId: string,
+  spanId: string,
+  sampled: boolean,
+  parentFlags?: number,
+): string {
+  const random = parentFlags === undefined ? TRACE_FLAG_RANDOM : parentFlags & TRACE_FLAG_RANDOM;
+  return `00-${traceId}-${spanId}-${BYTE_HEX[random | (sampled ? TRACE_FLAG_SAMPLED : 0)] as string}`;
 }
 
 // ---------------------------------------------------------------------------------------------

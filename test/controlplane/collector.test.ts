@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ACCESS_LOG_FORMAT, accessLogToOtlp, type AccessLogTuple } from '../../src/telemetry/access-log.js';
+import {
+  ACCESS_LOG_FORMAT,
+  ACCESS_LOG_FORMAT_V1,
+  accessLogToOtlp,
+  type AccessLogTuple,
+} from '../../src/telemetry/access-log.js';
 import { addSeq, missingRanges, type SeqRanges } from '../../src/telemetry/continuity.js';
 import { collectorHarness } from '../support/collector-harness.js';
 import {
@@ -235,7 +240,7 @@ describe('telemetry collector', () => {
     );
   });
 
-  it('takes compact access logs at /v1/access-logs: stored as OTLP log records, deduplicated, checked', async () => {
+  it('takes compact access logs of the record form (format 1) at /v1/access-logs: stored, deduplicated, checked', async () => {
     const { url } = await start('access-logs');
     const src = new TestSource('proxy/frontend-3@eu-west', 'eu-west');
     const record = (i: number, status: unknown = 200): unknown[] => [
@@ -266,7 +271,7 @@ describe('telemetry collector', () => {
       null,
     ];
     const body = (records: unknown[][], source = src) => ({
-      format: ACCESS_LOG_FORMAT,
+      format: ACCESS_LOG_FORMAT_V1,
       resource: source.resource,
       records,
     });
@@ -333,6 +338,141 @@ describe('telemetry collector', () => {
     );
     text = await (await fetch(`${url}/metrics`)).text();
     assert.match(text, /isthmus_collector_rejected_total\{region="eu-west",signal="logs"\} 3/);
+  });
+
+  it('takes batches of compact access logs (format 2): every record stored, one seq a batch', async () => {
+    const { url } = await start('access-log-batches');
+    const src = new TestSource('proxy/frontend-5@eu-west', 'eu-west');
+    /** An access-log record (no seq) of request `i`. */
+    const record = (i: number, status: unknown = 200): unknown[] => [
+      `frontend-5-abc-${i}`,
+      1_700_000_000_000 + i,
+      2.5,
+      'eu-west',
+      'eu-west-a',
+      'frontend',
+      'outbound',
+      'orders',
+      'GET',
+      `/batch/${i}`,
+      'catalog',
+      status,
+      true,
+      1,
+      'eu-west/eu-west-a',
+      null,
+      null,
+      null,
+      traceIdOf(i),
+      spanIdOf(i),
+      true,
+      `req-${i}`,
+      '203.0.113.7',
+      null,
+    ];
+    const body = (batches: unknown[][], source = src) => ({
+      format: ACCESS_LOG_FORMAT,
+      resource: source.resource,
+      batches,
+    });
+    /** Request number → the seq its record was sent with. */
+    const seqOf = new Map<number, number>([
+      [1, 1],
+      [2, 1],
+      [3, 1],
+      [4, 2],
+    ]);
+    const good = body([
+      [1, record(1), record(2), record(3, 503)],
+      [2, record(4)],
+    ]);
+    // The same batches twice, as a source resends after a lost answer.
+    for (let round = 0; round < 2; round++) {
+      const r = await post(url, '/v1/access-logs', good);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+    }
+    type Found = { records: { recordId: string; source: string; record: Record<string, unknown> }[] };
+    const stored = async () => {
+      const found = await get<Found>(url, '/v1/logs?contains=/batch/');
+      assert.equal(found.status, 200);
+      return new Map(found.body.records.map((x) => [x.recordId, x]));
+    };
+    let byId = await stored();
+    assert.deepEqual(
+      [...byId.keys()].sort(),
+      [1, 2, 3, 4].map((i) => `frontend-5-abc-${i}`),
+    );
+    for (const [i, seq] of seqOf) {
+      const x = byId.get(`frontend-5-abc-${i}`);
+      assert.equal(x?.source, 'proxy/frontend-5@eu-west');
+      // The OTLP record of each, with its batch's seq.
+      assert.deepEqual(x?.record, accessLogToOtlp(seq, record(i, i === 3 ? 503 : 200) as AccessLogTuple));
+    }
+    assert.equal(byId.get('frontend-5-abc-3')?.record.severityText, 'ERROR');
+    assert.deepEqual((await get<Summary>(url, '/v1/summary')).body.stored, { spans: 0, points: 0, logs: 4 });
+    // Continuity counts seqs: two batches are two seqs received, whatever their records.
+    const continuity = async () => {
+      const c = (await get<Continuity>(url, '/v1/continuity')).body.sources;
+      assert.equal(c.length, 1);
+      assert.equal(c[0]?.source, 'proxy/frontend-5@eu-west');
+      return c[0];
+    };
+    let c = await continuity();
+    assert.equal(c?.received, 2);
+    assert.equal(c?.emitted, 2);
+    assert.equal(c?.gaps, 0);
+    // Duplicates are records: the four of the second post.
+    assert.equal(c?.duplicates, 4);
+    const text = await (await fetch(`${url}/metrics`)).text();
+    assert.match(
+      text,
+      /isthmus_collector_received_total\{region="eu-west",signal="logs",source="proxy\/frontend-5@eu-west"\} 4/,
+    );
+    assert.match(
+      text,
+      /isthmus_collector_duplicates_total\{region="eu-west",signal="logs",source="proxy\/frontend-5@eu-west"\} 4/,
+    );
+
+    // The record form is still taken from an earlier source, next to batches.
+    const v1 = await post(url, '/v1/access-logs', {
+      format: ACCESS_LOG_FORMAT_V1,
+      resource: src.resource,
+      records: [[4, ...record(6)]],
+    });
+    assert.equal(v1.status, 200, JSON.stringify(v1.body));
+    assert.equal((await post(url, '/v1/access-logs', body([[3, record(5), record(7)]]))).status, 200);
+    byId = await stored();
+    assert.equal(byId.size, 7);
+    assert.deepEqual(byId.get('frontend-5-abc-6')?.record, accessLogToOtlp(4, record(6) as AccessLogTuple));
+    assert.deepEqual(byId.get('frontend-5-abc-7')?.record, accessLogToOtlp(3, record(7) as AccessLogTuple));
+    c = await continuity();
+    assert.deepEqual([c?.received, c?.emitted, c?.gaps, c?.duplicates], [4, 4, 0, 4]);
+
+    // Malformed: 400 naming the batch, record and field; nothing of the body is stored.
+    const cases: [unknown, string][] = [
+      [
+        body([
+          [5, record(8)],
+          [6, record(9), record(10, '200')],
+        ]),
+        'batches[1][2][11] (status)',
+      ],
+      [body([[5, record(8)], [6]]), 'batches[1]'],
+      [body([[0, record(8)]]), 'batches[0][0]'],
+      [body([[5, [5, ...record(8)]]]), 'batches[0][1]'],
+      [{ format: ACCESS_LOG_FORMAT, resource: src.resource, records: [[5, ...record(8)]] }, 'batches'],
+      [{ ...body([[5, record(8)]]), format: 'isthmus.access-log/3' }, 'format'],
+    ];
+    for (const [bad, path] of cases) {
+      const r = await post(url, '/v1/access-logs', bad);
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.equal(r.body.path, path);
+      assert.equal(r.body.error, 'ISTHMUS_E_INVALID_VALUE');
+    }
+    assert.equal((await stored()).size, 7);
+    c = await continuity();
+    assert.deepEqual([c?.received, c?.emitted, c?.gaps, c?.duplicates], [4, 4, 0, 4]);
+    assert.deepEqual((await get<Summary>(url, '/v1/summary')).body.stored, { spans: 0, points: 0, logs: 7 });
   });
 
   it('keeps continuity across a restart: gaps, heartbeats, stale sources', async () => {

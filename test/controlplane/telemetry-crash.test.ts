@@ -28,7 +28,8 @@ const attr = (r: LogsAnswer['records'][number], key: string) =>
 /**
  * A real `isthmus proxy` sidecar with telemetry on is killed with SIGKILL while requests stream
  * through it, then restarted on the same telemetry data dir. Every request that completed well
- * before the kill (1 s, five default fsync intervals) has its access-log record in a real
+ * before the kill (1 s: five default fsync intervals, and a hundred access-log batch windows of
+ * 10 ms, the time a record may wait in memory before it is appended) has its access-log record in a real
  * `isthmus collector` once the restarted proxy has shipped, with no seq gap and no duplicate.
  */
 describe('proxy killed mid-stream with telemetry on', () => {

@@ -202,6 +202,12 @@ spec:
       collector.requests.filter((r) => r.path === p && r.status === 200 && r.body.includes('"/l0"'));
     assert.ok(carrying('/v1/access-logs').length >= 2, 'the sidecar and the gateway sent /l0 compact');
     assert.equal(carrying('/v1/logs').length, 0);
+    // In batches (format 2): every record of a batch carries the batch's seq.
+    for (const r of carrying('/v1/access-logs')) {
+      const b = JSON.parse(r.body) as { format: string; batches: unknown[][] };
+      assert.equal(b.format, 'isthmus.access-log/2');
+      assert.ok(b.batches.some((x) => x.slice(1).some((t) => (t as unknown[])[9] === '/l0')));
+    }
     const ids = logs.map((l) => l.attrs['isthmus.record_id']);
     assert.equal(new Set(ids).size, 10);
     const first = logs.find((l) => l.source === SIDECAR && l.attrs.path === '/l0');
@@ -279,6 +285,19 @@ spec:
     );
     assert.match(text, /isthmus_hop_requests_total\{[^}]*peer_region="eu-west"\} \d+/);
     assert.match(text, /isthmus_telemetry_backlog_records\{[^}]*\} \d+/);
+    // Signals handed to the source, records written to its log (a batch of access logs is one),
+    // and the bytes those took (each at least its 32-byte header).
+    const value = (name: string) => {
+      const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, 'm').exec(text);
+      assert.ok(m, `${name} in /metrics`);
+      return Number(m[1]);
+    };
+    const signals = value('isthmus_telemetry_signals');
+    const records = value('isthmus_telemetry_emitted_records');
+    const bytes = value('isthmus_telemetry_emitted_bytes');
+    assert.ok(records > 0, `${records} records`);
+    assert.ok(signals >= records, `${signals} signals, ${records} records`);
+    assert.ok(bytes >= 32 * records, `${bytes} bytes for ${records} records`);
   });
 
   it('passes `promtool check metrics` (needs promtool, Debian package prometheus)', async () => {
@@ -321,12 +340,10 @@ spec:
         assert.equal(s.ackedSeq, s.lastSeq, `${p.bootstrap.name}: everything shipped`);
       }
     }, 20_000);
-    // Dedupe on (source, seq) found nothing missing: seqs are dense per source.
+    // Nothing missing: seqs are dense per source (the access logs of a batch share one).
     for (const source of [SIDECAR, GATEWAY]) {
-      const seqs = collector.items
-        .filter((i) => i.source === source)
-        .map((i) => i.seq)
-        .sort((a, b) => a - b);
+      const seqs = collector.seqs(source);
+      assert.ok(seqs.length > 0);
       assert.deepEqual(
         seqs,
         Array.from({ length: seqs.length }, (_, i) => i + 1),

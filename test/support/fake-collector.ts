@@ -36,8 +36,9 @@ function flatAttrs(list: readonly OtlpAttribute[] | undefined): Record<string, u
 
 /**
  * A stand-in collector: answers the OTLP/HTTP JSON endpoints of docs/telemetry-wire.md, records
- * what it got, deduplicates on (source, seq) as the real one does, and can be told to fail
- * (`down`: 503 to everything) to script an outage.
+ * what it got, deduplicates as the real one does (a log record by its `isthmus.record_id` when it
+ * has one, since the access-log records of a batch share one seq; anything else on (source, seq)),
+ * and can be told to fail (`down`: 503 to everything) to script an outage.
  */
 export class FakeCollector {
   /** Answer every request 503 while true. */
@@ -98,7 +99,9 @@ export class FakeCollector {
     const source = String(res['isthmus.source']);
     const seq = attr(seqFrom, 'isthmus.seq');
     if (typeof seq !== 'number') throw new Error('missing isthmus.seq');
-    const key = `${source}#${seq}`;
+    const recordId =
+      signal === 'logs' ? attr(item.attributes as OtlpAttribute[], 'isthmus.record_id') : undefined;
+    const key = typeof recordId === 'string' ? `${source}#record:${recordId}` : `${source}#${seq}`;
     if (this.#seen.has(key)) {
       this.duplicates++;
       return;
@@ -130,6 +133,21 @@ export class FakeCollector {
             (sm.scope as Json | undefined)?.attributes as OtlpAttribute[],
           );
     else throw new Error(`unknown path ${path}`);
+  }
+
+  /** The distinct seqs received from `source`, ascending (records of one batch share theirs). */
+  seqs(source?: string): number[] {
+    const seqs = new Set(
+      this.items.filter((i) => source === undefined || i.source === source).map((i) => i.seq),
+    );
+    return [...seqs].sort((a, b) => a - b);
+  }
+
+  /** The compact access-log bodies the collector stored (answered 200), parsed. */
+  accessLogBodies(): { format: string; resource: Json; batches?: unknown[][]; records?: unknown[][] }[] {
+    return this.requests
+      .filter((r) => r.path === '/v1/access-logs' && r.status === 200)
+      .map((r) => JSON.parse(r.body) as { format: string; resource: Json; batches?: unknown[][] });
   }
 
   spans(): (Received & { attrs: Record<string, unknown> })[] {

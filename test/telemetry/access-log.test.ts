@@ -3,9 +3,11 @@ import { describe, it } from 'node:test';
 import {
   ACCESS_LOG_FIELDS,
   ACCESS_LOG_FORMAT,
+  ACCESS_LOG_FORMAT_V1,
   accessLogsToOtlp,
   accessLogToOtlp,
   checkAccessLog,
+  checkAccessLogBatch,
   type AccessLogTuple,
 } from '../../src/telemetry/access-log.js';
 import { msToNanos, OtlpError, parseLogs } from '../../src/telemetry/otlp.js';
@@ -83,10 +85,17 @@ const resource = {
     s('isthmus.zone', 'eu-west-a'),
   ],
 };
+/** A body of the one-record-per-seq form (`/1`): `records`, each `[seq, ...fields]`. */
 const body = (records: unknown[]): Record<string, unknown> => ({
-  format: ACCESS_LOG_FORMAT,
+  format: ACCESS_LOG_FORMAT_V1,
   resource,
   records,
+});
+/** A body of the batch form (`/2`): `batches`, each `[seq, record, record, …]`. */
+const batchBody = (batches: unknown[]): Record<string, unknown> => ({
+  format: ACCESS_LOG_FORMAT,
+  resource,
+  batches,
 });
 
 /** The OtlpError `f` throws (failing if it throws nothing or something else). */
@@ -234,7 +243,46 @@ describe('access-log records', () => {
     }
   });
 
-  it('turns a compact body into an OTLP logs body that parseLogs accepts, seq and record id intact', () => {
+  it('names the batch form as the format a source sends, and the record form as the earlier one', () => {
+    assert.equal(ACCESS_LOG_FORMAT, 'isthmus.access-log/2');
+    assert.equal(ACCESS_LOG_FORMAT_V1, 'isthmus.access-log/1');
+  });
+
+  it("turns a batch body into an OTLP logs body: every record of a batch with the batch's seq", () => {
+    const third = full();
+    third[0] = 'gw-eu-west-0a1b2c-8';
+    third[11] = 503;
+    const otlp = accessLogsToOtlp(
+      batchBody([
+        [5, full(), bare()],
+        [9, third],
+      ]),
+    );
+    const items = parseLogs(otlp);
+    assert.deepEqual(
+      items.map((x) => [x.seq, x.recordId, x.source, x.region, x.zone, x.timeNs]),
+      [
+        [5, 'gw-eu-west-0a1b2c-7', 'proxy/gw@eu-west', 'eu-west', 'eu-west-a', '1700000000012750000'],
+        [5, 'sc-1', 'proxy/gw@eu-west', 'eu-west', 'eu-west-a', '1700000000007000000'],
+        [9, 'gw-eu-west-0a1b2c-8', 'proxy/gw@eu-west', 'eu-west', 'eu-west-a', '1700000000012750000'],
+      ],
+    );
+    const rl = (otlp.resourceLogs as { resource: unknown; scopeLogs: { logRecords: unknown[] }[] }[])[0];
+    assert.equal((otlp.resourceLogs as unknown[]).length, 1);
+    assert.deepEqual(rl?.resource, resource);
+    assert.deepEqual(rl?.scopeLogs[0]?.logRecords, [
+      accessLogToOtlp(5, full()),
+      accessLogToOtlp(5, bare()),
+      accessLogToOtlp(9, third),
+    ]);
+    // No batches is a valid, empty OTLP body.
+    assert.deepEqual(parseLogs(accessLogsToOtlp(batchBody([]))), []);
+    // checkAccessLogBatch gives the seq and the records back, in order.
+    assert.deepEqual(checkAccessLogBatch([9, full(), bare()], 'b'), { seq: 9, tuples: [full(), bare()] });
+    assert.deepEqual(checkAccessLogBatch([1, bare()], 'b'), { seq: 1, tuples: [bare()] });
+  });
+
+  it('still takes the record form (format 1) of earlier sources, seq and record id intact', () => {
     const otlp = accessLogsToOtlp(
       body([
         [5, ...full()],
@@ -268,13 +316,18 @@ describe('access-log records', () => {
     const cases: [what: string, body: unknown, path: string][] = [
       ['not an object', [valid], ''],
       ['null', null, ''],
-      ['wrong format', { ...body([valid]), format: 'isthmus.access-log/2' }, 'format'],
+      ['unknown format', { ...body([valid]), format: 'isthmus.access-log/3' }, 'format'],
       ['no format', { resource, records: [valid] }, 'format'],
+      [
+        'format 1 with batches instead of records',
+        { ...body([]), records: undefined, batches: [] },
+        'records',
+      ],
       ['resource null', { ...body([valid]), resource: null }, 'resource'],
       ['resource an array', { ...body([valid]), resource: [] }, 'resource'],
       ['resource a string', { ...body([valid]), resource: 'frontend' }, 'resource'],
       ['records an object', { ...body([]), records: { 0: valid } }, 'records'],
-      ['records missing', { format: ACCESS_LOG_FORMAT, resource }, 'records'],
+      ['records missing', { format: ACCESS_LOG_FORMAT_V1, resource }, 'records'],
       ['a record not an array', body([valid, { seq: 2 }]), 'records[1]'],
       ['a record without its seq', body([full()]), 'records[0]'],
       ['a record too long', body([[...valid, 'extra']]), 'records[0]'],
@@ -315,6 +368,191 @@ describe('access-log records', () => {
       assert.equal(err.path, path, `${what}: ${err.message}`);
       assert.equal(err.code, 'ISTHMUS_E_INVALID_VALUE', what);
     }
+  });
+
+  it('refuses a malformed batch body, naming the batch, the record and the field', () => {
+    /** A record (no seq) with `patch` applied. */
+    const rec = (patch: (r: unknown[]) => void): unknown[] => {
+      const r: unknown[] = full();
+      patch(r);
+      return r;
+    };
+    const batch = (seq: unknown, ...records: unknown[]): unknown[] => [seq, ...records];
+    const ok = batch(1, full(), bare());
+    const cases: [what: string, body: unknown, path: string][] = [
+      ['not an object', [ok], ''],
+      ['batches missing', { format: ACCESS_LOG_FORMAT, resource }, 'batches'],
+      ['records instead of batches', { format: ACCESS_LOG_FORMAT, resource, records: [] }, 'batches'],
+      ['batches an object', { ...batchBody([]), batches: { 0: ok } }, 'batches'],
+      ['resource missing', { format: ACCESS_LOG_FORMAT, batches: [ok] }, 'resource'],
+      ['a batch not an array (second)', batchBody([ok, { seq: 2 }]), 'batches[1]'],
+      ['a batch a number', batchBody([7]), 'batches[0]'],
+      ['an empty batch: its seq only', batchBody([ok, [2]]), 'batches[1]'],
+      ['an empty array', batchBody([[]]), 'batches[0]'],
+      ['seq 0', batchBody([batch(0, full())]), 'batches[0][0]'],
+      ['seq negative', batchBody([batch(-4, full())]), 'batches[0][0]'],
+      ['seq fractional', batchBody([batch(1.5, full())]), 'batches[0][0]'],
+      ['seq a string', batchBody([batch('1', full())]), 'batches[0][0]'],
+      ['seq null', batchBody([batch(null, full())]), 'batches[0][0]'],
+      ['seq missing: records only', batchBody([[full(), bare()]]), 'batches[0][0]'],
+      // The record form inside a batch: a seq of its own makes 25 values.
+      ['a record with its own seq', batchBody([batch(1, [1, ...full()])]), 'batches[0][1]'],
+      ['a record a field short', batchBody([batch(1, full().slice(0, 23))]), 'batches[0][1]'],
+      ['a record a field too many', batchBody([batch(1, full(), [...bare(), 'extra'])]), 'batches[0][2]'],
+      ['a record not an array', batchBody([batch(1, full(), { recordId: 'x' })]), 'batches[0][2]'],
+      ['a record null', batchBody([batch(1, null)]), 'batches[0][1]'],
+      // The records spread into the batch instead of nested in it.
+      ['fields not nested', batchBody([[1, ...full()]]), 'batches[0][1]'],
+      [
+        'status a string in record 2 of batch 1',
+        batchBody([
+          ok,
+          batch(
+            2,
+            full(),
+            rec((r) => (r[11] = '200')),
+          ),
+        ]),
+        'batches[1][2][11] (status)',
+      ],
+      [
+        'recordId a number',
+        batchBody([
+          batch(
+            1,
+            rec((r) => (r[0] = 7)),
+          ),
+        ]),
+        'batches[0][1][0] (recordId)',
+      ],
+      [
+        'start a string',
+        batchBody([
+          batch(
+            1,
+            rec((r) => (r[1] = '1')),
+          ),
+        ]),
+        'batches[0][1][1] (startMs)',
+      ],
+      [
+        'duration negative',
+        batchBody([
+          batch(
+            1,
+            rec((r) => (r[2] = -1)),
+          ),
+        ]),
+        'batches[0][1][2] (durationMs)',
+      ],
+      [
+        'region null',
+        batchBody([
+          batch(
+            1,
+            rec((r) => (r[3] = null)),
+          ),
+        ]),
+        'batches[0][1][3] (region)',
+      ],
+      [
+        'route a number',
+        batchBody([
+          batch(
+            1,
+            rec((r) => (r[7] = 5)),
+          ),
+        ]),
+        'batches[0][1][7] (route)',
+      ],
+      [
+        'completed a string',
+        batchBody([
+          batch(
+            1,
+            rec((r) => (r[12] = 'yes')),
+          ),
+        ]),
+        'batches[0][1][12] (completed)',
+      ],
+      [
+        'attempts fractional',
+        batchBody([
+          batch(
+            1,
+            rec((r) => (r[13] = 1.5)),
+          ),
+        ]),
+        'batches[0][1][13] (attempts)',
+      ],
+      [
+        'trace id upper-case',
+        batchBody([
+          batch(
+            1,
+            bare(),
+            rec((r) => (r[18] = TRACE.toUpperCase())),
+          ),
+        ]),
+        'batches[0][2][18] (traceId)',
+      ],
+      [
+        'span id short',
+        batchBody([
+          batch(
+            1,
+            rec((r) => (r[19] = SPAN.slice(1))),
+          ),
+        ]),
+        'batches[0][1][19] (spanId)',
+      ],
+      [
+        'sampled a number',
+        batchBody([
+          batch(
+            1,
+            rec((r) => (r[20] = 1)),
+          ),
+        ]),
+        'batches[0][1][20] (sampled)',
+      ],
+      [
+        'userAgent missing',
+        batchBody([
+          batch(
+            1,
+            rec((r) => (r[23] = undefined)),
+          ),
+        ]),
+        'batches[0][1][23] (userAgent)',
+      ],
+      [
+        'end past the time range',
+        batchBody([
+          batch(
+            1,
+            rec((r) => ((r[1] = 8.64e15), (r[2] = 1))),
+          ),
+        ]),
+        'batches[0][1][1] (startMs)',
+      ],
+    ];
+    for (const [what, b, path] of cases) {
+      const err = refusal(() => accessLogsToOtlp(b));
+      assert.equal(err.path, path, `${what}: ${err.message}`);
+      assert.equal(err.code, 'ISTHMUS_E_INVALID_VALUE', what);
+    }
+    // The refusal of an unknown format names both forms a collector takes.
+    const err = refusal(() => accessLogsToOtlp({ ...batchBody([ok]), format: 'isthmus.access-log/3' }));
+    assert.equal(err.path, 'format');
+    assert.match(err.message, /isthmus\.access-log\/2/);
+    assert.match(err.message, /isthmus\.access-log\/1/);
+    // Called directly, the path given is the prefix of every path it names.
+    assert.equal(refusal(() => checkAccessLogBatch([3], 'b')).path, 'b');
+    assert.equal(
+      refusal(() => checkAccessLogBatch([3, rec((r) => (r[8] = null))], 'b')).path,
+      'b[1][8] (method)',
+    );
   });
 });
 

@@ -5,7 +5,14 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { seededRandom } from '../../src/core/random.js';
 import { ACCESS_LOG_FORMAT, accessLogToOtlp, type AccessLogTuple } from '../../src/telemetry/access-log.js';
-import { TelemetrySource, type TelemetrySourceOptions } from '../../src/telemetry/source.js';
+import {
+  encodeLog,
+  encodeSpan,
+  TelemetrySource,
+  type LogData,
+  type TelemetrySourceOptions,
+} from '../../src/telemetry/source.js';
+import { WriteAheadLog } from '../../src/telemetry/wal/index.js';
 import { FakeCollector } from '../support/fake-collector.js';
 import { eventually } from '../support/proxy-harness.js';
 
@@ -143,89 +150,279 @@ describe('TelemetrySource', () => {
     assert.equal(hb?.zone, 'eu-west-a');
     assert.equal(typeof hb?.sentAtMs, 'number');
     const st = s.stats();
+    assert.equal(st.signals, 4);
     assert.equal(st.emitted, 4);
     assert.equal(st.shipped, 4);
     assert.equal(st.backlogRecords, 0);
     assert.equal(st.shipFailures, 0);
   });
 
-  it('ships access-log records compact to /v1/access-logs, every seq arriving', async () => {
-    const s = await start();
-    const written = new Map<number, AccessLogTuple>();
-    let seq = 0;
-    for (let i = 0; i < 30; i++) {
-      if (i % 10 === 0) {
-        s.span(span(i));
-        seq++;
-      }
-      const t = accessLog(i);
-      s.accessLog(t);
-      written.set(++seq, t);
-    }
-    s.log({ timeMs: 1_700_000_000_000, body: 'plain', attributes: { 'isthmus.record_id': 'plain-1' } });
-    seq++;
-    assert.equal(await s.flush(5000), true);
-    assert.deepEqual(
-      collector.items.map((i) => i.seq).sort((a, b) => a - b),
-      Array.from({ length: seq }, (_, i) => i + 1),
-    );
-    assert.equal(collector.duplicates, 0);
-    // Access logs went compact; the plain log record (only it) went as OTLP.
-    const compact = collector.requests.filter((r) => r.path === '/v1/access-logs');
-    assert.ok(compact.length > 0);
-    assert.ok(collector.requests.every((r) => r.status === 200));
-    const sent = compact.flatMap((r) => {
-      const b = JSON.parse(r.body) as {
-        format: string;
-        resource: { attributes: unknown[] };
-        records: unknown[][];
-      };
+  /** The batches of every compact access-log body the collector took, in the order they came. */
+  const sentBatches = (): unknown[][] =>
+    collector.accessLogBodies().flatMap((b) => {
       assert.equal(b.format, ACCESS_LOG_FORMAT);
+      assert.equal(b.records, undefined, 'no format-1 records in a format-2 body');
       assert.ok(
         JSON.stringify(b.resource.attributes).includes('"proxy/test@eu-west"'),
         'the resource names the source',
       );
-      return b.records;
+      return b.batches ?? [];
     });
-    assert.deepEqual(
-      sent,
-      [...written].map(([seq, t]) => [seq, ...t]),
+  /** Bytes a record of this payload takes in the log: its header (32 bytes) and the payload. */
+  const recordBytes = (payload: string) => 32 + Buffer.byteLength(payload);
+
+  it('gathers the access logs of one window into one log record: one seq, one batch on the wire', async () => {
+    const s = await start();
+    const tuples: AccessLogTuple[] = [];
+    const spans = [];
+    for (let i = 0; i < 30; i++) {
+      if (i % 10 === 0) {
+        spans.push(span(i));
+        s.span(span(i));
+      }
+      const t = accessLog(i);
+      s.accessLog(t);
+      tuples.push(t);
+    }
+    const plain: LogData = {
+      timeMs: 1_700_000_000_000,
+      body: 'plain',
+      attributes: { 'isthmus.record_id': 'plain-1' },
+    };
+    s.log(plain);
+    // Spans and the plain log went to the log at once (seqs 1..4); the access logs wait together.
+    assert.equal(s.stats().emitted, 4);
+    assert.equal(s.wal.stats().lastSeq, 4);
+    assert.equal(s.stats().signals, 34);
+    assert.equal(await s.flush(5000), true);
+    const st = s.stats();
+    assert.equal(st.signals, 34, 'spans, the log record and every access-log record');
+    assert.equal(st.emitted, 5, 'three spans, one log record, ONE record for 30 access logs');
+    assert.equal(st.shipped, 5);
+    assert.equal(st.lastSeq, 5);
+    assert.equal(st.shipFailures, 0);
+    assert.equal(st.appendFailures, 0);
+    // What the log took, to the byte: a header and a payload per record, the batch as one.
+    assert.equal(
+      st.emittedBytes,
+      spans.reduce((n, x) => n + recordBytes(`T${encodeSpan(x)}`), 0) +
+        recordBytes(`L${encodeLog(plain)}`) +
+        recordBytes(`B${JSON.stringify(tuples)}`),
     );
+    assert.deepEqual(collector.seqs(), [1, 2, 3, 4, 5]);
+    assert.equal(collector.duplicates, 0);
+    assert.ok(collector.requests.every((r) => r.status === 200));
+    // On the wire: one batch, its seq first, then the 30 records in the order they were written.
+    assert.deepEqual(sentBatches(), [[5, ...tuples]]);
     const otlpLogs = collector.requests.filter((r) => r.path === '/v1/logs');
     assert.equal(otlpLogs.length, 1);
     assert.ok(otlpLogs[0]?.body.includes('"plain-1"'));
     assert.ok(!otlpLogs[0]?.body.includes('rec-'));
-    // What the collector made of them is the OTLP record of each.
-    for (const l of collector.logs()) {
-      const t = written.get(l.seq);
-      if (t) assert.deepEqual(l.item, accessLogToOtlp(l.seq, t));
+    // What the collector made of them is the OTLP record of each, all with the batch's seq.
+    const logs = collector.logs();
+    assert.equal(logs.length, 31);
+    const access = logs.filter((l) => String(l.attrs.recordId).startsWith('rec-'));
+    assert.deepEqual(
+      access.map((l) => l.item),
+      tuples.map((t) => accessLogToOtlp(5, t)),
+    );
+    assert.equal(logs.find((l) => l.attrs['isthmus.record_id'] === 'plain-1')?.seq, 4);
+  });
+
+  it('appends a batch at once when accessLogBatchRecords are waiting', async () => {
+    // A window that never ends in this test: only the count (and the flush) append.
+    const s = await start({ accessLogBatchRecords: 4, accessLogBatchMs: 600_000 });
+    const tuples = Array.from({ length: 10 }, (_, i) => accessLog(i));
+    const emittedAfter: number[] = [];
+    for (const t of tuples) {
+      s.accessLog(t);
+      emittedAfter.push(s.stats().emitted);
     }
-    assert.equal(collector.logs().length, 31);
+    assert.deepEqual(emittedAfter, [0, 0, 0, 1, 1, 1, 1, 2, 2, 2]);
+    assert.equal(s.wal.stats().lastSeq, 2);
+    assert.equal(s.stats().signals, 10);
+    // The last two wait for the window, or a flush.
+    assert.equal(await s.flush(5000), true);
+    assert.equal(s.stats().emitted, 3);
+    assert.deepEqual(sentBatches(), [
+      [1, ...tuples.slice(0, 4)],
+      [2, ...tuples.slice(4, 8)],
+      [3, ...tuples.slice(8)],
+    ]);
+    assert.equal(collector.logs().length, 10);
+    assert.equal(s.stats().shipped, 3);
+  });
+
+  it('appends what is gathered once accessLogBatchMs have passed, with no flush', async () => {
+    const windowMs = 200;
+    const s = await start({ accessLogBatchMs: windowMs });
+    const first = [accessLog(0), accessLog(1), accessLog(2)];
+    const t0 = Date.now();
+    for (const t of first) s.accessLog(t);
+    await new Promise((r) => setTimeout(r, 40));
+    assert.equal(s.stats().emitted, 0, 'still inside the window');
+    assert.equal(s.wal.stats().lastSeq, 0);
+    // Shipped by the loop alone once the timer appended the batch.
+    await eventually(() => assert.equal(collector.logs().length, 3), 5000);
+    const elapsed = Date.now() - t0;
+    assert.ok(elapsed >= windowMs - 5, `appended after ${elapsed} ms, not before the window`);
+    assert.equal(s.stats().emitted, 1);
+    // A new window for what comes next.
+    const second = [accessLog(3), accessLog(4)];
+    for (const t of second) s.accessLog(t);
+    assert.equal(s.stats().emitted, 1);
+    await eventually(() => assert.equal(collector.logs().length, 5), 5000);
+    assert.equal(s.stats().emitted, 2);
+    assert.deepEqual(sentBatches(), [
+      [1, ...first],
+      [2, ...second],
+    ]);
+    assert.deepEqual(
+      collector.logs().map((l) => [l.attrs.recordId, l.seq]),
+      [
+        ['rec-0', 1],
+        ['rec-1', 1],
+        ['rec-2', 1],
+        ['rec-3', 2],
+        ['rec-4', 2],
+      ],
+    );
+  });
+
+  it('appends what is gathered at close: it is in the log, and shipped after the restart', async () => {
+    let s = await start({ collectorUrl: undefined, accessLogBatchMs: 600_000 });
+    const tuples = Array.from({ length: 5 }, (_, i) => accessLog(i));
+    for (const t of tuples) s.accessLog(t);
+    assert.equal(s.stats().emitted, 0);
+    await s.close();
+    open.length = 0;
+    assert.equal(s.stats().emitted, 1);
+    // After close, an access log is refused and counted, never thrown or kept.
+    s.accessLog(accessLog(99));
+    assert.equal(s.stats().appendFailures, 1);
+    assert.equal(s.stats().signals, 5);
+
+    // The log holds one record: tag B and the five records, in order.
+    const wal = await WriteAheadLog.open({ dir, segmentBytes: 64 * 1024, maxBytes: 4 * 1024 * 1024 });
+    try {
+      const records = await wal.readBatch(1, 100, 1024 * 1024);
+      assert.deepEqual(
+        records.map((r) => [r.seq, r.payload.toString('utf8', 0, 1)]),
+        [[1, 'B']],
+      );
+      assert.deepEqual(JSON.parse((records[0] as { payload: Buffer }).payload.toString('utf8', 1)), tuples);
+    } finally {
+      await wal.close();
+    }
+
+    s = await start();
+    assert.equal(await s.flush(5000), true);
+    assert.deepEqual(sentBatches(), [[1, ...tuples]]);
+    assert.deepEqual(
+      collector.logs().map((l) => l.item),
+      tuples.map((t) => accessLogToOtlp(1, t)),
+    );
+  });
+
+  it('splits a batch too large for one record of a small log, losing nothing', async () => {
+    const s = await start({
+      buffer: { fsyncIntervalMs: 5, segmentBytes: 4096, maxBytes: 4 * 1024 * 1024 },
+      accessLogBatchMs: 600_000,
+    });
+    const max = s.wal.maxPayloadBytes;
+    // 128 records (the default count) are several times what one record may hold.
+    const tuples = Array.from({ length: 128 }, (_, i) => accessLog(i));
+    const bytes = Buffer.byteLength(JSON.stringify(tuples));
+    assert.ok(bytes > 4 * max, `${bytes} bytes`);
+    for (const t of tuples) s.accessLog(t);
+    const st = s.stats();
+    assert.ok(st.emitted >= 4, `split into ${st.emitted} records`);
+    assert.equal(st.appendFailures, 0);
+    assert.equal(st.dropped.full.records, 0);
+    assert.equal(st.signals, 128);
+    assert.equal(await s.flush(10_000), true);
+    const records = await s.wal.readBatch(1, 1000, 1024 * 1024);
+    assert.equal(records.length, 0, 'everything acked');
+    const batches = sentBatches();
+    assert.equal(batches.length, st.emitted);
+    // Every part fits, seqs are dense and in order, and the records come back whole and in order.
+    assert.deepEqual(
+      batches.map((b) => b[0]),
+      Array.from({ length: st.emitted }, (_, i) => i + 1),
+    );
+    for (const b of batches) {
+      assert.ok(b.length > 1, 'no empty part');
+      assert.ok(Buffer.byteLength(JSON.stringify(b.slice(1))) + 1 <= max, 'each part fits one record');
+    }
+    assert.deepEqual(
+      batches.flatMap((b) => b.slice(1)),
+      tuples,
+    );
+    // Halved until each part fits (some 31 KB in parts of at most 4 KB: eighths), not one record a part.
+    assert.deepEqual(
+      batches.map((b) => b.length - 1),
+      [16, 16, 16, 16, 16, 16, 16, 16],
+    );
+    assert.equal(collector.logs().length, 128);
+    assert.equal(collector.duplicates, 0);
+  });
+
+  /** Appends `A` records (one access log each, as sources before batches wrote them) to the log in `dir`. */
+  const writeLegacy = async (tuples: AccessLogTuple[]) => {
+    const wal = await WriteAheadLog.open({ dir, segmentBytes: 64 * 1024, maxBytes: 4 * 1024 * 1024 });
+    for (const t of tuples) await wal.append(Buffer.from(`A${JSON.stringify(t)}`), Date.now());
+    await wal.sync();
+    await wal.close();
+  };
+
+  it('ships an access log written one to a record by an earlier version as a batch of one', async () => {
+    const legacy = [accessLog(0), accessLog(1)];
+    await writeLegacy(legacy);
+    const s = await start();
+    const fresh = [accessLog(2), accessLog(3), accessLog(4)];
+    for (const t of fresh) s.accessLog(t);
+    assert.equal(await s.flush(5000), true);
+    assert.deepEqual(sentBatches(), [
+      [1, legacy[0]],
+      [2, legacy[1]],
+      [3, ...fresh],
+    ]);
+    assert.deepEqual(
+      collector.logs().map((l) => [l.attrs.recordId, l.seq]),
+      [
+        ['rec-0', 1],
+        ['rec-1', 2],
+        ['rec-2', 3],
+        ['rec-3', 3],
+        ['rec-4', 3],
+      ],
+    );
+    assert.deepEqual(collector.logs()[1]?.item, accessLogToOtlp(2, legacy[1] as AccessLogTuple));
+    assert.equal(s.stats().shipped, 3);
     assert.equal(s.stats().shipFailures, 0);
-    assert.equal(s.stats().shipped, seq);
   });
 
   it('sends access logs as OTLP to /v1/logs, at once and for good, when the collector answers 404', async () => {
     collector.accessLogs = false;
+    // One access log from an earlier version already in the log: converted as well.
+    const legacy = accessLog(100);
+    await writeLegacy([legacy]);
     // A switch counted as a failure would wait out this backoff, and the flush below would time out.
     const s = await start({ backoffBaseMs: 10_000, backoffMaxMs: 10_000 });
-    const written = new Map<number, AccessLogTuple>();
-    let seq = 0;
+    const written: [seq: number, t: AccessLogTuple][] = [[1, legacy]];
+    // Twenty access logs in one window with a span among them: the span is seq 2, the batch 3.
     for (let i = 0; i < 20; i++) {
-      if (i === 10) {
-        s.span(span(i));
-        seq++;
-      }
+      if (i === 10) s.span(span(i));
       const t = accessLog(i);
       s.accessLog(t);
-      written.set(++seq, t);
+      written.push([3, t]);
     }
     assert.equal(await s.flush(2000), true);
     // Once more after the switch: straight to /v1/logs.
     for (let i = 20; i < 25; i++) {
       const t = accessLog(i);
       s.accessLog(t);
-      written.set(++seq, t);
+      written.push([4, t]);
     }
     assert.equal(await s.flush(2000), true);
 
@@ -239,24 +436,27 @@ describe('TelemetrySource', () => {
     assert.equal(exported[0]?.path, '/v1/access-logs');
     assert.ok(exported.slice(1).every((r) => r.status === 200 && r.path !== '/v1/access-logs'));
     assert.ok(exported.filter((r) => r.path === '/v1/logs').length >= 2);
-    assert.deepEqual(
-      collector.items.map((i) => i.seq).sort((a, b) => a - b),
-      Array.from({ length: seq }, (_, i) => i + 1),
-    );
+    assert.deepEqual(collector.seqs(), [1, 2, 3, 4]);
     assert.equal(collector.duplicates, 0);
+    // Every record of every batch, each with its batch's seq, in order.
     const logs = collector.logs();
-    assert.equal(logs.length, written.size);
-    for (const l of logs) {
-      const t = written.get(l.seq);
-      assert.ok(t, `seq ${l.seq} is an access log`);
+    assert.deepEqual(
+      logs.map((l) => [l.seq, l.attrs.recordId]),
+      written.map(([seq, t]) => [seq, t[0]]),
+    );
+    for (const [k, l] of logs.entries()) {
+      const [seq, t] = written[k] as [number, AccessLogTuple];
       // Attributes (types and order), severity, body, ids and times as the collector would make them.
-      assert.deepEqual(l.item, accessLogToOtlp(l.seq, t));
+      assert.deepEqual(l.item, accessLogToOtlp(seq, t));
       assert.equal(l.resource['isthmus.source'], 'proxy/test@eu-west');
     }
     assert.equal(logs.find((l) => l.attrs.recordId === 'rec-1')?.attrs.path, '/a1?q="é"');
     const st = s.stats();
     assert.equal(st.shipFailures, 0);
-    assert.equal(st.shipped, seq);
+    // Shipped: the earlier version's record too; emitted: only what this source wrote.
+    assert.equal(st.shipped, 4);
+    assert.equal(st.emitted, 3);
+    assert.equal(st.signals, 26);
     assert.equal(st.backlogRecords, 0);
   });
 
@@ -335,6 +535,7 @@ describe('TelemetrySource', () => {
     }
     await s.wal.sync();
     const st = s.stats();
+    assert.equal(st.signals, 4000);
     assert.equal(st.emitted, 4000);
     assert.ok(st.dropped.full.records > 0, 'drops are counted');
     // The log counts refused appends among its drops: every record is shipped, waiting or counted.

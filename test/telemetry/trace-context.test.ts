@@ -12,6 +12,7 @@ import {
   newSpanId,
   newTraceId,
   nextTraceparent,
+  nextTraceparentHeader,
   parseOt,
   parseTraceparent,
   parseTracestate,
@@ -183,6 +184,20 @@ describe('traceparent', () => {
     assert.equal(nextTraceparent(TRACE, PARENT, false, 0x01).flags, 0);
     assert.equal(nextTraceparent(TRACE, PARENT, true, 0x02).flags, 0x03);
     assert.equal(nextTraceparent(TRACE, PARENT, false, 0x03).flags, TRACE_FLAG_RANDOM);
+  });
+
+  it('formats the next traceparent on the request path as formatTraceparent would', () => {
+    const random = seededRandom(5);
+    for (const parentFlags of [undefined, 0x00, 0x01, 0x02, 0x03, 0xff])
+      for (const sampled of [true, false]) {
+        const traceId = newTraceId(random);
+        const spanId = newSpanId(random);
+        assert.equal(
+          nextTraceparentHeader(traceId, spanId, sampled, parentFlags),
+          formatTraceparent(nextTraceparent(traceId, spanId, sampled, parentFlags)),
+        );
+      }
+    assert.equal(nextTraceparentHeader(TRACE, PARENT, true), `00-${TRACE}-${PARENT}-03`);
   });
 });
 
