@@ -817,6 +817,7 @@ export class TelemetrySource {
     const target = this.wal.stats().lastSeq;
     while (this.#checkpointedSeq < target) {
       if (Date.now() >= until || this.#closing) return false;
+      this.wal.checkpointNow();
       await new Promise((r) => setTimeout(r, 10));
     }
     return true;

@@ -880,12 +880,12 @@ export class WriteAheadLog {
 
   /** Writes checkpoints until the latest ack is in one; deletes acked segments after each. */
   async #checkpointLoop(): Promise<void> {
-    let first = true;
     while (this.#checkpointedSeq < this.#ackedSeq) {
       // Back-to-back acks (a shipper that does not wait for them) share a checkpoint at most
-      // every CHECKPOINT_SPACING_MS: each is a file write, two fsyncs and a rename.
-      if (!first) await this.#checkpointSpacing();
-      first = false;
+      // every fsync interval (and CHECKPOINT_SPACING_MS): each is a file write, two fsyncs and a
+      // rename, and a checkpoint that is late only means that a crash resends what the collector
+      // already has (it drops the duplicates).
+      await this.#checkpointSpacing();
       const seq = this.#ackedSeq;
       const deletions = this.#toDelete.splice(0);
       try {
@@ -897,6 +897,7 @@ export class WriteAheadLog {
         return;
       }
       this.#checkpointedSeq = seq;
+      this.#lastCheckpointMonoMs = this.#clock.monotonicMs();
       // Deleted after the checkpoint: a crash in between leaves acked segments, which open deletes.
       await Promise.all(deletions.map((segment) => this.#deleteFile(segment)));
       this.#checkpointWaiters = this.#checkpointWaiters.filter((w) => {
@@ -908,11 +909,26 @@ export class WriteAheadLog {
   }
 
   #wakeCheckpoint: (() => void) | undefined;
+  /** When the last checkpoint was written (monotonic ms); undefined before the first. */
+  #lastCheckpointMonoMs: number | undefined;
 
+  /**
+   * Writes the next checkpoint without waiting out the spacing between checkpoints: for a caller
+   * that waits for its acks to be durable (a flush before exit).
+   */
+  checkpointNow(): void {
+    this.#wakeCheckpoint?.();
+  }
+
+  /** Waits until the spacing since the last checkpoint has passed (at once for the first one). */
   #checkpointSpacing(): Promise<void> {
-    if (this.#closing) return Promise.resolve();
+    const last = this.#lastCheckpointMonoMs;
+    if (this.#closing || last === undefined) return Promise.resolve();
+    const waitMs =
+      last + Math.max(CHECKPOINT_SPACING_MS, this.fsyncIntervalMs) - this.#clock.monotonicMs();
+    if (waitMs <= 0) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(done, CHECKPOINT_SPACING_MS);
+      const timer = setTimeout(done, waitMs);
       function done(): void {
         clearTimeout(timer);
         resolve();

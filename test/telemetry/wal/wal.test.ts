@@ -214,6 +214,31 @@ describe('telemetry write-ahead log', () => {
     await wal.close();
   });
 
+  it('writes checkpoints for back-to-back acks at most once per fsync interval, unless asked now', async () => {
+    const dir = await dirs.make();
+    const wal = await WriteAheadLog.open({ dir, ...small, fsyncIntervalMs: 400 });
+    await appendMany(wal, 10);
+    await wal.sync();
+    const checkpointed = async () =>
+      (JSON.parse(await readFile(path.join(dir, 'wal.checkpoint'), 'utf8')) as { ackedSeq: number }).ackedSeq;
+    // The first ack is checkpointed at once; the next ones wait for the interval, together.
+    await wal.ack(1);
+    assert.equal(await checkpointed(), 1);
+    const second = wal.ack(2);
+    const third = wal.ack(3);
+    assert.equal(await settlesWithin(third, 150), false, 'a checkpoint only 150 ms after the last one');
+    assert.equal(await checkpointed(), 1);
+    await Promise.all([second, third]);
+    assert.equal(await checkpointed(), 3);
+    // checkpointNow ends the wait.
+    const fourth = wal.ack(4);
+    await new Promise((r) => setTimeout(r, 20));
+    wal.checkpointNow();
+    assert.equal(await settlesWithin(fourth, 150), true, 'checkpointNow did not end the wait');
+    assert.equal(await checkpointed(), 4);
+    await wal.close();
+  });
+
   it('refuses a second open of the same folder and bad options', async () => {
     const dir = await dirs.make();
     const wal = await WriteAheadLog.open({ dir, ...small });
