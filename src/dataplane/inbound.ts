@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { ProxyRequest, ProxyResponse } from '../protocol/http1/server.js';
 import type { Clock } from '../core/clock.js';
 import { isIsthmusError } from '../core/errors.js';
+import { randomUuid } from '../core/uuid.js';
 import type { Endpoint } from './endpoint.js';
 import { appendHeader, endToEnd, first, forwardedFor, H, SAFE_METHODS } from './http/headers.js';
 import { relay } from './http/relay.js';
@@ -62,7 +62,7 @@ export async function serveInbound(
   const path = req.url ?? '/';
   const labels = { service: ctx.service };
   ctx.stats.inc('isthmus_inbound_requests_total', 'Requests received for the local app.', labels);
-  const requestId = first(req.headers[H.requestId]) ?? randomUUID();
+  const requestId = first(req.headers[H.requestId]) ?? randomUuid();
   const now = ctx.clock.monotonicMs();
 
   let budgetMs = ctx.defaultTimeoutMs;

@@ -1,10 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
 import { FullJitterBackoff } from '../core/backoff.js';
 import type { Clock } from '../core/clock.js';
 import { followStream } from '../core/stream-events.js';
 import type { Random } from '../core/random.js';
+import { randomUuid } from '../core/uuid.js';
 import { formatLocality, type Locality } from '../model/locality.js';
 import type { Balancer, Destination, Picked } from './destination.js';
 import type { FailureKind } from './endpoint.js';
@@ -161,7 +161,7 @@ export async function serveOutbound(
   if (outcome) outcome.route = labels.route;
   dest.counter(stats, 'isthmus_requests_total', 'Requests received per destination and route.', labels).inc();
 
-  const requestId = first(req.headers[H.requestId]) ?? randomUUID();
+  const requestId = first(req.headers[H.requestId]) ?? randomUuid();
   const start = clock.monotonicMs();
   let deadline = start + policy.overallMs;
   const inherited = ctx.inheritedDeadline(requestId);

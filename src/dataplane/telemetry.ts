@@ -1,7 +1,8 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { ProxyRequest, ProxyResponse } from '../protocol/http1/server.js';
 import type { Clock } from '../core/clock.js';
 import { fastRandom, type Random } from '../core/random.js';
+import { randomUuid } from '../core/uuid.js';
 import type { Locality } from '../model/locality.js';
 import type { EffectiveTelemetry } from '../model/settings.js';
 import {
@@ -191,7 +192,7 @@ export class ProxyTelemetry {
     headers.traceparent = nextTraceparentHeader(traceId, spanId, decision.sampled, parent?.flags);
     let requestId = headers[H.requestId];
     if (typeof requestId !== 'string') {
-      requestId = randomUUID();
+      requestId = randomUuid();
       headers[H.requestId] = requestId;
     }
     const outcome = withOutcome ? newHopOutcome() : undefined;
