@@ -184,10 +184,27 @@ const SCOPE = '{"name":"isthmus"}';
 
 const KIND: Record<SpanKind, number> = { internal: 1, server: 2, client: 3 };
 
-function attributeValue(v: AttributeValue): string {
-  if (typeof v === 'string') return `{"stringValue":${JSON.stringify(v)}}`;
-  if (typeof v === 'boolean') return `{"boolValue":${v}}`;
-  return Number.isInteger(v) ? `{"intValue":"${v}"}` : `{"doubleValue":${Number.isFinite(v) ? v : 0}}`;
+/** An attribute value as OTLP JSON, with the closing brace of its attribute. */
+function attributeValueEnd(v: AttributeValue): string {
+  if (typeof v === 'string') return `{"stringValue":${JSON.stringify(v)}}}`;
+  if (typeof v === 'boolean') return `{"boolValue":${v}}}`;
+  return Number.isInteger(v) ? `{"intValue":"${v}"}}` : `{"doubleValue":${Number.isFinite(v) ? v : 0}}}`;
+}
+
+/**
+ * `{"key":…,"value":` by key: keys are few (the code's own), and every span and log record
+ * repeats them. Bounded, should a caller make keys up as it goes.
+ */
+const KEY_HEADS = new Map<string, string>();
+const MAX_KEY_HEADS = 1000;
+
+function keyHead(key: string): string {
+  let head = KEY_HEADS.get(key);
+  if (head === undefined) {
+    head = `{"key":${JSON.stringify(key)},"value":`;
+    if (KEY_HEADS.size < MAX_KEY_HEADS) KEY_HEADS.set(key, head);
+  }
+  return head;
 }
 
 /** The inside of an OTLP attribute list (no brackets). */
@@ -196,7 +213,7 @@ export function encodeAttributes(attributes: Attributes): string {
   for (const key in attributes) {
     const v = attributes[key];
     if (v === undefined) continue;
-    out += `${out === '' ? '' : ','}{"key":${JSON.stringify(key)},"value":${attributeValue(v)}}`;
+    out += (out === '' ? '' : ',') + keyHead(key) + attributeValueEnd(v);
   }
   return out;
 }
