@@ -560,11 +560,11 @@ export const TelemetrySettings = Section('Telemetry settings.', {
         description: 'Size of one segment file.',
       }),
       fsyncInterval: Duration({
-        default: '200ms',
+        default: '500ms',
         min: '1ms',
         max: '10s',
         description:
-          'Longest time a written signal waits before it is fsynced; appends are written every 10 ms, so a crash may lose up to this plus 10 ms.',
+          'Longest time a written signal waits before it is fsynced (acks are checkpointed as often); appends are written every 10 ms and a proxy gathers its access-log records for up to 10 ms before that, so a crash of the machine may lose up to this plus 20 ms, and a crash of the process up to 20 ms.',
       }),
       whenFull: OneOf(['drop-oldest', 'block'] as const, {
         default: 'drop-oldest',
