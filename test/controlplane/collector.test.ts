@@ -21,6 +21,36 @@ import {
 
 const ALLOWED = ['timestamp', 'recordId', 'region', 'status', 'route'];
 
+/** The 24 fields of a compact access-log record of request `i` (no seq). */
+function accessLogFields(recordId: string, i: number, path: string, status: unknown): unknown[] {
+  return [
+    recordId,
+    1_700_000_000_000 + i,
+    2.5,
+    'eu-west',
+    'eu-west-a',
+    'frontend',
+    'outbound',
+    'orders',
+    'GET',
+    path,
+    'catalog',
+    status,
+    true,
+    1,
+    'eu-west/eu-west-a',
+    null,
+    null,
+    null,
+    traceIdOf(i),
+    spanIdOf(i),
+    true,
+    `req-${i}`,
+    '203.0.113.7',
+    null,
+  ];
+}
+
 describe('telemetry collector', () => {
   const { start, stop } = collectorHarness('isthmus-collector-', { logFieldsAllowedOut: ALLOWED });
 
@@ -245,30 +275,7 @@ describe('telemetry collector', () => {
     const src = new TestSource('proxy/frontend-3@eu-west', 'eu-west');
     const record = (i: number, status: unknown = 200): unknown[] => [
       i,
-      `frontend-3-abc-${i}`,
-      1_700_000_000_000 + i,
-      2.5,
-      'eu-west',
-      'eu-west-a',
-      'frontend',
-      'outbound',
-      'orders',
-      'GET',
-      `/compact/${i}`,
-      'catalog',
-      status,
-      true,
-      1,
-      'eu-west/eu-west-a',
-      null,
-      null,
-      null,
-      traceIdOf(i),
-      spanIdOf(i),
-      true,
-      `req-${i}`,
-      '203.0.113.7',
-      null,
+      ...accessLogFields(`frontend-3-abc-${i}`, i, `/compact/${i}`, status),
     ];
     const body = (records: unknown[][], source = src) => ({
       format: ACCESS_LOG_FORMAT_V1,
@@ -344,32 +351,8 @@ describe('telemetry collector', () => {
     const { url } = await start('access-log-batches');
     const src = new TestSource('proxy/frontend-5@eu-west', 'eu-west');
     /** An access-log record (no seq) of request `i`. */
-    const record = (i: number, status: unknown = 200): unknown[] => [
-      `frontend-5-abc-${i}`,
-      1_700_000_000_000 + i,
-      2.5,
-      'eu-west',
-      'eu-west-a',
-      'frontend',
-      'outbound',
-      'orders',
-      'GET',
-      `/batch/${i}`,
-      'catalog',
-      status,
-      true,
-      1,
-      'eu-west/eu-west-a',
-      null,
-      null,
-      null,
-      traceIdOf(i),
-      spanIdOf(i),
-      true,
-      `req-${i}`,
-      '203.0.113.7',
-      null,
-    ];
+    const record = (i: number, status: unknown = 200): unknown[] =>
+      accessLogFields(`frontend-5-abc-${i}`, i, `/batch/${i}`, status);
     const body = (batches: unknown[][], source = src) => ({
       format: ACCESS_LOG_FORMAT,
       resource: source.resource,
