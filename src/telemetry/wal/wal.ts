@@ -924,8 +924,7 @@ export class WriteAheadLog {
   #checkpointSpacing(): Promise<void> {
     const last = this.#lastCheckpointMonoMs;
     if (this.#closing || last === undefined) return Promise.resolve();
-    const waitMs =
-      last + Math.max(CHECKPOINT_SPACING_MS, this.fsyncIntervalMs) - this.#clock.monotonicMs();
+    const waitMs = last + Math.max(CHECKPOINT_SPACING_MS, this.fsyncIntervalMs) - this.#clock.monotonicMs();
     if (waitMs <= 0) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(done, waitMs);
