@@ -41,6 +41,7 @@ import type { Histogram, Stats } from './stats.js';
 export const LATENCY_BOUNDS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
 /** Past this many (service, peer region) series, new combinations are counted under `other`. */
 const MAX_SERIES = 1000;
+const OTHER = 'other';
 
 export type HopKind = 'server' | 'client';
 
@@ -224,7 +225,9 @@ export class ProxyTelemetry {
     let byPeer = this.#series.get(service);
     let h = byPeer?.get(peerRegion);
     if (h) return h;
-    if (this.#seriesCount >= MAX_SERIES) return this.#handles('other', 'other');
+    // Past the bound, new combinations share one series (made even then, once).
+    if (this.#seriesCount >= MAX_SERIES && !(service === OTHER && peerRegion === OTHER))
+      return this.#handles(OTHER, OTHER);
     const labels = { service, peer_region: peerRegion };
     h = {
       service,
@@ -338,7 +341,7 @@ export class ProxyTelemetry {
 
   /** Writes one metrics batch (cumulative since start) to the pipeline. */
   exportMetrics(): void {
-    if (this.#seriesCount === 0) return;
+    if (this.#series.size === 0) return;
     const now = this.#clock.now();
     const start = this.#startWallMs;
     const points: MetricPoint[] = [];
