@@ -206,7 +206,7 @@ interface VariantResult extends RoundResult {
   /** req/s of every round, in order; the figures above are from the median round. */
   roundsRps: number[];
   /** Signals per second of every round (empty with telemetry off). */
-  roundsEmittedPerSec: number[];
+  roundsSignalsPerSec: number[];
   /** The proxy's CPU per request of every round, µs, and their median. */
   roundsCpuUsPerRequest: number[];
   medianCpuUsPerRequest: number;
@@ -568,7 +568,7 @@ function formatReport(
     for (const v of variants)
       out.push(
         `  ${v.label.padEnd(30)}  ${v.roundsRps.join(' / ')};  ${v.roundsCpuUsPerRequest.join(' / ')}` +
-          (v.telemetry ? `;  ${v.roundsEmittedPerSec.map((x) => Math.round(x)).join(' / ')}` : ''),
+          (v.telemetry ? `;  ${v.roundsSignalsPerSec.map((x) => Math.round(x)).join(' / ')}` : ''),
       );
   }
   for (const v of variants) {
@@ -621,7 +621,7 @@ function summarise(variant: Variant, rounds: readonly RoundResult[]): VariantRes
     ...median,
     peakRssBytes: Math.max(...rounds.map((r) => r.peakRssBytes)),
     roundsRps: rounds.map((r) => Math.round(r.wrk.requestsPerSec)),
-    roundsEmittedPerSec: variant.telemetry ? rounds.map((r) => r.telemetry?.signalsPerSec ?? 0) : [],
+    roundsSignalsPerSec: variant.telemetry ? rounds.map((r) => r.telemetry?.signalsPerSec ?? 0) : [],
     roundsCpuUsPerRequest: rounds.map((r) => Math.round(r.cpuUsPerRequest * 10) / 10),
     medianCpuUsPerRequest: medianOf(rounds.map((r) => r.cpuUsPerRequest)),
   };

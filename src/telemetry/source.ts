@@ -289,7 +289,7 @@ const ITEM_PREFIX_BYTES = Buffer.byteLength(ITEM_PREFIX);
 const METRICS_PREFIX_BYTES = Buffer.byteLength(METRICS_PREFIX);
 const SEQ_ATTR_HEAD = Buffer.from('{"key":"isthmus.seq","value":{"intValue":"', 'latin1');
 const SEQ_ATTR_TAIL = Buffer.from('"}}', 'latin1');
-/** A compact access-log record's seq is its array's first value: `[` + seq + `,` + the rest. */
+/** A batch of access-log records has its seq as its array's first value: `[` + seq + `,` + the records. */
 const NO_BYTES = Buffer.alloc(0);
 const CLOSE_BRACKET = 0x5d; // ']'
 const COMMA = 0x2c;

@@ -206,8 +206,12 @@ export function nextTraceparent(
   sampled: boolean,
   parentFlags?: number,
 ): TraceParent {
+  return { version: 0, traceId, parentId: spanId, flags: nextFlags(sampled, parentFlags) };
+}
+
+function nextFlags(sampled: boolean, parentFlags: number | undefined): number {
   const random = parentFlags === undefined ? TRACE_FLAG_RANDOM : parentFlags & TRACE_FLAG_RANDOM;
-  return { version: 0, traceId, parentId: spanId, flags: random | (sampled ? TRACE_FLAG_SAMPLED : 0) };
+  return random | (sampled ? TRACE_FLAG_SAMPLED : 0);
 }
 
 /**
@@ -220,8 +224,7 @@ export function nextTraceparentHeader(
   sampled: boolean,
   parentFlags?: number,
 ): string {
-  const random = parentFlags === undefined ? TRACE_FLAG_RANDOM : parentFlags & TRACE_FLAG_RANDOM;
-  return `00-${traceId}-${spanId}-${BYTE_HEX[random | (sampled ? TRACE_FLAG_SAMPLED : 0)] as string}`;
+  return `00-${traceId}-${spanId}-${BYTE_HEX[nextFlags(sampled, parentFlags)] as string}`;
 }
 
 // ---------------------------------------------------------------------------------------------
