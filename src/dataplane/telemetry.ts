@@ -16,7 +16,7 @@ import type { MetricPoint, TelemetrySource } from '../telemetry/source.js';
 import {
   newSpanId,
   newTraceId,
-  nextTraceparentHeader,
+  nextTraceparent,
   OT_KEY,
   parseTraceparent,
   parseTracestate,
@@ -190,7 +190,7 @@ export class ProxyTelemetry {
       traceState = state.format();
       headers.tracestate = traceState;
     } else delete headers.tracestate;
-    headers.traceparent = nextTraceparentHeader(traceId, spanId, decision.sampled, parent?.flags);
+    headers.traceparent = nextTraceparent(traceId, spanId, decision.sampled, parent?.flags);
     let requestId = headers[H.requestId];
     if (typeof requestId !== 'string') {
       requestId = randomUuid();

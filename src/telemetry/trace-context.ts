@@ -194,37 +194,22 @@ export function newSpanId(random: Random): string {
 }
 
 /**
- * The traceparent this hop sends downstream, as "Mutating the traceparent Field" allows: same
- * trace-id, this hop's span as parent-id, the sampled flag as decided here, version `00`. The
- * random flag is kept from `parentFlags` ("If the flag is set in the incoming traceparent header,
- * it MUST also be set", and unset likewise); without a parent (a trace started here with
- * {@link newTraceId}) it is set, because those ids are random.
+ * The `traceparent` header this hop sends downstream, as "Mutating the traceparent Field" allows:
+ * same trace-id, this hop's span as parent-id, the sampled flag as decided here, version `00`.
+ * The random flag is kept from `parentFlags` ("If the flag is set in the incoming traceparent
+ * header, it MUST also be set", and unset likewise); without a parent (a trace started here with
+ * {@link newTraceId}) it is set, because those ids are random. The ids must already be valid
+ * (generated here, or checked by {@link parseTraceparent}): this is the request path's form, with
+ * no object and no re-check ({@link formatTraceparent} checks).
  */
 export function nextTraceparent(
   traceId: string,
   spanId: string,
   sampled: boolean,
   parentFlags?: number,
-): TraceParent {
-  return { version: 0, traceId, parentId: spanId, flags: nextFlags(sampled, parentFlags) };
-}
-
-function nextFlags(sampled: boolean, parentFlags: number | undefined): number {
-  const random = parentFlags === undefined ? TRACE_FLAG_RANDOM : parentFlags & TRACE_FLAG_RANDOM;
-  return random | (sampled ? TRACE_FLAG_SAMPLED : 0);
-}
-
-/**
- * {@link nextTraceparent} formatted, for ids already known to be valid (generated here, or
- * checked by {@link parseTraceparent}): the request path's form, with no object and no re-check.
- */
-export function nextTraceparentHeader(
-  traceId: string,
-  spanId: string,
-  sampled: boolean,
-  parentFlags?: number,
 ): string {
-  return `00-${traceId}-${spanId}-${BYTE_HEX[nextFlags(sampled, parentFlags)] as string}`;
+  const random = parentFlags === undefined ? TRACE_FLAG_RANDOM : parentFlags & TRACE_FLAG_RANDOM;
+  return `00-${traceId}-${spanId}-${BYTE_HEX[random | (sampled ? TRACE_FLAG_SAMPLED : 0)] as string}`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import {
   newSpanId,
   newTraceId,
   nextTraceparent,
-  nextTraceparentHeader,
   parseOt,
   parseTraceparent,
   parseTracestate,
@@ -180,24 +179,27 @@ describe('traceparent', () => {
   });
 
   it('next traceparent keeps the random flag of the parent and sets it for a new trace', () => {
-    assert.equal(nextTraceparent(TRACE, PARENT, true).flags, TRACE_FLAG_RANDOM | TRACE_FLAG_SAMPLED);
-    assert.equal(nextTraceparent(TRACE, PARENT, false, 0x01).flags, 0);
-    assert.equal(nextTraceparent(TRACE, PARENT, true, 0x02).flags, 0x03);
-    assert.equal(nextTraceparent(TRACE, PARENT, false, 0x03).flags, TRACE_FLAG_RANDOM);
+    const flags = (header: string) => parseTraceparent(header)?.flags;
+    assert.equal(flags(nextTraceparent(TRACE, PARENT, true)), TRACE_FLAG_RANDOM | TRACE_FLAG_SAMPLED);
+    assert.equal(flags(nextTraceparent(TRACE, PARENT, false, 0x01)), 0);
+    assert.equal(flags(nextTraceparent(TRACE, PARENT, true, 0x02)), 0x03);
+    assert.equal(flags(nextTraceparent(TRACE, PARENT, false, 0x03)), TRACE_FLAG_RANDOM);
   });
 
-  it('formats the next traceparent on the request path as formatTraceparent would', () => {
+  it('formats the next traceparent as formatTraceparent would, with only the known flags', () => {
     const random = seededRandom(5);
     for (const parentFlags of [undefined, 0x00, 0x01, 0x02, 0x03, 0xff])
       for (const sampled of [true, false]) {
         const traceId = newTraceId(random);
         const spanId = newSpanId(random);
-        assert.equal(
-          nextTraceparentHeader(traceId, spanId, sampled, parentFlags),
-          formatTraceparent(nextTraceparent(traceId, spanId, sampled, parentFlags)),
-        );
+        const header = nextTraceparent(traceId, spanId, sampled, parentFlags);
+        const tp = parseTraceparent(header);
+        assert.ok(tp, header);
+        assert.equal(header, formatTraceparent(tp));
+        assert.deepEqual([tp.traceId, tp.parentId], [traceId, spanId]);
+        assert.equal((tp.flags & TRACE_FLAG_SAMPLED) !== 0, sampled);
       }
-    assert.equal(nextTraceparentHeader(TRACE, PARENT, true), `00-${TRACE}-${PARENT}-03`);
+    assert.equal(nextTraceparent(TRACE, PARENT, true), `00-${TRACE}-${PARENT}-03`);
   });
 });
 
