@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { IsthmusError } from '../core/errors.js';
+import { acquirePidLock } from '../core/pid-lock.js';
 import { splitHostPort } from '../dataplane/address.js';
 import type { TargetView } from '../chaos/drill/runner.js';
 import { describeFault, type Fault } from '../chaos/fault.js';
@@ -33,9 +34,14 @@ export const DEFAULT_MESH_DIR = fileURLToPath(new URL('../../../examples/mesh/',
 
 /** The baseline WAN toxics every link carries; heal leaves them in place. */
 const WAN_PREFIX = 'wan-';
+/** Held by the lab process while it runs, with its pid. */
+const LOCK_FILE = 'lab.lock';
 
 export interface LabStartOptions extends LabOptions {
-  /** Working folder: data, bootstraps, logs. Cleared at start when it holds an earlier lab. */
+  /**
+   * Working folder: data, bootstraps, logs. Cleared at start when it holds an earlier lab; held
+   * (`lab.lock`, with the pid) while the lab runs, so a second lab cannot clear it under the first.
+   */
   dir: string;
   /** Mesh resources applied to the global control plane (default examples/mesh). */
   meshDir?: string;
@@ -86,37 +92,53 @@ export class Lab {
     readonly supervisor: Supervisor,
     readonly link: LinkClient,
     readonly seed: number,
-  ) {}
+    release: () => void,
+  ) {
+    this.#release = release;
+  }
+
+  /** Gives the folder back (see start). */
+  readonly #release: () => void;
 
   static async start(options: LabStartOptions): Promise<Lab> {
     const topology = planLab(options);
     const dir = path.resolve(options.dir);
-    if (existsSync(path.join(dir, 'lab.json'))) await rm(dir, { recursive: true, force: true });
-    else if (existsSync(dir) && (await readdir(dir)).length > 0)
+    const entries = existsSync(dir) ? (await readdir(dir)).filter((name) => name !== LOCK_FILE) : [];
+    if (entries.length > 0 && !entries.includes('lab.json'))
       throw new IsthmusError(
         'ISTHMUS_E_USAGE',
         `${dir} exists and is not a lab folder; give an empty or new folder with --dir`,
       );
     await mkdir(dir, { recursive: true });
-    await writeFile(path.join(dir, 'lab.json'), JSON.stringify({ topology, startedAt: new Date() }, null, 2));
-    const supervisor = new Supervisor({
-      logDir: path.join(dir, 'logs'),
-      ...(options.onEvent && { onEvent: options.onEvent }),
-    });
-    const lab = new Lab(
-      topology,
-      dir,
-      supervisor,
-      new LinkClient(`http://${topology.global.linkApi}`),
-      options.seed ?? 1,
-    );
+    // A lab still running in the folder keeps it (its processes write there); an earlier one's
+    // leftovers go.
+    const release = acquirePidLock(dir, LOCK_FILE, 'lab folder');
+    let supervisor: Supervisor | undefined;
     try {
+      for (const name of entries) await rm(path.join(dir, name), { recursive: true, force: true });
+      await writeFile(
+        path.join(dir, 'lab.json'),
+        JSON.stringify({ topology, startedAt: new Date() }, null, 2),
+      );
+      supervisor = new Supervisor({
+        logDir: path.join(dir, 'logs'),
+        ...(options.onEvent && { onEvent: options.onEvent }),
+      });
+      const lab = new Lab(
+        topology,
+        dir,
+        supervisor,
+        new LinkClient(`http://${topology.global.linkApi}`),
+        options.seed ?? 1,
+        release,
+      );
       await lab.#boot(options);
+      return lab;
     } catch (err) {
-      await supervisor.stopAll(2000);
+      await supervisor?.stopAll(2000);
+      release();
       throw err;
     }
-    return lab;
   }
 
   async #boot(options: LabStartOptions): Promise<void> {
@@ -659,6 +681,7 @@ export class Lab {
       clearTimeout(f.timer);
     }
     await this.supervisor.stopAll(5000);
+    this.#release();
   }
 }
 

@@ -3,6 +3,7 @@ import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { systemClock, type Clock } from '../../core/clock.js';
 import { IsthmusError } from '../../core/errors.js';
+import { acquirePidLock } from '../../core/pid-lock.js';
 import {
   CHECKPOINT_FILE,
   CHECKPOINT_TEMP_FILE,
@@ -11,11 +12,11 @@ import {
   encodeRecordInto,
   encodeSegmentHeader,
   encodeTextRecordInto,
+  LOCK_FILE,
   RECORD_HEADER_BYTES,
   SEGMENT_HEADER_BYTES,
   segmentName,
 } from './format.js';
-import { acquireLock } from './lock.js';
 import { recover, type WalLoss, type WalRecovery } from './recovery.js';
 
 export type WalFullPolicy = 'drop-oldest' | 'block';
@@ -389,7 +390,8 @@ export class WriteAheadLog {
     } catch (err) {
       throw ioError(`${options.dir}: cannot create the log folder`, err);
     }
-    const releaseLock = acquireLock(options.dir);
+    // Two writers interleaving appends in one folder would corrupt it.
+    const releaseLock = acquirePidLock(options.dir, LOCK_FILE, 'telemetry log');
     try {
       const opened = recover(options.dir);
       const wal = new WriteAheadLog(

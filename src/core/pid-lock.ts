@@ -1,7 +1,6 @@
 import { readFileSync, realpathSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { IsthmusError } from '../../core/errors.js';
-import { LOCK_FILE } from './format.js';
+import { IsthmusError } from './errors.js';
 
 /** Folders this process has open, by real path (a pid file cannot tell two opens in one process apart). */
 const heldHere = new Set<string>();
@@ -17,15 +16,15 @@ function alive(pid: number): boolean {
 }
 
 /**
- * Takes the log folder for this process: two writers interleaving appends in one folder would
- * corrupt it. The lock is `wal.lock` holding the owner's pid; a lock whose pid is gone (the
- * owner was killed) is taken over. Returns the function that releases it.
+ * Takes a folder for this process (a telemetry log, a lab): the lock is the file `lockFile` in
+ * it, holding the owner's pid; a lock whose pid is gone (the owner was killed) is taken over.
+ * `what` names the folder's use in errors. Returns the function that releases it.
  */
-export function acquireLock(dir: string): () => void {
+export function acquirePidLock(dir: string, lockFile: string, what: string): () => void {
   const real = realpathSync(dir);
-  const file = path.join(dir, LOCK_FILE);
+  const file = path.join(dir, lockFile);
   if (heldHere.has(real))
-    throw new IsthmusError('ISTHMUS_E_IO', `${dir}: this telemetry log is already open in this process`);
+    throw new IsthmusError('ISTHMUS_E_IO', `${dir}: this ${what} is already open in this process`);
   const mine = `${JSON.stringify({ pid: process.pid, startedAtMs: Date.now() })}\n`;
   try {
     writeFileSync(file, mine, { flag: 'wx' });
@@ -44,7 +43,7 @@ export function acquireLock(dir: string): () => void {
     if (typeof pid === 'number' && Number.isSafeInteger(pid) && pid !== process.pid && alive(pid))
       throw new IsthmusError(
         'ISTHMUS_E_IO',
-        `${dir}: this telemetry log is in use by process ${pid} (${LOCK_FILE}); one process per folder`,
+        `${dir}: this ${what} is in use by process ${pid} (${lockFile}); one process per folder`,
       );
     writeFileSync(file, mine);
   }
