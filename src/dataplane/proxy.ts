@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { systemClock, type Clock } from '../core/clock.js';
@@ -268,6 +268,8 @@ export class Proxy {
       collectorUrl: config.collector,
       source: `proxy/${this.bootstrap.name}@${region}`,
       resource: { service: spec.service ?? this.bootstrap.name, region, zone },
+      // Access-log record ids: this proxy, this process, then the batch's seq and place.
+      recordIdPrefix: `${this.bootstrap.name}-${randomBytes(6).toString('hex')}-`,
       ...(buffer && {
         buffer: {
           maxBytes: parseSizeBytes(buffer.maxBytes),
@@ -286,7 +288,6 @@ export class Proxy {
       random: this.#random,
       locality: this.bootstrap.locality,
       stats: this.stats,
-      name: this.bootstrap.name,
       settings: (service) => this.#config?.mesh.telemetry(service).value,
       metricsIntervalMs: parseDurationMs(settings?.metricsInterval ?? '10s'),
     });

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { ProxyRequest, ProxyResponse } from '../protocol/http1/server.js';
 import type { Clock } from '../core/clock.js';
 import { fastRandom, type Random } from '../core/random.js';
@@ -33,8 +32,9 @@ import type { Histogram, Stats } from './stats.js';
  * only when the bootstrap turns telemetry on; otherwise the proxy never calls into it.
  *
  * Per request it costs: the traceparent parse, one sampling decision, two random ids, one small
- * state object and one `close` listener (a shared function, not a closure). The span object is
- * built only for sampled (or forced) requests, after the response, off the response's path.
+ * state object, one `close` listener (a shared function, not a closure) and, after the response,
+ * the access-log record. A sampled (or forced) request's span is not built here: its record
+ * carries the facts the span adds, and the collector makes the span of it.
  */
 
 /** Latency buckets, seconds (Prometheus convention); 11 buckets keep the series count small. */
@@ -94,8 +94,6 @@ export interface ProxyTelemetryOptions {
   random: Random;
   locality: Locality;
   stats: Stats;
-  /** This proxy's name, part of record ids. */
-  name: string;
   /** Merged telemetry settings of a service (or of the mesh for `undefined`); undefined without a configuration. */
   settings(service: string | undefined): EffectiveTelemetry | undefined;
   /** Interval of metrics batches written to the pipeline, ms. */
@@ -123,9 +121,6 @@ export class ProxyTelemetry {
   #seriesCount = 0;
   readonly #startWallMs: number;
   readonly #timer: NodeJS.Timeout;
-  /** Record ids: a per-process random prefix and a counter, unique without a UUID per request. */
-  readonly #idPrefix: string;
-  #records = 0;
 
   constructor(options: ProxyTelemetryOptions) {
     this.source = options.source;
@@ -140,7 +135,6 @@ export class ProxyTelemetry {
       samplerOptions(options.settings(service)?.sampling ?? DEFAULT_SAMPLING),
     );
     this.#startWallMs = options.clock.now();
-    this.#idPrefix = `${options.name}-${randomBytes(6).toString('hex')}-`;
     this.#timer = setInterval(() => this.exportMetrics(), options.metricsIntervalMs);
     this.#timer.unref();
   }
@@ -275,52 +269,19 @@ export class ProxyTelemetry {
     }
     h.histogram.observe(durationMs / 1000);
 
-    const endWallMs = hop.startWallMs + durationMs;
     const final = hop.sampler.keepAnyway(hop.decision, { error, durationMs });
     const req = hop.req;
-    const method = req.method ?? 'GET';
-    if (final.sampled)
-      this.source.span({
-        traceId: hop.traceId,
-        spanId: hop.spanId,
-        parentSpanId: hop.parentSpanId,
-        traceState: hop.traceState,
-        name: `${method} ${hop.service}`,
-        kind: hop.kind,
-        startTimeMs: hop.startWallMs,
-        endTimeMs: endWallMs,
-        error,
-        statusMessage: completed ? undefined : 'the connection closed before the response completed',
-        attributes: {
-          'http.request.method': method,
-          'url.path': req.url,
-          'http.response.status_code': status,
-          'isthmus.listener': hop.listener,
-          'isthmus.service': hop.service,
-          'isthmus.route': o?.route || undefined,
-          'isthmus.request_id': hop.requestId,
-          'isthmus.attempts': o?.attempts,
-          'isthmus.served_by': o?.servedBy,
-          'isthmus.peer_region': o?.peerRegion,
-          'isthmus.failover': o?.failover,
-          'isthmus.fallback': o?.fallback,
-          'isthmus.sampling.forced': final.forced || undefined,
-          'isthmus.sampling.adjusted_count': final.adjustedCount,
-        },
-      });
-    // Every request gets an access-log record, sampled or not (logs are the complete record),
-    // in the compact form (telemetry/access-log.ts): the collector makes the OTLP record of it.
     const headers = req.headers;
+    // Every request gets an access-log record, sampled or not (logs are the complete record), in
+    // the compact form (telemetry/access-log.ts). A sampled request's record also carries what its
+    // span adds, and the collector makes the OTLP span of it: one record per request either way.
     this.source.accessLog([
-      `${this.#idPrefix}${++this.#records}`,
       hop.startWallMs,
-      Math.round(durationMs * 1000) / 1000,
-      this.#region,
-      this.#zone,
+      Math.round(durationMs * 1000),
       hop.service,
       hop.listener,
       o?.route || null,
-      method,
+      req.method ?? 'GET',
       req.url ?? null,
       headers.host ?? null,
       status,
@@ -332,10 +293,18 @@ export class ProxyTelemetry {
       o?.fallback ?? null,
       hop.traceId,
       hop.spanId,
-      final.sampled,
       hop.requestId,
       req.socket.remoteAddress ?? null,
       headers['user-agent'] ?? null,
+      final.sampled
+        ? [
+            hop.kind,
+            hop.parentSpanId ?? null,
+            hop.traceState ?? null,
+            final.forced,
+            final.adjustedCount ?? null,
+          ]
+        : null,
     ]);
   }
 

@@ -1,11 +1,17 @@
+import { randomBytes } from 'node:crypto';
 import { ClientPool } from '../protocol/http1/client.js';
 import { FullJitterBackoff } from '../core/backoff.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { systemRandom, type Random } from '../core/random.js';
 import {
   ACCESS_LOG_FORMAT,
+  ACCESS_LOG_FORMAT_V2,
+  accessLogRecordId,
+  accessLogSpanToOtlp,
   accessLogToOtlp,
+  accessLogV2ToOtlp,
   checkAccessLogBatch,
+  checkAccessLogBatchV2,
   type AccessLogTuple,
 } from './access-log.js';
 import { msToNanos, SEVERITY_NUMBER } from './otlp.js';
@@ -135,6 +141,12 @@ export interface TelemetrySourceOptions {
    */
   accessLogBatchMs?: number;
   accessLogBatchRecords?: number;
+  /**
+   * Access-log record ids are this, the batch's seq and the record's place in the batch
+   * (`<prefix><seq>.<index>`). Default: 12 random hex digits and `-`, new for each process, so
+   * that ids stay unique should the log be lost and its seqs start again from 1.
+   */
+  recordIdPrefix?: string;
 }
 
 export interface TelemetrySourceStats {
@@ -168,15 +180,20 @@ export interface TelemetrySourceStats {
 const TAG_SPAN = 'T';
 const TAG_LOG = 'L';
 const TAG_METRICS = 'M';
-/** A batch of a proxy's access-log records in their compact form (access-log.ts): a JSON array of them. */
-const TAG_ACCESS_LOGS = 'B';
+/**
+ * A batch of a proxy's access-log records in their compact form (access-log.ts, format 3): a JSON
+ * array of the batch's record-id prefix and the records.
+ */
+const TAG_ACCESS_LOGS = 'C';
 const BYTE_SPAN = TAG_SPAN.charCodeAt(0);
 const BYTE_LOG = TAG_LOG.charCodeAt(0);
 const BYTE_METRICS = TAG_METRICS.charCodeAt(0);
 const BYTE_ACCESS_LOGS = TAG_ACCESS_LOGS.charCodeAt(0);
-/** One access-log record per log record, as written before batches (`A` and the record's array): still shipped. */
+/** A batch of format-2 records, as written before format 3 (`B` and the records' array): still shipped, as format 2. */
+const BYTE_ACCESS_LOGS_V2 = 'B'.charCodeAt(0);
+/** One format-2 record per log record, as written before batches (`A` and the record's array): still shipped. */
 const BYTE_ACCESS_LOG_SINGLE = 'A'.charCodeAt(0);
-const SINGLE_AS_BATCH_HEAD = Buffer.from(`${TAG_ACCESS_LOGS}[`);
+const SINGLE_AS_BATCH_HEAD = Buffer.from('B[');
 const SINGLE_AS_BATCH_TAIL = Buffer.from(']');
 const ITEM_PREFIX = '{"attributes":[';
 const METRICS_PREFIX = '{"scope":{"attributes":[';
@@ -378,7 +395,7 @@ export class TelemetrySource {
   readonly source: string;
   readonly #clock: Clock;
   /** The bytes before and after the items of each signal's export body. */
-  readonly #bodyEnds: Record<'spans' | 'logs' | 'metrics' | 'accessLogs', [Buffer, Buffer]>;
+  readonly #bodyEnds: Record<'spans' | 'logs' | 'metrics' | 'accessLogs' | 'accessLogsV2', [Buffer, Buffer]>;
   /**
    * Whether the collector takes compact access-log records; false once it answered their
    * endpoint 404 or 405 (not an Isthmus collector, or an older one): they are then sent to it as
@@ -420,6 +437,8 @@ export class TelemetrySource {
   };
   /** Access-log records waiting to be appended as one record (see accessLog). */
   #accessLogs: AccessLogTuple[] = [];
+  /** `[` and the JSON of the record-id prefix with its comma: the head of every batch's array. */
+  readonly #accessLogHead: string;
   #accessLogTimer: NodeJS.Timeout | undefined;
   readonly #accessLogBatchMs: number;
   readonly #accessLogBatchRecords: number;
@@ -456,6 +475,10 @@ export class TelemetrySource {
       ),
       metrics: ends(`{"resourceMetrics":[{"resource":${res},"scopeMetrics":[`, ']}]}'),
       accessLogs: ends(`{"format":${JSON.stringify(ACCESS_LOG_FORMAT)},"resource":${res},"batches":[`, ']}'),
+      accessLogsV2: ends(
+        `{"format":${JSON.stringify(ACCESS_LOG_FORMAT_V2)},"resource":${res},"batches":[`,
+        ']}',
+      ),
     };
     this.#backoff = new FullJitterBackoff(
       options.backoffBaseMs ?? 100,
@@ -467,6 +490,7 @@ export class TelemetrySource {
     this.#timeoutMs = options.requestTimeoutMs ?? 10_000;
     this.#accessLogBatchMs = options.accessLogBatchMs ?? 10;
     this.#accessLogBatchRecords = Math.max(1, options.accessLogBatchRecords ?? 128);
+    this.#accessLogHead = `[${JSON.stringify(options.recordIdPrefix ?? `${randomBytes(6).toString('hex')}-`)},`;
     this.#closed = new Promise((resolve) => (this.#wakeClose = resolve));
     if (options.collectorUrl !== undefined) {
       const url = new URL(options.collectorUrl);
@@ -545,7 +569,9 @@ export class TelemetrySource {
    * A proxy's access-log record (one per request), kept compact in the log and on the wire: about
    * a fifth of the bytes of the same record as an OTLP log record. Records are gathered for up to
    * `accessLogBatchMs` and appended as one record of the log, with one seq. The array is kept as
-   * it is until then, not copied: the caller must not change it after the call.
+   * it is until then, not copied: the caller must not change it after the call. A sampled
+   * request's record carries what its span adds (its last value) and stands for the span: the
+   * collector makes the OTLP span of it, so the caller does not also call {@link span}.
    */
   accessLog(record: AccessLogTuple): void {
     if (this.#closing) {
@@ -564,7 +590,8 @@ export class TelemetrySource {
 
   /** Appends a batch of access-log records as one record; one too large for the log is split. */
   #appendAccessLogs(batch: AccessLogTuple[]): void {
-    const json = JSON.stringify(batch);
+    // `[prefix,` then the records without the array's own `[`.
+    const json = this.#accessLogHead + JSON.stringify(batch).slice(1);
     // A UTF-8 byte is at most 3 per UTF-16 unit: only a long batch needs its bytes counted.
     if (
       batch.length > 1 &&
@@ -635,6 +662,7 @@ export class TelemetrySource {
     const logs: WalRecord[] = [];
     const metrics: WalRecord[] = [];
     const accessLogs: WalRecord[] = [];
+    const accessLogsV2: WalRecord[] = [];
     for (const r of records) {
       switch (r.payload[0]) {
         case BYTE_SPAN:
@@ -649,9 +677,12 @@ export class TelemetrySource {
         case BYTE_ACCESS_LOGS:
           accessLogs.push(r);
           break;
+        case BYTE_ACCESS_LOGS_V2:
+          accessLogsV2.push(r);
+          break;
         case BYTE_ACCESS_LOG_SINGLE:
           // A batch of one.
-          accessLogs.push({
+          accessLogsV2.push({
             seq: r.seq,
             timeMs: r.timeMs,
             payload: Buffer.concat([SINGLE_AS_BATCH_HEAD, r.payload.subarray(1), SINGLE_AS_BATCH_TAIL]),
@@ -679,15 +710,18 @@ export class TelemetrySource {
       return body;
     };
     // First: a collector that does not know the endpoint refuses it before anything else is sent.
-    if (accessLogs.length > 0)
-      out.push(
-        this.#compactAccessLogs
-          ? {
-              path: ACCESS_LOGS_PATH,
-              body: exportBody(b.accessLogs[0], accessLogs, 1, b.accessLogs[1], alloc, NO_BYTES, NO_BYTES),
-            }
-          : { path: '/v1/logs', body: this.#accessLogsAsOtlp(accessLogs) },
-      );
+    const compact = (ends: [Buffer, Buffer], batches: WalRecord[]) =>
+      out.push({
+        path: ACCESS_LOGS_PATH,
+        body: exportBody(ends[0], batches, 1, ends[1], alloc, NO_BYTES, NO_BYTES),
+      });
+    if (accessLogs.length > 0 || accessLogsV2.length > 0) {
+      if (!this.#compactAccessLogs) out.push(...this.#accessLogsAsOtlp(accessLogsV2, accessLogs));
+      else {
+        if (accessLogsV2.length > 0) compact(b.accessLogsV2, accessLogsV2);
+        if (accessLogs.length > 0) compact(b.accessLogs, accessLogs);
+      }
+    }
     if (spans.length > 0)
       out.push({
         path: '/v1/traces',
@@ -703,24 +737,44 @@ export class TelemetrySource {
     return out;
   }
 
-  /** Batches of compact access-log records as one OTLP logs body, for a collector without the compact endpoint. */
-  #accessLogsAsOtlp(records: readonly WalRecord[]): Buffer {
-    const items: string[] = [];
-    for (const r of records) {
-      let tuples: AccessLogTuple[];
+  /**
+   * Batches of compact access-log records (format 2 and format 3) as OTLP bodies, for a collector
+   * without the compact endpoint: the log records, and the spans of the sampled records.
+   */
+  #accessLogsAsOtlp(v2: readonly WalRecord[], v3: readonly WalRecord[]): { path: string; body: Buffer }[] {
+    const logs: string[] = [];
+    const spans: string[] = [];
+    const batch = (r: WalRecord): unknown => JSON.parse(`[${r.seq},${r.payload.toString('utf8', 2)}`);
+    for (const r of v2) {
       try {
-        tuples = checkAccessLogBatch(
-          JSON.parse(`[${r.seq},${r.payload.toString('utf8', 2)}`),
-          'batch',
-        ).tuples;
+        for (const tuple of checkAccessLogBatchV2(batch(r), 'batch').tuples)
+          logs.push(JSON.stringify(accessLogV2ToOtlp(r.seq, tuple)));
       } catch {
         // Intact on disk but not a batch this version can read: skipped, its seq shows as a gap.
-        continue;
       }
-      for (const tuple of tuples) items.push(JSON.stringify(accessLogToOtlp(r.seq, tuple)));
     }
-    const [head, tail] = this.#bodyEnds.logs;
-    return Buffer.concat([head, Buffer.from(items.join(',')), tail]);
+    const where = { region: this.#resource.region, zone: this.#resource.zone ?? '' };
+    for (const r of v3) {
+      let checked: ReturnType<typeof checkAccessLogBatch>;
+      try {
+        checked = checkAccessLogBatch(batch(r), 'batch');
+      } catch {
+        continue; // as above
+      }
+      checked.tuples.forEach((tuple, i) => {
+        logs.push(
+          JSON.stringify(accessLogToOtlp(r.seq, accessLogRecordId(checked.prefix, r.seq, i), where, tuple)),
+        );
+        const span = accessLogSpanToOtlp(r.seq, tuple);
+        if (span) spans.push(JSON.stringify(span));
+      });
+    }
+    const body = (ends: [Buffer, Buffer], items: string[]) =>
+      Buffer.concat([ends[0], Buffer.from(items.join(',')), ends[1]]);
+    const out: { path: string; body: Buffer }[] = [];
+    if (logs.length > 0) out.push({ path: '/v1/logs', body: body(this.#bodyEnds.logs, logs) });
+    if (spans.length > 0) out.push({ path: '/v1/traces', body: body(this.#bodyEnds.spans, spans) });
+    return out;
   }
 
   /**

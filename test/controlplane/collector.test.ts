@@ -3,8 +3,12 @@ import { describe, it } from 'node:test';
 import {
   ACCESS_LOG_FORMAT,
   ACCESS_LOG_FORMAT_V1,
+  ACCESS_LOG_FORMAT_V2,
+  accessLogSpanToOtlp,
   accessLogToOtlp,
+  accessLogV2ToOtlp,
   type AccessLogTuple,
+  type AccessLogTupleV2,
 } from '../../src/telemetry/access-log.js';
 import { addSeq, missingRanges, type SeqRanges } from '../../src/telemetry/continuity.js';
 import { collectorHarness } from '../support/collector-harness.js';
@@ -21,7 +25,7 @@ import {
 
 const ALLOWED = ['timestamp', 'recordId', 'region', 'status', 'route'];
 
-/** The 24 fields of a compact access-log record of request `i` (no seq). */
+/** The 24 fields of a format-2 access-log record of request `i` (no seq). */
 function accessLogFields(recordId: string, i: number, path: string, status: unknown): unknown[] {
   return [
     recordId,
@@ -297,8 +301,8 @@ describe('telemetry collector', () => {
       const stored = byId.get(`frontend-3-abc-${i}`);
       assert.equal(stored?.source, 'proxy/frontend-3@eu-west');
       // Stored as the OTLP record of the compact one: attributes, severity, body, ids, times.
-      const [seq, ...tuple] = record(i, i === 2 ? 503 : 200) as [number, ...AccessLogTuple];
-      assert.deepEqual(stored?.record, accessLogToOtlp(seq, tuple));
+      const [seq, ...tuple] = record(i, i === 2 ? 503 : 200) as [number, ...AccessLogTupleV2];
+      assert.deepEqual(stored?.record, accessLogV2ToOtlp(seq, tuple));
     }
     assert.deepEqual(byId.get('frontend-3-abc-2')?.record.body, { stringValue: 'GET /compact/2 503' });
     assert.equal(byId.get('frontend-3-abc-2')?.record.severityText, 'ERROR');
@@ -347,14 +351,14 @@ describe('telemetry collector', () => {
     assert.match(text, /isthmus_collector_rejected_total\{region="eu-west",signal="logs"\} 3/);
   });
 
-  it('takes batches of compact access logs (format 2): every record stored, one seq a batch', async () => {
+  it('takes batches of compact access logs of format 2: every record stored, one seq a batch', async () => {
     const { url } = await start('access-log-batches');
     const src = new TestSource('proxy/frontend-5@eu-west', 'eu-west');
     /** An access-log record (no seq) of request `i`. */
     const record = (i: number, status: unknown = 200): unknown[] =>
       accessLogFields(`frontend-5-abc-${i}`, i, `/batch/${i}`, status);
     const body = (batches: unknown[][], source = src) => ({
-      format: ACCESS_LOG_FORMAT,
+      format: ACCESS_LOG_FORMAT_V2,
       resource: source.resource,
       batches,
     });
@@ -389,7 +393,7 @@ describe('telemetry collector', () => {
       const x = byId.get(`frontend-5-abc-${i}`);
       assert.equal(x?.source, 'proxy/frontend-5@eu-west');
       // The OTLP record of each, with its batch's seq.
-      assert.deepEqual(x?.record, accessLogToOtlp(seq, record(i, i === 3 ? 503 : 200) as AccessLogTuple));
+      assert.deepEqual(x?.record, accessLogV2ToOtlp(seq, record(i, i === 3 ? 503 : 200) as AccessLogTupleV2));
     }
     assert.equal(byId.get('frontend-5-abc-3')?.record.severityText, 'ERROR');
     assert.deepEqual((await get<Summary>(url, '/v1/summary')).body.stored, { spans: 0, points: 0, logs: 4 });
@@ -426,8 +430,14 @@ describe('telemetry collector', () => {
     assert.equal((await post(url, '/v1/access-logs', body([[3, record(5), record(7)]]))).status, 200);
     byId = await stored();
     assert.equal(byId.size, 7);
-    assert.deepEqual(byId.get('frontend-5-abc-6')?.record, accessLogToOtlp(4, record(6) as AccessLogTuple));
-    assert.deepEqual(byId.get('frontend-5-abc-7')?.record, accessLogToOtlp(3, record(7) as AccessLogTuple));
+    assert.deepEqual(
+      byId.get('frontend-5-abc-6')?.record,
+      accessLogV2ToOtlp(4, record(6) as AccessLogTupleV2),
+    );
+    assert.deepEqual(
+      byId.get('frontend-5-abc-7')?.record,
+      accessLogV2ToOtlp(3, record(7) as AccessLogTupleV2),
+    );
     c = await continuity();
     assert.deepEqual([c?.received, c?.emitted, c?.gaps, c?.duplicates], [4, 4, 0, 4]);
 
@@ -443,8 +453,8 @@ describe('telemetry collector', () => {
       [body([[5, record(8)], [6]]), 'batches[1]'],
       [body([[0, record(8)]]), 'batches[0][0]'],
       [body([[5, [5, ...record(8)]]]), 'batches[0][1]'],
-      [{ format: ACCESS_LOG_FORMAT, resource: src.resource, records: [[5, ...record(8)]] }, 'batches'],
-      [{ ...body([[5, record(8)]]), format: 'isthmus.access-log/3' }, 'format'],
+      [{ format: ACCESS_LOG_FORMAT_V2, resource: src.resource, records: [[5, ...record(8)]] }, 'batches'],
+      [{ ...body([[5, record(8)]]), format: 'isthmus.access-log/4' }, 'format'],
     ];
     for (const [bad, path] of cases) {
       const r = await post(url, '/v1/access-logs', bad);
@@ -456,6 +466,104 @@ describe('telemetry collector', () => {
     c = await continuity();
     assert.deepEqual([c?.received, c?.emitted, c?.gaps, c?.duplicates], [4, 4, 0, 4]);
     assert.deepEqual((await get<Summary>(url, '/v1/summary')).body.stored, { spans: 0, points: 0, logs: 7 });
+  });
+
+  it('takes batches of format 3: log records with ids from the batch, and the spans of sampled records', async () => {
+    const { url } = await start('access-logs-v3');
+    const src = new TestSource('proxy/frontend-6@eu-west', 'eu-west');
+    /** A format-3 record of request `i`; sampled ones carry their span's facts. */
+    const record = (i: number, sampled: boolean, status: unknown = 200): unknown[] => [
+      1_700_000_000_000 + i,
+      2500,
+      'frontend',
+      'outbound',
+      'orders',
+      'GET',
+      `/v3/${i}`,
+      'catalog',
+      status,
+      true,
+      1,
+      'eu-west/eu-west-a',
+      null,
+      null,
+      null,
+      traceIdOf(i),
+      spanIdOf(i),
+      `req-${i}`,
+      '203.0.113.7',
+      null,
+      sampled ? ['client', null, null, false, 4] : null,
+    ];
+    const body = (batches: unknown[][], resource: unknown = src.resource) => ({
+      format: ACCESS_LOG_FORMAT,
+      resource,
+      batches,
+    });
+    const good = body([
+      [1, 'f6-', record(1, false), record(2, true), record(3, true, 503)],
+      [2, 'f6-', record(4, false)],
+    ]);
+    for (let round = 0; round < 2; round++) {
+      const r = await post(url, '/v1/access-logs', good);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+    }
+    type Found = { records: { recordId: string; source: string; record: Record<string, unknown> }[] };
+    const stored = async () =>
+      new Map((await get<Found>(url, '/v1/logs?contains=/v3/')).body.records.map((x) => [x.recordId, x]));
+    const byId = await stored();
+    assert.deepEqual([...byId.keys()].sort(), ['f6-1.0', 'f6-1.1', 'f6-1.2', 'f6-2.0']);
+    const where = { region: 'eu-west', zone: 'eu-west-a' };
+    const expected: [id: string, seq: number, i: number, sampled: boolean][] = [
+      ['f6-1.0', 1, 1, false],
+      ['f6-1.1', 1, 2, true],
+      ['f6-1.2', 1, 3, true],
+      ['f6-2.0', 2, 4, false],
+    ];
+    for (const [id, seq, i, sampled] of expected) {
+      const tuple = record(i, sampled, i === 3 ? 503 : 200) as AccessLogTuple;
+      assert.deepEqual(byId.get(id)?.record, accessLogToOtlp(seq, id, where, tuple), id);
+    }
+    // The sampled two are spans as well, as the proxy would have sent them.
+    for (const i of [2, 3]) {
+      const trace = await get<{ spans: Record<string, unknown>[] }>(url, `/v1/traces/${traceIdOf(i)}`);
+      assert.equal(trace.status, 200);
+      assert.equal(trace.body.spans.length, 1);
+      const want = accessLogSpanToOtlp(1, record(i, true, i === 3 ? 503 : 200) as AccessLogTuple);
+      assert.equal(trace.body.spans[0]?.name, want?.name);
+      assert.equal(trace.body.spans[0]?.spanId, spanIdOf(i));
+      assert.deepEqual(trace.body.spans[0]?.status, i === 3 ? { code: 2 } : { code: 0 });
+    }
+    assert.equal((await get(url, `/v1/traces/${traceIdOf(1)}`)).status, 404);
+    assert.deepEqual((await get<Summary>(url, '/v1/summary')).body.stored, { spans: 2, points: 0, logs: 4 });
+    // Continuity: two seqs; the second post's four records and two spans are duplicates.
+    const c = (await get<Continuity>(url, '/v1/continuity')).body.sources;
+    assert.deepEqual(
+      c.map((x) => [x.source, x.received, x.emitted, x.gaps, x.duplicates]),
+      [['proxy/frontend-6@eu-west', 2, 2, 0, 6]],
+    );
+
+    // Malformed: 400 naming the part; nothing of the body is stored, neither records nor spans.
+    const noRegion = {
+      attributes: [{ key: 'isthmus.source', value: { stringValue: 'proxy/frontend-6@eu-west' } }],
+    };
+    const badSpan = record(9, true);
+    badSpan[20] = ['internal', null, null, false, 1];
+    const cases: [unknown, string][] = [
+      [body([[3, 'f6-', record(7, true), badSpan]]), 'batches[0][3][20][0] (kind)'],
+      [body([[3, '', record(7, true)]]), 'batches[0][1] (prefix)'],
+      [body([[3, 'f6-', record(7, true, '200')]]), 'batches[0][2][8] (status)'],
+      [body([[3, 'f6-', record(7, true)]], noRegion), 'resource'],
+    ];
+    for (const [bad, path] of cases) {
+      const r = await post(url, '/v1/access-logs', bad);
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.equal(r.body.path, path);
+      assert.equal(r.body.error, 'ISTHMUS_E_INVALID_VALUE');
+    }
+    assert.equal((await stored()).size, 4);
+    assert.equal((await get(url, `/v1/traces/${traceIdOf(7)}`)).status, 404);
+    assert.deepEqual((await get<Summary>(url, '/v1/summary')).body.stored, { spans: 2, points: 0, logs: 4 });
   });
 
   it('keeps continuity across a restart: gaps, heartbeats, stale sources', async () => {

@@ -202,11 +202,13 @@ spec:
       collector.requests.filter((r) => r.path === p && r.status === 200 && r.body.includes('"/l0"'));
     assert.ok(carrying('/v1/access-logs').length >= 2, 'the sidecar and the gateway sent /l0 compact');
     assert.equal(carrying('/v1/logs').length, 0);
-    // In batches (format 2): every record of a batch carries the batch's seq.
+    // In batches (format 3: seq, record-id prefix, records): every record of a batch carries the
+    // batch's seq, and its id is the prefix, the seq and its place.
     for (const r of carrying('/v1/access-logs')) {
       const b = JSON.parse(r.body) as { format: string; batches: unknown[][] };
-      assert.equal(b.format, 'isthmus.access-log/2');
-      assert.ok(b.batches.some((x) => x.slice(1).some((t) => (t as unknown[])[9] === '/l0')));
+      assert.equal(b.format, 'isthmus.access-log/3');
+      assert.ok(b.batches.some((x) => x.slice(2).some((t) => (t as unknown[])[6] === '/l0')));
+      for (const x of b.batches) assert.match(String(x[1]), /^(sc-us-east|gw-eu-west)-[0-9a-f]{12}-$/);
     }
     const ids = logs.map((l) => l.attrs['isthmus.record_id']);
     assert.equal(new Set(ids).size, 10);
@@ -350,9 +352,15 @@ spec:
         `${source}: no gaps`,
       );
     }
+    // The heartbeat tells the highest seq emitted: all of it.
+    const lastSeq = sidecar.telemetry!.source.stats().lastSeq;
+    assert.ok(lastSeq >= 1);
     await eventually(() => {
       const hb = collector.heartbeats.filter((h) => h.source === SIDECAR).at(-1);
-      assert.ok(Number(hb?.emittedSeq) >= n);
+      assert.ok(
+        Number(hb?.emittedSeq) >= lastSeq,
+        `heartbeat ${String(hb?.emittedSeq)}, last seq ${lastSeq}`,
+      );
     }, 3000);
   });
 

@@ -43,7 +43,6 @@ describe('proxy telemetry: hop metric series', () => {
       random: seededRandom(1),
       locality: { region: 'eu-west', zone: 'eu-west-a' },
       stats,
-      name: 'test',
       settings: () => undefined,
       metricsIntervalMs: 3_600_000,
     });

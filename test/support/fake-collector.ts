@@ -101,7 +101,14 @@ export class FakeCollector {
     if (typeof seq !== 'number') throw new Error('missing isthmus.seq');
     const recordId =
       signal === 'logs' ? attr(item.attributes as OtlpAttribute[], 'isthmus.record_id') : undefined;
-    const key = typeof recordId === 'string' ? `${source}#record:${recordId}` : `${source}#${seq}`;
+    // As the collector: log records by id, spans by ids (the spans of one access-log batch share
+    // its seq), metrics batches by seq.
+    const key =
+      typeof recordId === 'string'
+        ? `${source}#record:${recordId}`
+        : signal === 'traces'
+          ? `${source}#span:${String(item.traceId)}/${String(item.spanId)}`
+          : `${source}#${seq}`;
     if (this.#seen.has(key)) {
       this.duplicates++;
       return;
@@ -112,18 +119,26 @@ export class FakeCollector {
 
   #accept(path: string, body: Json): void {
     const list = (v: unknown) => (Array.isArray(v) ? (v as Json[]) : []);
-    if (path === '/v1/heartbeat') this.heartbeats.push(body);
-    else if (path === '/v1/traces')
-      for (const rs of list(body.resourceSpans))
+    const traces = (b: Json) => {
+      for (const rs of list(b.resourceSpans))
         for (const ss of list(rs.scopeSpans))
           for (const s of list(ss.spans))
             this.#keep('traces', rs.resource as Json, s, s.attributes as OtlpAttribute[]);
-    else if (path === '/v1/logs' || path === '/v1/access-logs')
-      for (const rl of list((path === '/v1/logs' ? body : accessLogsToOtlp(body)).resourceLogs))
+    };
+    const logs = (b: Json) => {
+      for (const rl of list(b.resourceLogs))
         for (const sl of list(rl.scopeLogs))
           for (const l of list(sl.logRecords))
             this.#keep('logs', rl.resource as Json, l, l.attributes as OtlpAttribute[]);
-    else if (path === '/v1/metrics')
+    };
+    if (path === '/v1/heartbeat') this.heartbeats.push(body);
+    else if (path === '/v1/traces') traces(body);
+    else if (path === '/v1/logs') logs(body);
+    else if (path === '/v1/access-logs') {
+      const otlp = accessLogsToOtlp(body);
+      logs(otlp.logs);
+      if (otlp.traces) traces(otlp.traces);
+    } else if (path === '/v1/metrics')
       for (const rm of list(body.resourceMetrics))
         for (const sm of list(rm.scopeMetrics))
           this.#keep(

@@ -1,16 +1,23 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  ACCESS_LOG_FIELDS,
-  ACCESS_LOG_FORMAT,
+  ACCESS_LOG_FIELDS_V2 as ACCESS_LOG_FIELDS,
+  ACCESS_LOG_FORMAT_V2 as ACCESS_LOG_FORMAT,
   ACCESS_LOG_FORMAT_V1,
-  accessLogsToOtlp,
-  accessLogToOtlp,
+  accessLogsToOtlp as toOtlp,
+  accessLogV2ToOtlp as accessLogToOtlp,
   checkAccessLog,
-  checkAccessLogBatch,
-  type AccessLogTuple,
+  checkAccessLogBatchV2 as checkAccessLogBatch,
+  type AccessLogTupleV2 as AccessLogTuple,
 } from '../../src/telemetry/access-log.js';
 import { msToNanos, OtlpError, parseLogs } from '../../src/telemetry/otlp.js';
+
+/** The logs body a format-1 or format-2 body stands for (those formats carry no spans). */
+function accessLogsToOtlp(body: unknown) {
+  const otlp = toOtlp(body);
+  assert.equal(otlp.traces, undefined);
+  return otlp.logs;
+}
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const SPAN = '00f067aa0ba902b7';
@@ -109,7 +116,7 @@ function refusal(f: () => unknown): OtlpError {
   assert.fail('accepted');
 }
 
-describe('access-log records', () => {
+describe('access-log records, formats 1 and 2 (sources from before format 3)', () => {
   it('has 24 fields, in the order of the tuple', () => {
     assert.equal(ACCESS_LOG_FIELDS.length, 24);
     assert.equal(full().length, 24);
@@ -316,7 +323,7 @@ describe('access-log records', () => {
     const cases: [what: string, body: unknown, path: string][] = [
       ['not an object', [valid], ''],
       ['null', null, ''],
-      ['unknown format', { ...body([valid]), format: 'isthmus.access-log/3' }, 'format'],
+      ['unknown format', { ...body([valid]), format: 'isthmus.access-log/4' }, 'format'],
       ['no format', { resource, records: [valid] }, 'format'],
       [
         'format 1 with batches instead of records',
@@ -355,7 +362,7 @@ describe('access-log records', () => {
       ['start past the time range', body([rec((r) => (r[2] = 1e16))]), 'records[0][2] (startMs)'],
       [
         'end past the time range',
-        body([rec((r) => ((r[2] = 8.64e15), (r[3] = 1)))]),
+        body([rec((r) => ((r[2] = 18_446_744_073_709), (r[3] = 1)))]),
         'records[0][2] (startMs)',
       ],
       ['completed a string', body([rec((r) => (r[13] = 'true'))]), 'records[0][13] (completed)'],
@@ -531,7 +538,7 @@ describe('access-log records', () => {
         batchBody([
           batch(
             1,
-            rec((r) => ((r[1] = 8.64e15), (r[2] = 1))),
+            rec((r) => ((r[1] = 18_446_744_073_709), (r[2] = 1))),
           ),
         ]),
         'batches[0][1][1] (startMs)',
@@ -542,9 +549,10 @@ describe('access-log records', () => {
       assert.equal(err.path, path, `${what}: ${err.message}`);
       assert.equal(err.code, 'ISTHMUS_E_INVALID_VALUE', what);
     }
-    // The refusal of an unknown format names both forms a collector takes.
-    const err = refusal(() => accessLogsToOtlp({ ...batchBody([ok]), format: 'isthmus.access-log/3' }));
+    // The refusal of an unknown format names the forms a collector takes.
+    const err = refusal(() => accessLogsToOtlp({ ...batchBody([ok]), format: 'isthmus.access-log/4' }));
     assert.equal(err.path, 'format');
+    assert.match(err.message, /isthmus\.access-log\/3/);
     assert.match(err.message, /isthmus\.access-log\/2/);
     assert.match(err.message, /isthmus\.access-log\/1/);
     // Called directly, the path given is the prefix of every path it names.

@@ -4,7 +4,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { seededRandom } from '../../src/core/random.js';
-import { ACCESS_LOG_FORMAT, accessLogToOtlp, type AccessLogTuple } from '../../src/telemetry/access-log.js';
+import {
+  ACCESS_LOG_FORMAT,
+  ACCESS_LOG_FORMAT_V2,
+  accessLogSpanToOtlp,
+  accessLogToOtlp,
+  accessLogV2ToOtlp,
+  type AccessLogTuple,
+  type AccessLogTupleV2,
+} from '../../src/telemetry/access-log.js';
 import {
   encodeLog,
   encodeSpan,
@@ -34,6 +42,7 @@ describe('TelemetrySource', () => {
       backoffBaseMs: 5,
       backoffMaxMs: 40,
       random: seededRandom(1),
+      recordIdPrefix: 'rec-',
       ...extra,
     });
     open.push(s);
@@ -48,15 +57,15 @@ describe('TelemetrySource', () => {
     endTimeMs: 1_700_000_000_000.5 + i,
     attributes: { 'http.response.status_code': 200, i, empty: undefined },
   });
-  /** An access-log record as a proxy writes it; every third one without its optional fields. */
+  /**
+   * An access-log record as a proxy writes it; every third one without its optional fields, every
+   * other one sampled (with the facts of its span).
+   */
   const accessLog = (i: number): AccessLogTuple => {
     const some = i % 3 !== 0;
     return [
-      `rec-${i}`,
       1_700_000_000_000 + i,
-      i % 2 === 0 ? i : i + 0.125,
-      'eu-west',
-      'eu-west-a',
+      i % 2 === 0 ? i * 1000 : i * 1000 + 125,
       'frontend',
       'outbound',
       some ? 'orders' : null,
@@ -71,13 +80,36 @@ describe('TelemetrySource', () => {
       null,
       null,
       TRACE,
-      (i + 1).toString(16).padStart(16, '0'),
-      i % 2 === 0,
+      (i + 0x1000).toString(16).padStart(16, '0'),
       `req-${i}`,
       some ? '127.0.0.1' : null,
       some ? 'agent "x"' : null,
+      i % 2 === 0
+        ? ['client', some ? 'f'.repeat(16) : null, some ? 'ot=th:8' : null, i % 4 === 0, some ? 2 : null]
+        : null,
     ];
   };
+  /** The same record in format 2, as sources before format 3 wrote them, with its own id. */
+  const accessLogV2 = (i: number): AccessLogTupleV2 => {
+    const t = accessLog(i);
+    return [
+      `old-${i}`,
+      t[0],
+      t[1] / 1000,
+      'eu-west',
+      'eu-west-a',
+      ...t.slice(2, 17),
+      t[20] !== null,
+      ...t.slice(17, 20),
+    ] as AccessLogTupleV2;
+  };
+  const WHERE = { region: 'eu-west', zone: 'eu-west-a' };
+  /** The OTLP log record the collector makes of record `index` of the batch with `seq`. */
+  const expectedLog = (seq: number, index: number, t: AccessLogTuple) =>
+    accessLogToOtlp(seq, `rec-${seq}.${index}`, WHERE, t);
+  /** The OTLP spans of the sampled records of the batch with `seq`. */
+  const expectedSpans = (seq: number, tuples: AccessLogTuple[]) =>
+    tuples.flatMap((t) => accessLogSpanToOtlp(seq, t) ?? []);
 
   beforeEach(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'isthmus-source-'));
@@ -157,11 +189,15 @@ describe('TelemetrySource', () => {
     assert.equal(st.shipFailures, 0);
   });
 
-  /** The batches of every compact access-log body the collector took, in the order they came. */
-  const sentBatches = (): unknown[][] =>
+  /**
+   * The batches of every compact access-log body the collector took, in the order they came: of
+   * format 3, or of format 2 with `v2`.
+   */
+  const sentBatches = (v2 = false): unknown[][] =>
     collector.accessLogBodies().flatMap((b) => {
-      assert.equal(b.format, ACCESS_LOG_FORMAT);
-      assert.equal(b.records, undefined, 'no format-1 records in a format-2 body');
+      if ((b.format === ACCESS_LOG_FORMAT_V2) !== v2) return [];
+      assert.equal(b.format, v2 ? ACCESS_LOG_FORMAT_V2 : ACCESS_LOG_FORMAT);
+      assert.equal(b.records, undefined, 'no format-1 records in a batch body');
       assert.ok(
         JSON.stringify(b.resource.attributes).includes('"proxy/test@eu-west"'),
         'the resource names the source',
@@ -207,13 +243,14 @@ describe('TelemetrySource', () => {
       st.emittedBytes,
       spans.reduce((n, x) => n + recordBytes(`T${encodeSpan(x)}`), 0) +
         recordBytes(`L${encodeLog(plain)}`) +
-        recordBytes(`B${JSON.stringify(tuples)}`),
+        recordBytes(`C["rec-",${JSON.stringify(tuples).slice(1)}`),
     );
     assert.deepEqual(collector.seqs(), [1, 2, 3, 4, 5]);
     assert.equal(collector.duplicates, 0);
     assert.ok(collector.requests.every((r) => r.status === 200));
-    // On the wire: one batch, its seq first, then the 30 records in the order they were written.
-    assert.deepEqual(sentBatches(), [[5, ...tuples]]);
+    // On the wire: one batch, its seq and record-id prefix first, then the 30 records in the order
+    // they were written.
+    assert.deepEqual(sentBatches(), [[5, 'rec-', ...tuples]]);
     const otlpLogs = collector.requests.filter((r) => r.path === '/v1/logs');
     assert.equal(otlpLogs.length, 1);
     assert.ok(otlpLogs[0]?.body.includes('"plain-1"'));
@@ -224,9 +261,20 @@ describe('TelemetrySource', () => {
     const access = logs.filter((l) => String(l.attrs.recordId).startsWith('rec-'));
     assert.deepEqual(
       access.map((l) => l.item),
-      tuples.map((t) => accessLogToOtlp(5, t)),
+      tuples.map((t, i) => expectedLog(5, i, t)),
     );
     assert.equal(logs.find((l) => l.attrs['isthmus.record_id'] === 'plain-1')?.seq, 4);
+    // The sampled records' spans (every other one) came with them, besides the three spans sent as such.
+    const sent = collector.spans();
+    assert.equal(sent.length, 3 + 15);
+    assert.deepEqual(
+      sent.filter((x) => x.seq === 5).map((x) => x.item),
+      expectedSpans(5, tuples),
+    );
+    assert.deepEqual(
+      sent.filter((x) => x.seq !== 5).map((x) => x.seq),
+      [1, 2, 3],
+    );
   });
 
   it('appends a batch at once when accessLogBatchRecords are waiting', async () => {
@@ -245,9 +293,9 @@ describe('TelemetrySource', () => {
     assert.equal(await s.flush(5000), true);
     assert.equal(s.stats().emitted, 3);
     assert.deepEqual(sentBatches(), [
-      [1, ...tuples.slice(0, 4)],
-      [2, ...tuples.slice(4, 8)],
-      [3, ...tuples.slice(8)],
+      [1, 'rec-', ...tuples.slice(0, 4)],
+      [2, 'rec-', ...tuples.slice(4, 8)],
+      [3, 'rec-', ...tuples.slice(8)],
     ]);
     assert.equal(collector.logs().length, 10);
     assert.equal(s.stats().shipped, 3);
@@ -274,17 +322,17 @@ describe('TelemetrySource', () => {
     await eventually(() => assert.equal(collector.logs().length, 5), 5000);
     assert.equal(s.stats().emitted, 2);
     assert.deepEqual(sentBatches(), [
-      [1, ...first],
-      [2, ...second],
+      [1, 'rec-', ...first],
+      [2, 'rec-', ...second],
     ]);
     assert.deepEqual(
       collector.logs().map((l) => [l.attrs.recordId, l.seq]),
       [
-        ['rec-0', 1],
-        ['rec-1', 1],
-        ['rec-2', 1],
-        ['rec-3', 2],
-        ['rec-4', 2],
+        ['rec-1.0', 1],
+        ['rec-1.1', 1],
+        ['rec-1.2', 1],
+        ['rec-2.0', 2],
+        ['rec-2.1', 2],
       ],
     );
   });
@@ -302,25 +350,28 @@ describe('TelemetrySource', () => {
     assert.equal(s.stats().appendFailures, 1);
     assert.equal(s.stats().signals, 5);
 
-    // The log holds one record: tag B and the five records, in order.
+    // The log holds one record: tag C, the record-id prefix and the five records, in order.
     const wal = await WriteAheadLog.open({ dir, segmentBytes: 64 * 1024, maxBytes: 4 * 1024 * 1024 });
     try {
       const records = await wal.readBatch(1, 100, 1024 * 1024);
       assert.deepEqual(
         records.map((r) => [r.seq, r.payload.toString('utf8', 0, 1)]),
-        [[1, 'B']],
+        [[1, 'C']],
       );
-      assert.deepEqual(JSON.parse((records[0] as { payload: Buffer }).payload.toString('utf8', 1)), tuples);
+      assert.deepEqual(JSON.parse((records[0] as { payload: Buffer }).payload.toString('utf8', 1)), [
+        'rec-',
+        ...tuples,
+      ]);
     } finally {
       await wal.close();
     }
 
     s = await start();
     assert.equal(await s.flush(5000), true);
-    assert.deepEqual(sentBatches(), [[1, ...tuples]]);
+    assert.deepEqual(sentBatches(), [[1, 'rec-', ...tuples]]);
     assert.deepEqual(
       collector.logs().map((l) => l.item),
-      tuples.map((t) => accessLogToOtlp(1, t)),
+      tuples.map((t, i) => expectedLog(1, i, t)),
     );
   });
 
@@ -351,78 +402,105 @@ describe('TelemetrySource', () => {
       Array.from({ length: st.emitted }, (_, i) => i + 1),
     );
     for (const b of batches) {
-      assert.ok(b.length > 1, 'no empty part');
+      assert.ok(b.length > 2, 'no empty part');
+      assert.equal(b[1], 'rec-', 'each part with the prefix');
       assert.ok(Buffer.byteLength(JSON.stringify(b.slice(1))) + 1 <= max, 'each part fits one record');
     }
     assert.deepEqual(
-      batches.flatMap((b) => b.slice(1)),
+      batches.flatMap((b) => b.slice(2)),
       tuples,
     );
     // Halved until each part fits (some 31 KB in parts of at most 4 KB: eighths), not one record a part.
     assert.deepEqual(
-      batches.map((b) => b.length - 1),
+      batches.map((b) => b.length - 2),
       [16, 16, 16, 16, 16, 16, 16, 16],
     );
     assert.equal(collector.logs().length, 128);
     assert.equal(collector.duplicates, 0);
   });
 
-  /** Appends `A` records (one access log each, as sources before batches wrote them) to the log in `dir`. */
-  const writeLegacy = async (tuples: AccessLogTuple[]) => {
+  /**
+   * Appends records of earlier versions to the log in `dir`: `A` records (one format-2 access log
+   * each, as sources before batches wrote them), and with `batch` a `B` record (a batch of them,
+   * as sources before format 3 wrote them).
+   */
+  const writeLegacy = async (tuples: AccessLogTupleV2[], batch: AccessLogTupleV2[] = []) => {
     const wal = await WriteAheadLog.open({ dir, segmentBytes: 64 * 1024, maxBytes: 4 * 1024 * 1024 });
     for (const t of tuples) await wal.append(Buffer.from(`A${JSON.stringify(t)}`), Date.now());
+    if (batch.length > 0) await wal.append(Buffer.from(`B${JSON.stringify(batch)}`), Date.now());
     await wal.sync();
     await wal.close();
   };
 
-  it('ships an access log written one to a record by an earlier version as a batch of one', async () => {
-    const legacy = [accessLog(0), accessLog(1)];
-    await writeLegacy(legacy);
+  it('ships access logs written by earlier versions as format 2: one to a record as batches of one, and batches', async () => {
+    const legacy = [accessLogV2(0), accessLogV2(1)];
+    const legacyBatch = [accessLogV2(5), accessLogV2(6)];
+    await writeLegacy(legacy, legacyBatch);
     const s = await start();
     const fresh = [accessLog(2), accessLog(3), accessLog(4)];
     for (const t of fresh) s.accessLog(t);
     assert.equal(await s.flush(5000), true);
-    assert.deepEqual(sentBatches(), [
+    assert.deepEqual(sentBatches(true), [
       [1, legacy[0]],
       [2, legacy[1]],
-      [3, ...fresh],
+      [3, ...legacyBatch],
     ]);
+    assert.deepEqual(sentBatches(), [[4, 'rec-', ...fresh]]);
     assert.deepEqual(
       collector.logs().map((l) => [l.attrs.recordId, l.seq]),
       [
-        ['rec-0', 1],
-        ['rec-1', 2],
-        ['rec-2', 3],
-        ['rec-3', 3],
-        ['rec-4', 3],
+        ['old-0', 1],
+        ['old-1', 2],
+        ['old-5', 3],
+        ['old-6', 3],
+        ['rec-4.0', 4],
+        ['rec-4.1', 4],
+        ['rec-4.2', 4],
       ],
     );
-    assert.deepEqual(collector.logs()[1]?.item, accessLogToOtlp(2, legacy[1] as AccessLogTuple));
-    assert.equal(s.stats().shipped, 3);
+    assert.deepEqual(collector.logs()[1]?.item, accessLogV2ToOtlp(2, legacy[1] as AccessLogTupleV2));
+    assert.deepEqual(collector.logs()[3]?.item, accessLogV2ToOtlp(3, legacyBatch[1] as AccessLogTupleV2));
+    assert.deepEqual(
+      collector
+        .logs()
+        .slice(4)
+        .map((l) => l.item),
+      fresh.map((t, i) => expectedLog(4, i, t)),
+    );
+    // Format 2 carried no spans (they were sent on their own); the fresh sampled two bring theirs.
+    assert.deepEqual(
+      collector.spans().map((x) => x.item),
+      expectedSpans(4, fresh),
+    );
+    assert.equal(collector.spans().length, 2);
+    assert.equal(s.stats().shipped, 4);
     assert.equal(s.stats().shipFailures, 0);
   });
 
   it('sends access logs as OTLP to /v1/logs, at once and for good, when the collector answers 404', async () => {
     collector.accessLogs = false;
     // One access log from an earlier version already in the log: converted as well.
-    const legacy = accessLog(100);
+    const legacy = accessLogV2(100);
     await writeLegacy([legacy]);
     // A switch counted as a failure would wait out this backoff, and the flush below would time out.
     const s = await start({ backoffBaseMs: 10_000, backoffMaxMs: 10_000 });
-    const written: [seq: number, t: AccessLogTuple][] = [[1, legacy]];
+    const written: [seq: number, id: string, log: unknown][] = [[1, 'old-100', accessLogV2ToOtlp(1, legacy)]];
+    const sampled: unknown[] = [];
     // Twenty access logs in one window with a span among them: the span is seq 2, the batch 3.
     for (let i = 0; i < 20; i++) {
       if (i === 10) s.span(span(i));
       const t = accessLog(i);
       s.accessLog(t);
-      written.push([3, t]);
+      written.push([3, `rec-3.${i}`, expectedLog(3, i, t)]);
+      sampled.push(...expectedSpans(3, [t]));
     }
     assert.equal(await s.flush(2000), true);
-    // Once more after the switch: straight to /v1/logs.
+    // Once more after the switch: straight to /v1/logs (and the spans to /v1/traces).
     for (let i = 20; i < 25; i++) {
       const t = accessLog(i);
       s.accessLog(t);
-      written.push([4, t]);
+      written.push([4, `rec-4.${i - 20}`, expectedLog(4, i - 20, t)]);
+      sampled.push(...expectedSpans(4, [t]));
     }
     assert.equal(await s.flush(2000), true);
 
@@ -442,15 +520,23 @@ describe('TelemetrySource', () => {
     const logs = collector.logs();
     assert.deepEqual(
       logs.map((l) => [l.seq, l.attrs.recordId]),
-      written.map(([seq, t]) => [seq, t[0]]),
+      written.map(([seq, id]) => [seq, id]),
     );
     for (const [k, l] of logs.entries()) {
-      const [seq, t] = written[k] as [number, AccessLogTuple];
       // Attributes (types and order), severity, body, ids and times as the collector would make them.
-      assert.deepEqual(l.item, accessLogToOtlp(seq, t));
+      assert.deepEqual(l.item, (written[k] as [number, string, unknown])[2]);
       assert.equal(l.resource['isthmus.source'], 'proxy/test@eu-west');
     }
-    assert.equal(logs.find((l) => l.attrs.recordId === 'rec-1')?.attrs.path, '/a1?q="é"');
+    assert.equal(logs.find((l) => l.attrs.recordId === 'rec-3.1')?.attrs.path, '/a1?q="é"');
+    // The sampled records' spans, converted at the source too, besides the span sent as such.
+    assert.deepEqual(
+      collector
+        .spans()
+        .filter((x) => x.seq !== 2)
+        .map((x) => x.item),
+      sampled,
+    );
+    assert.equal(collector.spans().length, sampled.length + 1);
     const st = s.stats();
     assert.equal(st.shipFailures, 0);
     // Shipped: the earlier version's record too; emitted: only what this source wrote.

@@ -204,8 +204,7 @@ export class Collector {
     if (req.method === 'POST') {
       const kind = /^\/v1\/(traces|metrics|logs)$/.exec(p)?.[1] as keyof typeof kinds | undefined;
       if (kind) return sendJson(res, 200, await this.#ingest(kind, req));
-      if (p === '/v1/access-logs')
-        return sendJson(res, 200, await this.#ingest('logs', req, accessLogsToOtlp));
+      if (p === '/v1/access-logs') return sendJson(res, 200, await this.#ingestAccessLogs(req));
       if (p === '/v1/heartbeat') return sendJson(res, 200, await this.#heartbeat(req));
       throw new ApiError(404, 'ISTHMUS_E_NOT_FOUND', `no POST ${p}`);
     }
@@ -272,32 +271,56 @@ export class Collector {
     throw err;
   }
 
-  /**
-   * Stores (and forwards) the items of one OTLP body; `convert` turns the body as received into
-   * the OTLP body it stands for first (compact access logs), with the same checks and refusals.
-   */
-  async #ingest(
-    kind: keyof typeof kinds,
-    req: IncomingMessage,
-    convert?: (received: unknown) => JsonObject,
-  ): Promise<Record<string, never>> {
+  /** Stores (and forwards) the items of one OTLP body. */
+  async #ingest(kind: keyof typeof kinds, req: IncomingMessage): Promise<Record<string, never>> {
     const received = await this.#read(req, kind);
-    let body: unknown;
     let items: ReturnType<(typeof kinds)[typeof kind]>;
     try {
-      body = convert ? convert(received) : received;
-      items = kinds[kind](body);
+      items = kinds[kind](received);
     } catch (err) {
       this.#invalid(err, kind);
     }
+    await this.#keep(kind, received as JsonObject, items);
+    return {};
+  }
+
+  /**
+   * A compact access-log body: turned into the OTLP bodies it stands for (log records, and the
+   * spans of sampled records), all checked before anything is kept, then kept as those would be.
+   */
+  async #ingestAccessLogs(req: IncomingMessage): Promise<Record<string, never>> {
+    const received = await this.#read(req, 'logs');
+    const parts: [
+      kind: keyof typeof kinds,
+      body: JsonObject,
+      items: ReturnType<(typeof kinds)[keyof typeof kinds]>,
+    ][] = [];
+    try {
+      const { logs, traces } = accessLogsToOtlp(received);
+      parts.push(['logs', logs, parseLogs(logs)]);
+      if (traces) parts.push(['traces', traces, parseTraces(traces)]);
+    } catch (err) {
+      this.#invalid(err, 'logs');
+    }
+    for (const [kind, body, items] of parts) await this.#keep(kind, body, items);
+    return {};
+  }
+
+  /**
+   * Forwards and stores the items of one body, counts them, and returns once both are durable.
+   */
+  async #keep(
+    kind: keyof typeof kinds,
+    body: JsonObject,
+    items: ReturnType<(typeof kinds)[keyof typeof kinds]>,
+  ): Promise<void> {
     const now = this.#now();
     const keepFromNs = this.#retentionMs > 0 ? msToPaddedNs(now - this.#retentionMs) : undefined;
     // Forward first, store second, answer once both are durable: a crash in between leaves the
     // source without a 200 (it resends; both stores dedupe), never a 200 for something lost.
     let forwarded: WalAppend | undefined;
     if (this.forwarder && items.length > 0) {
-      const out =
-        kind === 'logs' ? this.#reducedLogs(body as JsonObject, items as LogItem[]) : (body as JsonObject);
+      const out = kind === 'logs' ? this.#reducedLogs(body, items as LogItem[]) : body;
       forwarded = await this.#enqueue(kind, out, now);
     }
     const result =
@@ -337,7 +360,6 @@ export class Collector {
           dups,
         );
     }
-    return {};
   }
 
   /** The sweep at start and then every minute (unref'd: it never keeps the process alive). */
