@@ -390,6 +390,11 @@ export class ProxyTelemetry {
     );
     set('isthmus_telemetry_ship_failures', 'Failed exports to the collector since start.', s.shipFailures);
     set(
+      'isthmus_telemetry_rejected_records',
+      'Telemetry records the collector refused as malformed since start: skipped so the rest ships, and lost.',
+      s.rejected,
+    );
+    set(
       'isthmus_telemetry_dropped_records',
       'Telemetry records lost since start (log full with drop-oldest, corrupt, torn).',
       s.dropped.full.records + s.dropped.corrupt.records + s.dropped.torn.records,

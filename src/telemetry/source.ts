@@ -163,6 +163,12 @@ export interface TelemetrySourceStats {
   appendFailures: number;
   /** Records the collector stored (acked). */
   shipped: number;
+  /**
+   * Records the collector refused as they are (`400`, `413`, `422`: sent again, they would be
+   * refused again), each found by sending its batch one record at a time, then skipped so that
+   * what follows still ships. Lost, and counted here; their seqs show as gaps downstream.
+   */
+  rejected: number;
   exports: number;
   shipFailures: number;
   lastShipError: string | undefined;
@@ -374,8 +380,24 @@ class ExportError extends Error {
     message: string,
     readonly path: string,
     readonly status: number,
+    /** The `path` of the collector's error body, when it names the part of the body it refused. */
+    readonly refusedPart?: string,
   ) {
     super(message);
+  }
+}
+
+/** Statuses by which a collector refuses what a body holds: sent again as it is, it would be refused again. */
+const REFUSED_STATUSES = new Set([400, 413, 422]);
+
+/** The `path` of an Isthmus error body (`{error, message, path}`), if it is one. */
+function refusedPart(body: Buffer): string | undefined {
+  try {
+    const parsed: unknown = JSON.parse(body.toString('utf8'));
+    const part = (parsed as { path?: unknown } | null)?.path;
+    return typeof part === 'string' ? part : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -421,6 +443,9 @@ export class TelemetrySource {
   #shipped = 0;
   #exports = 0;
   #shipFailures = 0;
+  #rejected = 0;
+  /** While `next` is at most this, batches are read one record at a time (a refused batch is searched). */
+  #searchUntil = 0;
   #lastShipError: string | undefined;
   #heartbeats = 0;
   #heartbeatFailures = 0;
@@ -621,6 +646,7 @@ export class TelemetrySource {
       emittedBytes: w.appendedBytes,
       appendFailures: this.#appendFailures,
       shipped: this.#shipped,
+      rejected: this.#rejected,
       exports: this.#exports,
       shipFailures: this.#shipFailures,
       lastShipError: this.#lastShipError,
@@ -653,6 +679,7 @@ export class TelemetrySource {
         `POST ${path}: ${res.status} ${res.body.toString('utf8', 0, 300)}`,
         path,
         res.status,
+        REFUSED_STATUSES.has(res.status) ? refusedPart(res.body) : undefined,
       );
   }
 
@@ -780,8 +807,10 @@ export class TelemetrySource {
   /**
    * Reads durable records in seq order, exports them, acks once every signal of the batch was
    * stored. A failure retries the same batch after a full-jitter backoff, forever: the log's
-   * bound, not the shipper, decides what is lost. A batch resent after a partial failure is
-   * deduplicated by the collector on (source, seq).
+   * bound, not the shipper, decides what is lost. The exception is a refusal of what the batch
+   * holds (`400`, `413`, `422`): its records are sent again one at a time, and one refused on its
+   * own is skipped and counted in `rejected`. A batch resent after a partial failure is
+   * deduplicated by the collector.
    */
   async #shipLoop(): Promise<void> {
     let next = this.wal.ackedSeq + 1;
@@ -792,9 +821,8 @@ export class TelemetrySource {
       let count: number;
       let last: number;
       try {
-        const batch = await this.wal.readBatch(next, this.#batchRecords, this.#batchBytes, {
-          reuseBuffer: true,
-        });
+        const max = next <= this.#searchUntil ? 1 : this.#batchRecords;
+        const batch = await this.wal.readBatch(next, max, this.#batchBytes, { reuseBuffer: true });
         count = batch.length;
         last = count > 0 ? (batch[count - 1] as WalRecord).seq : 0;
         exports = count > 0 ? this.#exportBodies(batch) : [];
@@ -821,26 +849,35 @@ export class TelemetrySource {
         this.#shipped += count;
         next = last + 1;
         retry = 0;
-        // The checkpoint's write and fsync go on while the next batch is read and posted: waiting
-        // for them would cap shipping at one batch per fsync. A crash before it is durable only
-        // means the batch is sent again, and the collector drops the duplicates.
-        this.#acking = this.wal.ack(last).then(
-          () => {
-            if (last > this.#checkpointedSeq) this.#checkpointedSeq = last;
-          },
-          (err: unknown) => {
-            if (!this.#closing) this.#lastShipError = (err as Error).message;
-          },
-        );
+        this.#ackThrough(last);
       } catch (err) {
         if (
           err instanceof ExportError &&
-          (err.status === 404 || err.status === 405) &&
           err.path === ACCESS_LOGS_PATH &&
-          this.#compactAccessLogs
+          this.#compactAccessLogs &&
+          (err.status === 404 || err.status === 405 || err.refusedPart === 'format')
         ) {
-          // Not an Isthmus collector (or an older one): the same batch again at once, as OTLP.
+          // Not an Isthmus collector, or one older than this format: the same batch again at
+          // once, as OTLP.
           this.#compactAccessLogs = false;
+          continue;
+        }
+        if (err instanceof ExportError && REFUSED_STATUSES.has(err.status)) {
+          this.#shipFailures++;
+          if (count > 1) {
+            // Something in this batch is refused: the same records again one at a time, to ship
+            // all but the refused ones.
+            this.#searchUntil = last;
+            this.#lastShipError = err.message;
+            continue;
+          }
+          // A record the collector will never take, and that would hold up everything after it:
+          // skipped, and counted as lost (its seq shows as a gap downstream).
+          this.#rejected++;
+          this.#lastShipError = `${err.message} (record ${last} rejected: skipped)`;
+          next = last + 1;
+          retry = 0;
+          this.#ackThrough(last);
           continue;
         }
         this.#shipFailures++;
@@ -848,6 +885,22 @@ export class TelemetrySource {
         await sleep(this.#backoff.delayMs(retry++), this.#closed);
       }
     }
+  }
+
+  /**
+   * Acks the log through `last`. The checkpoint's write and fsync go on while the next batch is
+   * read and posted: waiting for them would cap shipping at one batch per fsync. A crash before it
+   * is durable only means the batch is sent again, and the collector drops the duplicates.
+   */
+  #ackThrough(last: number): void {
+    this.#acking = this.wal.ack(last).then(
+      () => {
+        if (last > this.#checkpointedSeq) this.#checkpointedSeq = last;
+      },
+      (err: unknown) => {
+        if (!this.#closing) this.#lastShipError = (err as Error).message;
+      },
+    );
   }
 
   async #heartbeat(): Promise<void> {

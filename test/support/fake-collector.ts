@@ -45,9 +45,12 @@ export class FakeCollector {
   down = false;
   /**
    * Take compact access-log records (`POST /v1/access-logs`) as the real collector does; while
-   * false, answer that endpoint 404 as a collector without it would.
+   * false, answer that endpoint 404 as a collector without it would; with `'format-2'`, refuse
+   * format 3 with a 400 naming `format`, as a collector that knows formats 1 and 2 only would.
    */
-  accessLogs = true;
+  accessLogs: boolean | 'format-2' = true;
+  /** Refuse (400, naming nothing) every body this says yes to, as a collector refuses a malformed one. */
+  refuse: ((path: string, body: string) => boolean) | undefined;
   readonly requests: { path: string; status: number; body: string }[] = [];
   readonly items: Received[] = [];
   readonly heartbeats: Json[] = [];
@@ -64,18 +67,38 @@ export class FakeCollector {
         const body = Buffer.concat(chunks).toString('utf8');
         const path = req.url ?? '/';
         let status = 200;
-        if (this.down) status = 503;
-        else if (path === '/v1/access-logs' && !this.accessLogs) status = 404;
-        else {
+        let answer = '{}';
+        if (this.down) {
+          status = 503;
+          answer = JSON.stringify({ error: 'unavailable', message: 'fake outage' });
+        } else if (path === '/v1/access-logs' && !this.accessLogs) {
+          status = 404;
+          answer = JSON.stringify({ error: 'ISTHMUS_E_NOT_FOUND', message: `no POST ${path}` });
+        } else if (
+          path === '/v1/access-logs' &&
+          this.accessLogs === 'format-2' &&
+          !body.includes('"isthmus.access-log/2"')
+        ) {
+          status = 400;
+          answer = JSON.stringify({
+            error: 'ISTHMUS_E_INVALID_VALUE',
+            message: 'format: must be "isthmus.access-log/2" (or "isthmus.access-log/1")',
+            path: 'format',
+          });
+        } else if (this.refuse?.(path, body)) {
+          status = 400;
+          answer = JSON.stringify({ error: 'ISTHMUS_E_INVALID_VALUE', message: 'refused' });
+        } else {
           try {
             this.#accept(path, JSON.parse(body) as Json);
           } catch {
             status = 400;
+            answer = JSON.stringify({ error: 'ISTHMUS_E_INVALID_VALUE', message: 'not taken' });
           }
         }
         this.requests.push({ path, status, body });
         res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(status === 200 ? '{}' : JSON.stringify({ error: 'unavailable', message: 'fake outage' }));
+        res.end(answer);
       });
     });
     this.#server.on('connection', (s: Socket) => {

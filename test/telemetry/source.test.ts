@@ -546,6 +546,61 @@ describe('TelemetrySource', () => {
     assert.equal(st.backlogRecords, 0);
   });
 
+  it('skips and counts a record the collector refuses as it is, and ships the rest of its batch', async () => {
+    // The collector refuses any body holding the poison record, whatever else is in it.
+    collector.refuse = (_path, body) => body.includes('"poison"');
+    const s = await start({ collectorUrl: undefined });
+    for (let i = 1; i <= 10; i++)
+      s.log({ timeMs: 1_700_000_000_000 + i, body: i === 5 ? 'poison' : `r${i}`, attributes: {} });
+    await s.close();
+    open.length = 0;
+    // All ten in one batch: refused whole, then sent one record at a time.
+    const t = await start({ backoffBaseMs: 60_000, backoffMaxMs: 60_000 });
+    assert.equal(await t.flush(5000), true, 'the refusal holds nothing up, and waits out no backoff');
+    const st = t.stats();
+    assert.equal(st.rejected, 1);
+    assert.equal(st.shipped, 9);
+    assert.equal(st.ackedSeq, 10);
+    assert.equal(st.backlogRecords, 0);
+    assert.match(st.lastShipError ?? '', /400 .*record 5 rejected: skipped/);
+    assert.deepEqual(collector.seqs(), [1, 2, 3, 4, 6, 7, 8, 9, 10]);
+    assert.deepEqual(
+      collector.logs().map((l) => (l.item.body as { stringValue: string }).stringValue),
+      ['r1', 'r2', 'r3', 'r4', 'r6', 'r7', 'r8', 'r9', 'r10'],
+    );
+    const logPosts = collector.requests.filter((r) => r.path === '/v1/logs');
+    assert.equal(logPosts[0]?.status, 400, 'the whole batch first');
+    assert.equal(logPosts.length, 1 + 10, 'then each record once: nine taken, the poison refused');
+    // Back to whole batches after the refused one.
+    collector.refuse = undefined;
+    for (let i = 11; i <= 20; i++) t.log({ timeMs: 1_700_000_000_000 + i, body: `r${i}`, attributes: {} });
+    assert.equal(await t.flush(5000), true);
+    assert.equal(collector.requests.filter((r) => r.path === '/v1/logs').length, 1 + 10 + 1);
+    assert.equal(t.stats().rejected, 1);
+  });
+
+  it('sends access logs as OTLP when the collector refuses format 3 by name (a collector of formats 1 and 2)', async () => {
+    collector.accessLogs = 'format-2';
+    const s = await start({ backoffBaseMs: 10_000, backoffMaxMs: 10_000 });
+    const tuples = Array.from({ length: 4 }, (_, i) => accessLog(i));
+    for (const t of tuples) s.accessLog(t);
+    assert.equal(await s.flush(2000), true);
+    assert.deepEqual(
+      collector.requests.filter((r) => r.path === '/v1/access-logs').map((r) => r.status),
+      [400],
+    );
+    assert.deepEqual(
+      collector.logs().map((l) => l.item),
+      tuples.map((t, i) => expectedLog(1, i, t)),
+    );
+    assert.deepEqual(
+      collector.spans().map((x) => x.item),
+      expectedSpans(1, tuples),
+    );
+    assert.equal(s.stats().rejected, 0, 'nothing skipped: the records went another way');
+    assert.equal(s.stats().shipFailures, 0);
+  });
+
   it('retries through a collector outage: every record arrives once, in seq order per signal', async () => {
     collector.down = true;
     const s = await start();
