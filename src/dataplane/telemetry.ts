@@ -7,6 +7,7 @@ import type { EffectiveTelemetry } from '../model/settings.js';
 import {
   applyThreshold,
   samplerOptions,
+  thresholdTraceState,
   ServiceSamplers,
   type AdaptiveSampler,
   type SamplingDecision,
@@ -174,16 +175,23 @@ export class ProxyTelemetry {
       tracestate: state,
     });
     const spanId = newSpanId(this.#random);
-    if (decision.threshold !== undefined || state?.has(OT_KEY)) {
-      state ??= new TraceState();
-      applyThreshold(state, decision.threshold);
-    }
     let traceState: string | undefined;
-    if (state !== undefined && state.size > 0) {
-      state.truncate();
-      traceState = state.format();
+    if (state === undefined && decision.threshold !== undefined) {
+      // The common case of a sampled request that came without tracestate: the `ot` entry alone,
+      // as the general path below would format it.
+      traceState = thresholdTraceState(decision.threshold);
       headers.tracestate = traceState;
-    } else delete headers.tracestate;
+    } else {
+      if (decision.threshold !== undefined || state?.has(OT_KEY)) {
+        state ??= new TraceState();
+        applyThreshold(state, decision.threshold);
+      }
+      if (state !== undefined && state.size > 0) {
+        state.truncate();
+        traceState = state.format();
+        headers.tracestate = traceState;
+      } else delete headers.tracestate;
+    }
     headers.traceparent = nextTraceparent(traceId, spanId, decision.sampled, parent?.flags);
     let requestId = headers[H.requestId];
     if (typeof requestId !== 'string') {

@@ -162,6 +162,25 @@ export function applyThreshold(state: TraceState, threshold: bigint | undefined)
   return true;
 }
 
+/** {@link thresholdTraceState}'s strings, by threshold. */
+const THRESHOLD_STATES = new Map<bigint, string>();
+const MAX_THRESHOLD_STATES = 256;
+
+/**
+ * The whole `tracestate` of a hop that received none and samples at `threshold`: what
+ * {@link applyThreshold} on an empty {@link TraceState} formats to (`ot=th:…`), without the
+ * object. Remembered by threshold: a sampler has one at a time, parents pass a few.
+ */
+export function thresholdTraceState(threshold: bigint): string {
+  let state = THRESHOLD_STATES.get(threshold);
+  if (state === undefined) {
+    state = `${OT_KEY}=${formatOt({ th: formatTh(threshold), rv: undefined, extra: [] })}`;
+    if (THRESHOLD_STATES.size >= MAX_THRESHOLD_STATES) THRESHOLD_STATES.clear();
+    THRESHOLD_STATES.set(threshold, state);
+  }
+  return state;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Decisions
 

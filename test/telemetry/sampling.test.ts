@@ -21,6 +21,7 @@ import {
   shouldKeepAnyway,
   thresholdToAdjustedCount,
   thresholdToProbability,
+  thresholdTraceState,
   type SamplerOptions,
   type SamplingDecision,
 } from '../../src/telemetry/sampling.js';
@@ -207,6 +208,21 @@ describe('applyThreshold', () => {
     assert.ok(state);
     assert.equal(applyThreshold(state, 0xfd70a4n << 32n), false);
     assert.equal(state.format(), `ot=${long}`);
+  });
+
+  it("formats a hop's whole tracestate as applyThreshold on an empty one does (thresholdTraceState)", () => {
+    assert.equal(thresholdTraceState(0n), 'ot=th:0');
+    assert.equal(thresholdTraceState(0xcn << 52n), 'ot=th:c');
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: (1n << 56n) - 1n }), (t) => {
+        const state = new TraceState();
+        assert.ok(applyThreshold(state, t));
+        state.truncate();
+        assert.equal(thresholdTraceState(t), state.format());
+        // Twice: the remembered string is the same.
+        assert.equal(thresholdTraceState(t), state.format());
+      }),
+    );
   });
 });
 
