@@ -77,14 +77,11 @@ class Hop {
   ) {}
 }
 
-const HOP = Symbol('isthmus.hop');
-type WithHop = ProxyResponse & { [HOP]?: Hop };
-
 /** The `close` listener of every traced response: shared, so no closure is made per request. */
-function onResponseClose(this: WithHop): void {
-  const hop = this[HOP];
-  if (hop) {
-    this[HOP] = undefined;
+function onResponseClose(this: ProxyResponse): void {
+  const hop = this.handlerState;
+  if (hop instanceof Hop) {
+    this.handlerState = undefined;
     hop.telemetry.finish(hop, this);
   }
 }
@@ -216,7 +213,7 @@ export class ProxyTelemetry {
       this.#clock.monotonicMs(),
       outcome,
     );
-    (res as WithHop)[HOP] = hop;
+    res.handlerState = hop;
     // Not `once`: a response closes once, and `once` costs a bound wrapper per request.
     res.on('close', onResponseClose);
     return outcome;

@@ -42,6 +42,12 @@ export interface ProxyRequest extends AsyncIterable<Buffer> {
 /** What a data-plane handler does with a response (node:http's ServerResponse fits it too). */
 export interface ProxyResponse {
   statusCode: number;
+  /**
+   * What a handler keeps with the response until it closes (the request's telemetry). A field of
+   * its own, declared on every response, rather than a property added to some: responses keep one
+   * shape, and the code that handles them stays monomorphic.
+   */
+  handlerState?: unknown;
   readonly headersSent: boolean;
   readonly writableFinished: boolean;
   readonly destroyed: boolean;
@@ -162,6 +168,7 @@ export class H1Request implements ProxyRequest {
 
 export class H1Response extends EventEmitter implements ProxyResponse {
   statusCode = 200;
+  handlerState: unknown = undefined;
   headersSent = false;
   writableEnded = false;
   writableFinished = false;
