@@ -85,6 +85,8 @@ interface Options {
   connections: number;
   rounds: number;
   records: number;
+  /** Also measure each telemetry variant side by side with telemetry off (see sideBySide). */
+  paired: boolean;
   save: boolean;
 }
 
@@ -95,6 +97,8 @@ const USAGE = `Usage: npm run bench:telemetry -- [options]
   --connections N     wrk connections, one thread (env BENCH_CONNECTIONS, default 64)
   --rounds N          rounds over the three variants; each reports its median round (env BENCH_ROUNDS, 3)
   --records N         spans appended, then drained, in parts 2 and 3 (env BENCH_RECORDS, default 200000)
+  --paired            also run each telemetry variant and telemetry off side by side on core 0, at
+                      once, twice a round (either one started first): CPU per request of each
   --save              also write bench/results/telemetry-<date>.json
 `;
 
@@ -104,6 +108,7 @@ function parseOptions(argv: string[]): Options | undefined {
     options: {
       ...LOAD_FLAGS,
       records: { type: 'string' },
+      paired: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -114,6 +119,7 @@ function parseOptions(argv: string[]): Options | undefined {
     connections: intFlag('connections', values.connections, 'BENCH_CONNECTIONS', 64, 1, 10_000),
     rounds: intFlag('rounds', values.rounds, 'BENCH_ROUNDS', 3, 1, 20),
     records: intFlag('records', values.records, 'BENCH_RECORDS', 200_000, 1000, 10_000_000),
+    paired: values.paired,
     save: values.save,
   };
 }
@@ -237,8 +243,8 @@ class Bench extends LoadBench<LoadTools, Options> {
     return getJson(`http://${this.#sinkAddress}/count`) as Promise<SinkCount>;
   }
 
-  async #startProxy(variant: Variant, round: number) {
-    const dir = path.join(this.tmp, `r${round}-${variant.key}`);
+  async #startProxy(variant: Variant, round: number, tag = 'r') {
+    const dir = path.join(this.tmp, `${tag}${round}-${variant.key}`);
     await mkdir(path.join(dir, 'mesh'), { recursive: true });
     // The mesh of bench:proxy; (c) adds a mesh-wide TelemetryPolicy that samples every request.
     const mesh = variant.sampleAll
@@ -265,6 +271,40 @@ spec:
     );
     // As bench:proxy starts it.
     return startIsthmusProxy(this.procs, `isthmus ${variant.key}`, isthmusMain, bootstrap, repoRoot);
+  }
+
+  /**
+   * Fresh proxies of `first` and `second` on core 0 at once, each under its own wrk (half the
+   * connections each, both on the load core), warmed up and then measured together: the CPU per
+   * request of each (all its threads, /proc), in that order. Whatever the machine's speed does
+   * during the run, it does to both. `tag` names their folders.
+   */
+  async sideBySide(first: Variant, second: Variant, tag: string): Promise<[number, number]> {
+    const a = await this.#startProxy(first, 0, `${tag}-`);
+    const b = await this.#startProxy(second, 0, `${tag}-`);
+    try {
+      const connections = Math.max(1, Math.floor(this.options.connections / 2));
+      const both = (sec: number, summary: boolean) =>
+        Promise.all([
+          this.wrk(a.address, sec, summary, connections),
+          this.wrk(b.address, sec, summary, connections),
+        ]);
+      if (this.options.warmupSec > 0) await both(this.options.warmupSec, false);
+      const cpu = () => [processCpuMs(a.process.pid), processCpuMs(b.process.pid)] as const;
+      const [a0, b0] = cpu();
+      const [outA, outB] = await both(this.options.durationSec, true);
+      const [a1, b1] = cpu();
+      for (const p of [a, b])
+        if (!alive(p.process)) throw new Error(`a proxy died during the run:\n${p.process.tail()}`);
+      const perRequest = (cpuMs: number, out: string) => {
+        const requests = parseWrkOutput(out).requests;
+        return requests > 0 ? (cpuMs * 1000) / requests : 0;
+      };
+      return [perRequest(a1 - a0, outA), perRequest(b1 - b0, outB)];
+    } finally {
+      await this.procs.stop(a.process);
+      await this.procs.stop(b.process);
+    }
   }
 
   /** A fresh proxy of `variant`: warm-up, then the measured run with its counters around it. */
@@ -640,6 +680,63 @@ function summarise(variant: Variant, rounds: readonly RoundResult[]): VariantRes
   };
 }
 
+/** One telemetry variant measured side by side with telemetry off, run after run. */
+interface SideBySide {
+  key: VariantKey;
+  label: string;
+  /** Each run's CPU per request of the variant over that of telemetry off, and which started first. */
+  runs: { ratio: number; offUs: number; onUs: number; offFirst: boolean }[];
+  /** Per round, the geometric mean of its two runs' ratios: a bias for the proxy started first cancels out. */
+  roundRatios: number[];
+  medianRatio: number;
+}
+
+/**
+ * Each telemetry variant and telemetry off, side by side on core 0 (Bench.sideBySide), twice a
+ * round: telemetry off started first, then the variant first. Which one starts first (and has its
+ * wrk launched first) changes the result, by 1.5 % to 15 % in this machine's runs; the geometric
+ * mean of the two runs of a round cancels a bias of either size.
+ */
+async function sideBySide(bench: Bench, rounds: number): Promise<SideBySide[]> {
+  const off = VARIANTS.find((v) => v.key === 'off') as Variant;
+  const out: SideBySide[] = [];
+  for (const v of VARIANTS.filter((x) => x.telemetry)) {
+    const runs: SideBySide['runs'] = [];
+    for (let round = 1; round <= rounds; round++)
+      for (const offFirst of [true, false]) {
+        process.stdout.write(
+          `  side by side, ${v.label} and telemetry off (${offFirst ? 'off' : 'on'} first)… `,
+        );
+        const tag = `p${round}-${v.key}-${offFirst ? 'a' : 'b'}`;
+        const [x, y] = offFirst ? await bench.sideBySide(off, v, tag) : await bench.sideBySide(v, off, tag);
+        const [offUs, onUs] = offFirst ? [x, y] : [y, x];
+        runs.push({ ratio: onUs / offUs, offUs, onUs, offFirst });
+        console.log(`${onUs.toFixed(1)} against ${offUs.toFixed(1)} µs a request`);
+      }
+    const roundRatios: number[] = [];
+    for (let i = 0; i + 1 < runs.length; i += 2)
+      roundRatios.push(
+        Math.sqrt((runs[i] as { ratio: number }).ratio * (runs[i + 1] as { ratio: number }).ratio),
+      );
+    out.push({ key: v.key, label: v.label, runs, roundRatios, medianRatio: medianOf(roundRatios) });
+  }
+  return out;
+}
+
+function formatSideBySide(paired: readonly SideBySide[], connections: number): string {
+  const half = Math.max(1, Math.floor(connections / 2));
+  return [
+    `Side by side (--paired): each telemetry variant and telemetry off on core 0 at once, each under its own wrk (${half} connections), CPU per request of each (all threads, /proc).`,
+    'The machine drifts alike for both; but each proxy also pays for the cache misses the other causes at its thread hand-offs, which overstates the cost of the log’s writes (docs/performance.md).',
+    ...paired.map(
+      (p) =>
+        `  ${p.label.padEnd(30)}  CPU per request ×${p.medianRatio.toFixed(3)} of telemetry off (median over rounds: ${p.roundRatios
+          .map((r) => r.toFixed(3))
+          .join(', ')}; runs, off first then on first: ${p.runs.map((r) => r.ratio.toFixed(3)).join(', ')})`,
+    ),
+  ].join('\n');
+}
+
 /** The median (the lower middle value for an even count). */
 function medianOf(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -687,6 +784,7 @@ async function main(): Promise<number> {
         );
       }
     }
+    const paired = o.paired ? await sideBySide(bench, o.rounds) : [];
     await bench.stopPeers();
     const variants = VARIANTS.map((v) => summarise(v, rounds.get(v.key) ?? []));
 
@@ -696,6 +794,7 @@ async function main(): Promise<number> {
 
     const targets = evaluateTargets(variants, pipe);
     console.log(`\n${formatReport(variants, pipe, targets)}`);
+    if (paired.length > 0) console.log(`\n${formatSideBySide(paired, o.connections)}`);
 
     if (o.save) {
       const all = variants.find((v) => v.key === 'all');
@@ -715,6 +814,7 @@ async function main(): Promise<number> {
               : null,
           },
           targets,
+          ...(paired.length > 0 && { sideBySide: paired }),
         },
       );
     }

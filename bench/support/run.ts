@@ -272,14 +272,22 @@ export class LoadBench<T extends Pick<Tools, 'nginx' | 'wrk'>, O extends { conne
     return startNginx(this.procs, this.tools.nginx, this.tmp, name, core, conf);
   }
 
-  /** wrk on {@link LOAD_CORE} against `address` as `Host: bench`; `summary` for a measured run. */
-  protected wrk(address: string, durationSec: number, summary: boolean): Promise<string> {
+  /**
+   * wrk on {@link LOAD_CORE} against `address` as `Host: bench`; `summary` for a measured run;
+   * `connections` when not the run's own (two wrk at once share them).
+   */
+  protected wrk(
+    address: string,
+    durationSec: number,
+    summary: boolean,
+    connections = this.options.connections,
+  ): Promise<string> {
     return runWrk(this.procs, {
       wrk: this.tools.wrk,
       core: LOAD_CORE,
       url: `http://${address}/`,
       host: SERVICE,
-      connections: this.options.connections,
+      connections,
       durationSec,
       ...(summary && { script: this.#lua }),
     });
