@@ -325,43 +325,16 @@ export function accessLogToOtlp(
 /** The OTLP log record of a format-2 (or, after its seq, format-1) record. */
 export function accessLogV2ToOtlp(seq: number, r: AccessLogTupleV2): JsonObject {
   const [recordId, startMs, durationMs, region, zone, ...rest] = r;
-  const [service, listener, route, method, path, authority, status, completed, attempts, servedBy] = rest;
-  const [peerRegion, failover, fallback, traceId, spanId, sampled, requestId, client, userAgent] = rest.slice(
-    10,
-  ) as [
-    string | null,
-    string | null,
-    string | null,
-    string,
-    string,
+  // Format 2 after `zone`: the request's values, traceId, spanId, sampled, requestId, client,
+  // userAgent. As format 3 (the duration is passed apart, in milliseconds; no span):
+  const requestAndIds = rest.slice(0, 15) as [...RequestValues, string, string];
+  const [sampled, requestId, client, userAgent] = rest.slice(15) as [
     boolean,
     string,
     string | null,
     string | null,
   ];
-  const fields: AccessLogTuple = [
-    startMs,
-    0,
-    service,
-    listener,
-    route,
-    method,
-    path,
-    authority,
-    status,
-    completed,
-    attempts,
-    servedBy,
-    peerRegion,
-    failover,
-    fallback,
-    traceId,
-    spanId,
-    requestId,
-    client,
-    userAgent,
-    null,
-  ];
+  const fields: AccessLogTuple = [startMs, 0, ...requestAndIds, requestId, client, userAgent, null];
   return logRecord(seq, fields, { recordId, region, zone, durationMs, sampled });
 }
 
