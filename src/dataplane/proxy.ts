@@ -153,6 +153,7 @@ function toEndpoints(
 function openingTelemetrySettings(settings: EffectiveTelemetry | undefined): string {
   return JSON.stringify({
     buffer: settings?.buffer ?? null,
+    accessLog: settings?.accessLog ?? null,
     heartbeatInterval: settings?.heartbeatInterval ?? null,
     metricsInterval: settings?.metricsInterval ?? null,
   });
@@ -279,6 +280,10 @@ export class Proxy {
         },
       }),
       heartbeatIntervalMs: parseDurationMs(settings?.heartbeatInterval ?? '2s'),
+      ...(settings?.accessLog && {
+        accessLogBatchMs: parseDurationMs(settings.accessLog.batchWindow),
+        accessLogBatchRecords: settings.accessLog.batchRecords,
+      }),
       clock: this.#clock,
       random: this.#random,
     });

@@ -564,12 +564,31 @@ export const TelemetrySettings = Section('Telemetry settings.', {
         min: '1ms',
         max: '10s',
         description:
-          'Longest time a written signal waits before it is fsynced (acks are checkpointed as often); appends are written every 10 ms and a proxy gathers its access-log records for up to 10 ms before that, so a crash of the machine may lose up to this plus 20 ms, and a crash of the process up to 20 ms.',
+          'Longest time a written signal waits before it is fsynced (acks are checkpointed as often); appends are written every 10 ms and a proxy gathers its access-log records for up to `accessLog.batchWindow` before that, so a crash of the machine may lose up to this plus 10 ms plus the batch window, and a crash of the process up to 10 ms plus the batch window.',
       }),
       whenFull: OneOf(['drop-oldest', 'block'] as const, {
         default: 'drop-oldest',
         description:
           'At `maxBytes`: drop the oldest unshipped segment (counted as lost), or block the producer. Dropping is the default so that telemetry never stalls requests.',
+      }),
+    },
+  ),
+  accessLog: Section(
+    'How a proxy gathers its access-log records (one per request, and the span of a sampled one) before they go to the log.',
+    {
+      batchWindow: Duration({
+        default: '10ms',
+        min: '1ms',
+        max: '1s',
+        description:
+          'Records are kept in memory for up to this long, or until `batchRecords` are waiting, then appended to the log as one record with one seq. Longer: fewer, larger log records and less work per request, but a crash of the process loses up to this much of the access log, with no gap to show for it.',
+      }),
+      batchRecords: Int({
+        default: 128,
+        minimum: 1,
+        maximum: 10_000,
+        description:
+          'A batch is appended at once when this many records are waiting. A batch too large for one record of the log is split.',
       }),
     },
   ),

@@ -590,6 +590,11 @@ export class TelemetrySource {
     this.#append(TAG_LOG, encodeLog(record));
   }
 
+  /** How access-log records are gathered: for up to `windowMs`, or until `records` are waiting. */
+  get accessLogBatch(): { windowMs: number; records: number } {
+    return { windowMs: this.#accessLogBatchMs, records: this.#accessLogBatchRecords };
+  }
+
   /**
    * A proxy's access-log record (one per request), kept compact in the log and on the wire: about
    * a fifth of the bytes of the same record as an OTLP log record. Records are gathered for up to

@@ -68,6 +68,7 @@ spec:
   targetRef: {kind: Mesh}
   sampling: {minRatio: 1}
   buffer: {fsyncInterval: 5ms}
+  accessLog: {batchWindow: 20ms, batchRecords: 64}
   heartbeatInterval: 100ms
   metricsInterval: 1s
 `,
@@ -374,7 +375,17 @@ spec:
     const reload = async () =>
       assert.equal((await call(sidecar.addresses.admin!, { method: 'POST', path: '/reload' })).status, 200);
     const restartEvents = () => sidecarEvents.filter((e) => e.event === 'telemetry-restart-needed');
+    // What the pipeline opened with: the configured batching of access logs, among others.
+    assert.deepEqual(sidecar.telemetry!.source.accessLogBatch, { windowMs: 20, records: 64 });
     try {
+      assert.equal((await config()).telemetryRestartNeeded, false);
+      // The access logs' batching applies at the next start, as the buffer does.
+      await writeFile(file, original.replace('batchWindow: 20ms', 'batchWindow: 50ms'));
+      await reload();
+      assert.equal((await config()).telemetryRestartNeeded, true);
+      assert.equal(restartEvents().length, 1);
+      await writeFile(file, original);
+      await reload();
       assert.equal((await config()).telemetryRestartNeeded, false);
       // Sampling applies at once; the buffer does not.
       await writeFile(
@@ -383,13 +394,13 @@ spec:
       );
       await reload();
       assert.equal((await config()).telemetryRestartNeeded, true);
-      assert.equal(restartEvents().length, 1);
-      const e = restartEvents()[0] as { running: { buffer: unknown }; configured: { buffer: unknown } };
+      assert.equal(restartEvents().length, 2);
+      const e = restartEvents()[1] as { running: { buffer: unknown }; configured: { buffer: unknown } };
       assert.match(JSON.stringify(e.running.buffer), /"fsyncInterval":"5ms"/);
       assert.match(JSON.stringify(e.configured.buffer), /"fsyncInterval":"50ms"/);
       // The same pending change is reported once.
       await reload();
-      assert.equal(restartEvents().length, 1);
+      assert.equal(restartEvents().length, 2);
     } finally {
       await writeFile(file, original);
       await reload();
