@@ -15,12 +15,26 @@ function alive(pid: number): boolean {
   }
 }
 
+/** What a lock file said about an owner that did not release it. */
+export interface AbandonedLock {
+  /** Its pid, if the file could be read. */
+  pid: number | undefined;
+  /** When it took the lock, epoch ms, if the file said. */
+  startedAtMs: number | undefined;
+}
+
 /**
  * Takes a folder for this process (a telemetry log, a lab): the lock is the file `lockFile` in
- * it, holding the owner's pid; a lock whose pid is gone (the owner was killed) is taken over.
- * `what` names the folder's use in errors. Returns the function that releases it.
+ * it, holding the owner's pid; a lock whose pid is gone (the owner was killed) is taken over, and
+ * `onTakeOver` hears what the file said of that owner. `what` names the folder's use in errors.
+ * Returns the function that releases it.
  */
-export function acquirePidLock(dir: string, lockFile: string, what: string): () => void {
+export function acquirePidLock(
+  dir: string,
+  lockFile: string,
+  what: string,
+  onTakeOver?: (abandoned: AbandonedLock) => void,
+): () => void {
   const real = realpathSync(dir);
   const file = path.join(dir, lockFile);
   if (heldHere.has(real))
@@ -34,8 +48,12 @@ export function acquirePidLock(dir: string, lockFile: string, what: string): () 
         cause: err,
       });
     let pid: unknown;
+    let startedAtMs: unknown;
     try {
-      pid = (JSON.parse(readFileSync(file, 'utf8')) as { pid?: unknown }).pid;
+      ({ pid, startedAtMs } = JSON.parse(readFileSync(file, 'utf8')) as {
+        pid?: unknown;
+        startedAtMs?: unknown;
+      });
     } catch {
       pid = undefined;
     }
@@ -46,6 +64,10 @@ export function acquirePidLock(dir: string, lockFile: string, what: string): () 
         `${dir}: this ${what} is in use by process ${pid} (${lockFile}); one process per folder`,
       );
     writeFileSync(file, mine);
+    onTakeOver?.({
+      pid: typeof pid === 'number' && Number.isSafeInteger(pid) ? pid : undefined,
+      startedAtMs: typeof startedAtMs === 'number' && Number.isFinite(startedAtMs) ? startedAtMs : undefined,
+    });
   }
   heldHere.add(real);
   return () => {

@@ -296,6 +296,17 @@ export class Proxy {
       settings: (service) => this.#config?.mesh.telemetry(service).value,
       metricsIntervalMs: parseDurationMs(settings?.metricsInterval ?? '10s'),
     });
+    const previous = source.wal.previousOwner;
+    if (previous)
+      // What the last run held in memory (the access-log records of its last batch window) died
+      // with it, with no seq to show as a gap: said here, since nothing downstream can count it.
+      this.#log({
+        event: 'telemetry-unclean-start',
+        reason:
+          'the telemetry log was left by a process that did not close it (killed or crashed): the access-log records it had not yet appended (up to telemetry.accessLog.batchWindow of them) are lost without a count',
+        previousPid: previous.pid ?? null,
+        previousStartedAtMs: previous.startedAtMs ?? null,
+      });
     void source.heartbeat();
   }
 
@@ -466,7 +477,7 @@ export class Proxy {
     this.#log({
       event: 'telemetry-restart-needed',
       reason:
-        'the telemetry buffer, heartbeatInterval and metricsInterval changed; they are read when the telemetry pipeline opens, so the new values apply at the next start',
+        'the telemetry buffer, accessLog, heartbeatInterval or metricsInterval changed; they are read when the telemetry pipeline opens, so the new values apply at the next start',
       running: JSON.parse(this.#telemetryOpenedWith) as unknown,
       configured: JSON.parse(now) as unknown,
     });

@@ -395,6 +395,11 @@ export class ProxyTelemetry {
     );
     set('isthmus_telemetry_ship_failures', 'Failed exports to the collector since start.', s.shipFailures);
     set(
+      'isthmus_telemetry_unclean_start',
+      '1 when the telemetry log was left by a process that did not close it (killed or crashed): access-log records it held in memory were lost without a count.',
+      this.source.wal.previousOwner ? 1 : 0,
+    );
+    set(
       'isthmus_telemetry_rejected_records',
       'Telemetry records the collector refused as malformed since start: skipped so the rest ships, and lost.',
       s.rejected,

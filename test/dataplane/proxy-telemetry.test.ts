@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
@@ -28,6 +28,8 @@ describe('proxy telemetry', () => {
   let meshText: (gatewayPort: number) => Record<string, string>;
   let gatewayPortOf: number;
   const sidecarEvents: Record<string, unknown>[] = [];
+  /** The pid in the lock the sidecar's log folder holds when it starts: a process that is gone. */
+  let deadPid: number;
   const lab = new TestLab();
 
   before(async () => {
@@ -88,6 +90,13 @@ spec:
     gatewayPortOf = gatewayPort;
     meshText = resources;
     sidecarMesh = await lab.mesh(resources(gatewayPort));
+    // The sidecar's log folder as a killed proxy leaves it: a lock naming a process that is gone.
+    deadPid = spawnSync(process.execPath, ['-e', '']).pid;
+    await mkdir(path.join(dataDir, 'sc'), { recursive: true });
+    await writeFile(
+      path.join(dataDir, 'sc', 'wal.lock'),
+      `${JSON.stringify({ pid: deadPid, startedAtMs: 1_700_000_000_000 })}\n`,
+    );
     sidecar = await lab.proxy({
       name: 'sc-us-east',
       locality: 'us-east/us-east-a',
@@ -363,6 +372,20 @@ spec:
         `heartbeat ${String(hb?.emittedSeq)}, last seq ${lastSeq}`,
       );
     }, 3000);
+  });
+
+  it('says when its log was left by a process that did not close it, whose last access logs are lost uncounted', async () => {
+    const unclean = sidecarEvents.filter((e) => e.event === 'telemetry-unclean-start');
+    assert.equal(unclean.length, 1);
+    assert.equal(unclean[0]?.previousPid, deadPid);
+    assert.equal(unclean[0]?.previousStartedAtMs, 1_700_000_000_000);
+    assert.match(String(unclean[0]?.reason), /without a count/);
+    const metric = async (p: Proxy) =>
+      /^isthmus_telemetry_unclean_start(?:\{[^}]*\})? (\d+)$/m.exec(
+        (await call(p.addresses.admin!, { path: '/metrics' })).body,
+      )?.[1];
+    assert.equal(await metric(sidecar), '1');
+    assert.equal(await metric(gateway), '0', 'the gateway started on a fresh folder');
   });
 
   it('says when a new configuration changes telemetry settings that apply only at the next start', async () => {

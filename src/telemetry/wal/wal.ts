@@ -3,7 +3,7 @@ import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { systemClock, type Clock } from '../../core/clock.js';
 import { IsthmusError } from '../../core/errors.js';
-import { acquirePidLock } from '../../core/pid-lock.js';
+import { acquirePidLock, type AbandonedLock } from '../../core/pid-lock.js';
 import {
   CHECKPOINT_FILE,
   CHECKPOINT_TEMP_FILE,
@@ -246,6 +246,15 @@ async function fsyncDir(dir: string): Promise<void> {
 export class WriteAheadLog {
   /** What opening the folder found and repaired. */
   readonly recovery: WalRecovery;
+  /**
+   * The process that held the log before and never closed it (it was killed, or crashed), if the
+   * lock it left says so. What it had appended but not yet written is lost, and had a seq; what
+   * its own callers held in memory before appending (a proxy's access-log batch) had none.
+   */
+  get previousOwner(): AbandonedLock | undefined {
+    return this.#previousOwner;
+  }
+  #previousOwner: AbandonedLock | undefined;
   readonly dir: string;
   readonly maxBytes: number;
   readonly segmentBytes: number;
@@ -391,7 +400,8 @@ export class WriteAheadLog {
       throw ioError(`${options.dir}: cannot create the log folder`, err);
     }
     // Two writers interleaving appends in one folder would corrupt it.
-    const releaseLock = acquirePidLock(options.dir, LOCK_FILE, 'telemetry log');
+    let abandoned: AbandonedLock | undefined;
+    const releaseLock = acquirePidLock(options.dir, LOCK_FILE, 'telemetry log', (a) => (abandoned = a));
     try {
       const opened = recover(options.dir);
       const wal = new WriteAheadLog(
@@ -400,6 +410,7 @@ export class WriteAheadLog {
         opened,
         releaseLock,
       );
+      wal.#previousOwner = abandoned;
       await wal.#openActive();
       return wal;
     } catch (err) {

@@ -10,7 +10,9 @@ const CHILD = fileURLToPath(new URL('./crash-child.js', import.meta.url));
 const ROUNDS = 5;
 
 /** Runs the child on `dir` until it has reported durability, then SIGKILLs it at a random moment. */
-async function runAndKill(dir: string): Promise<{ openedAt: number; durable: number; acked: number }> {
+async function runAndKill(
+  dir: string,
+): Promise<{ openedAt: number; durable: number; acked: number; pid: number | undefined }> {
   const child = spawn(process.execPath, [CHILD, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
@@ -33,7 +35,7 @@ async function runAndKill(dir: string): Promise<{ openedAt: number; durable: num
   const signal = await exited;
   clearTimeout(killTimer);
   assert.equal(signal, 'SIGKILL', `the child died on its own: ${stderr}`);
-  return { openedAt, durable, acked };
+  return { openedAt, durable, acked, pid: child.pid };
 }
 
 describe('telemetry write-ahead log under kill -9', () => {
@@ -46,10 +48,13 @@ describe('telemetry write-ahead log under kill -9', () => {
     let totalDurable = 0;
     let acks = 0;
     for (let round = 0; round < ROUNDS; round++) {
-      const { openedAt, durable, acked } = await runAndKill(dir);
+      const { openedAt, durable, acked, pid } = await runAndKill(dir);
       assert.equal(openedAt, expectedNext, `round ${round}: the child continued from seq ${openedAt}`);
       assert.ok(durable >= openedAt, `round ${round}: nothing became durable`);
       const wal = await WriteAheadLog.open({ dir, segmentBytes: 64 * 1024, maxBytes: 256 * 1024 * 1024 });
+      // The killed child never released the log: its lock names it.
+      assert.equal(wal.previousOwner?.pid, pid, `round ${round}: the abandoned lock`);
+      assert.equal(typeof wal.previousOwner?.startedAtMs, 'number');
       assert.deepEqual(
         wal.recovery.corrupt,
         { records: 0, bytes: 0 },

@@ -223,6 +223,7 @@ describe('telemetry write-ahead log recovery', () => {
     await writeFile(path.join(dir, '.wal.checkpoint.tmp'), 'half a checkpoint');
     await writeFile(path.join(dir, '.wal-notes.tmp'), 'not ours');
     const wal = await WriteAheadLog.open({ dir, ...small });
+    assert.equal(wal.previousOwner, undefined, 'the log was closed: no abandoned lock');
     assert.deepEqual(seqsOf(await readAll(wal)), range(1, 10));
     await wal.close();
     const names = await readdir(dir);
