@@ -10,7 +10,9 @@
  *    default sampling; (c) telemetry with every request sampled (a TelemetryPolicy with
  *    `minRatio: 1`: a span and an access-log record per request, the worst case). Every round runs
  *    the three in turn (in reverse order every other round), each in a fresh process with a wrk
- *    warm-up before the measured run, so drift hits all alike; each variant reports its median
+ *    warm-up before the measured run (20 s by default: the telemetry pipeline's functions run per
+ *    batch, about a hundred times a second, and V8 is still optimizing them 10 s into full load,
+ *    on core 0, where telemetry off has long finished), so drift hits all alike; each variant reports its median
  *    round, and the cost target takes the median of the rounds' costs, each variant against the
  *    telemetry-off run of its own round. The proxy's telemetry counters
  *    (records emitted, shipped, dropped) are scraped from its admin `/metrics` at the start and end
@@ -27,7 +29,7 @@
  *    After part 1 this process is pinned to core 1, so (2) and (3) run on one core, source and
  *    collector alike, as a proxy does.
  *
- * Usage: npm run bench:telemetry -- [--duration 8] [--warmup 5] [--connections 64] [--rounds 3]
+ * Usage: npm run bench:telemetry -- [--duration 8] [--warmup 20] [--connections 64] [--rounds 3]
  *          [--records 200000] [--save]
  * Every flag also reads an environment variable: BENCH_DURATION, BENCH_WARMUP, … Nothing is
  * installed: missing tools (nginx, wrk, taskset) are reported with the command that provides them.
@@ -93,7 +95,7 @@ interface Options {
 const USAGE = `Usage: npm run bench:telemetry -- [options]
 
   --duration SECONDS  measured wrk run per variant and round (env BENCH_DURATION, default 8)
-  --warmup SECONDS    wrk warm-up before each run (env BENCH_WARMUP, default 5)
+  --warmup SECONDS    wrk warm-up before each run (env BENCH_WARMUP, default 20)
   --connections N     wrk connections, one thread (env BENCH_CONNECTIONS, default 64)
   --rounds N          rounds over the three variants; each reports its median round (env BENCH_ROUNDS, 3)
   --records N         spans appended, then drained, in parts 2 and 3 (env BENCH_RECORDS, default 200000)
@@ -115,7 +117,7 @@ function parseOptions(argv: string[]): Options | undefined {
   if (values.help) return undefined;
   return {
     durationSec: intFlag('duration', values.duration, 'BENCH_DURATION', 8, 1, 600),
-    warmupSec: intFlag('warmup', values.warmup, 'BENCH_WARMUP', 5, 0, 120),
+    warmupSec: intFlag('warmup', values.warmup, 'BENCH_WARMUP', 20, 0, 300),
     connections: intFlag('connections', values.connections, 'BENCH_CONNECTIONS', 64, 1, 10_000),
     rounds: intFlag('rounds', values.rounds, 'BENCH_ROUNDS', 3, 1, 20),
     records: intFlag('records', values.records, 'BENCH_RECORDS', 200_000, 1000, 10_000_000),

@@ -276,6 +276,8 @@ export class Proxy {
           maxBytes: parseSizeBytes(buffer.maxBytes),
           segmentBytes: parseSizeBytes(buffer.segmentBytes),
           fsyncIntervalMs: parseDurationMs(buffer.fsyncInterval),
+          // Written no later than fsynced: the delay never holds up durability past the interval.
+          writeDelayMs: Math.min(parseDurationMs(buffer.writeDelay), parseDurationMs(buffer.fsyncInterval)),
           whenFull: buffer.whenFull,
         },
       }),

@@ -564,7 +564,14 @@ export const TelemetrySettings = Section('Telemetry settings.', {
         min: '1ms',
         max: '10s',
         description:
-          'Longest time a written signal waits before it is fsynced (acks are checkpointed as often); appends are written every 10 ms and a proxy gathers its access-log records for up to `accessLog.batchWindow` before that, so a crash of the machine may lose up to this plus 10 ms plus the batch window, and a crash of the process up to 10 ms plus the batch window.',
+          'Longest time a written signal waits before it is fsynced (acks are checkpointed as often). Signals reach the log `writeDelay` after they are appended, and a proxy gathers its access-log records for up to `accessLog.batchWindow` before that, so a crash of the machine may lose up to this plus `writeDelay` plus the batch window, and a crash of the process up to `writeDelay` plus the batch window.',
+      }),
+      writeDelay: Duration({
+        default: '100ms',
+        min: '0ms',
+        max: '1s',
+        description:
+          'Appends wait this long to be written to the log together (never longer than `fsyncInterval`; 0: once per event-loop turn). A write is a round trip through a thread, which costs a busy proxy more than the bytes: 100 ms makes about ten writes a second. Nothing is shipped before it is fsynced, so this delays no signal beyond `fsyncInterval`; a crash of the process loses what waits (see `fsyncInterval`).',
       }),
       whenFull: OneOf(['drop-oldest', 'block'] as const, {
         default: 'drop-oldest',

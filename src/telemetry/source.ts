@@ -115,6 +115,8 @@ export interface TelemetrySourceOptions {
     maxBytes?: number;
     segmentBytes?: number;
     fsyncIntervalMs?: number;
+    /** How long appends wait to be written together, ms (the log's `writeDelayMs`). */
+    writeDelayMs?: number;
     whenFull?: WalFullPolicy;
   };
   /** Default 2000. */
@@ -549,6 +551,7 @@ export class TelemetrySource {
       ...(b.maxBytes !== undefined && { maxBytes: b.maxBytes }),
       ...(b.segmentBytes !== undefined && { segmentBytes: b.segmentBytes }),
       ...(b.fsyncIntervalMs !== undefined && { fsyncIntervalMs: b.fsyncIntervalMs }),
+      ...(b.writeDelayMs !== undefined && { writeDelayMs: b.writeDelayMs }),
       // Telemetry never stalls requests unless the mesh asks for it.
       whenFull: b.whenFull ?? 'drop-oldest',
       ...(options.clock && { clock: options.clock }),

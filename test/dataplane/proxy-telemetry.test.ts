@@ -400,6 +400,8 @@ spec:
     const restartEvents = () => sidecarEvents.filter((e) => e.event === 'telemetry-restart-needed');
     // What the pipeline opened with: the configured batching of access logs, among others.
     assert.deepEqual(sidecar.telemetry!.source.accessLogBatch, { windowMs: 20, records: 64 });
+    // Appends are written after `writeDelay` (100 ms by default), never later than the fsync.
+    assert.equal(sidecar.telemetry!.source.wal.writeDelayMs, 5);
     try {
       assert.equal((await config()).telemetryRestartNeeded, false);
       // The access logs' batching applies at the next start, as the buffer does.

@@ -259,13 +259,14 @@ export class WriteAheadLog {
   readonly maxBytes: number;
   readonly segmentBytes: number;
   readonly fsyncIntervalMs: number;
+  /** How long appends wait to be written together, ms. */
+  readonly writeDelayMs: number;
   readonly whenFull: WalFullPolicy;
   /** Largest payload an append takes: a record must fit an empty segment, bytes. */
   readonly maxPayloadBytes: number;
 
   readonly #blockTimeoutMs: number | undefined;
   readonly #writeBatchBytes: number;
-  readonly #writeDelayMs: number;
   readonly #clock: Clock;
   readonly #releaseLock: () => void;
 
@@ -345,7 +346,7 @@ export class WriteAheadLog {
     this.maxPayloadBytes = this.segmentBytes - SEGMENT_HEADER_BYTES - RECORD_HEADER_BYTES;
     this.#blockTimeoutMs = options.blockTimeoutMs;
     this.#writeBatchBytes = positiveInteger('writeBatchBytes', options.writeBatchBytes ?? MiB, 1);
-    this.#writeDelayMs = positiveInteger('writeDelayMs', options.writeDelayMs ?? 10, 0);
+    this.writeDelayMs = positiveInteger('writeDelayMs', options.writeDelayMs ?? 10, 0);
     this.#clock = options.clock ?? systemClock;
     this.#releaseLock = releaseLock;
     this.recovery = opened.recovery;
@@ -648,8 +649,8 @@ export class WriteAheadLog {
       this.#flushScheduled = false;
       this.#startWrite();
     };
-    if (this.#writeDelayMs === 0) setImmediate(run);
-    else setTimeout(run, this.#writeDelayMs);
+    if (this.writeDelayMs === 0) setImmediate(run);
+    else setTimeout(run, this.writeDelayMs);
   }
 
   #startWrite(): void {
