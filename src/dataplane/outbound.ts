@@ -129,17 +129,6 @@ export interface HopOutcome {
   fallback: string | undefined;
 }
 
-export function newHopOutcome(): HopOutcome {
-  return {
-    route: '',
-    attempts: 0,
-    servedBy: undefined,
-    peerRegion: undefined,
-    failover: undefined,
-    fallback: undefined,
-  };
-}
-
 /**
  * Serves one outbound request to a mesh destination: deadline → limits → attempts (balancer
  * pick, upstream pool, retry decision) → response or fallback. Every decision shows in the

@@ -24,7 +24,7 @@ import {
   TraceState,
 } from '../telemetry/trace-context.js';
 import { H } from './http/headers.js';
-import { newHopOutcome, type HopOutcome } from './outbound.js';
+import type { HopOutcome } from './outbound.js';
 import type { Histogram, Stats } from './stats.js';
 
 /**
@@ -56,8 +56,18 @@ interface SeriesHandles {
   errorsCounter: { inc(by?: number): void };
 }
 
-/** What one request carries from its start to its end. */
-class Hop {
+/**
+ * What one request carries from its start to its end. It is also the request's outcome slot
+ * (client and gateway hops), which serveOutbound fills in: one object a request, not two.
+ */
+class Hop implements HopOutcome {
+  route = '';
+  attempts = 0;
+  servedBy: string | undefined = undefined;
+  peerRegion: string | undefined = undefined;
+  failover: string | undefined = undefined;
+  fallback: string | undefined = undefined;
+
   constructor(
     readonly telemetry: ProxyTelemetry,
     readonly req: ProxyRequest,
@@ -73,7 +83,8 @@ class Hop {
     readonly requestId: string,
     readonly startWallMs: number,
     readonly startMonoMs: number,
-    readonly outcome: HopOutcome | undefined,
+    /** Whether the hop is an outcome slot (begin returned it); an inbound hop is not. */
+    readonly withOutcome: boolean,
   ) {}
 }
 
@@ -195,7 +206,6 @@ export class ProxyTelemetry {
       requestId = randomUuid();
       headers[H.requestId] = requestId;
     }
-    const outcome = withOutcome ? newHopOutcome() : undefined;
     const hop = new Hop(
       this,
       req,
@@ -211,12 +221,12 @@ export class ProxyTelemetry {
       requestId,
       this.#clock.now(),
       this.#clock.monotonicMs(),
-      outcome,
+      withOutcome,
     );
     res.handlerState = hop;
     // Not `once`: a response closes once, and `once` costs a bound wrapper per request.
     res.on('close', onResponseClose);
-    return outcome;
+    return withOutcome ? hop : undefined;
   }
 
   #handles(service: string, peerRegion: string): SeriesHandles {
@@ -263,7 +273,7 @@ export class ProxyTelemetry {
     const status = res.statusCode;
     const completed = res.writableFinished;
     const error = !completed || status >= 500;
-    const o = hop.outcome;
+    const o = hop.withOutcome ? hop : undefined;
     const peerRegion = o?.peerRegion ?? '';
     const h = this.#handles(hop.service, peerRegion);
     h.requests++;
