@@ -15,7 +15,7 @@ import {
   type AccessLogTuple,
 } from './access-log.js';
 import { msToNanos, SEVERITY_NUMBER } from './otlp.js';
-import { WriteAheadLog, type WalFullPolicy, type WalLoss, type WalRecord } from './wal/index.js';
+import { WriteAheadLog, type WalDrop, type WalFullPolicy, type WalRecord } from './wal/index.js';
 
 /**
  * The source side of telemetry (docs/telemetry-wire.md): spans, log records and metrics batches
@@ -171,6 +171,8 @@ export interface TelemetrySourceStats {
    * what follows still ships. Lost, and counted here; their seqs show as gaps downstream.
    */
   rejected: number;
+  /** The signals the rejected records held (an access-log batch, its records). */
+  rejectedSignals: number;
   exports: number;
   shipFailures: number;
   lastShipError: string | undefined;
@@ -178,7 +180,8 @@ export interface TelemetrySourceStats {
   heartbeatFailures: number;
   backlogRecords: number;
   backlogBytes: number;
-  dropped: { full: WalLoss; corrupt: WalLoss; torn: WalLoss };
+  /** Records lost from the log (full with drop-oldest, corrupt, torn), and the signals they held. */
+  dropped: { full: WalDrop; corrupt: WalDrop; torn: WalDrop };
   lastSeq: number;
   durableSeq: number;
   ackedSeq: number;
@@ -201,6 +204,23 @@ const BYTE_ACCESS_LOGS = TAG_ACCESS_LOGS.charCodeAt(0);
 const BYTE_ACCESS_LOGS_V2 = 'B'.charCodeAt(0);
 /** One format-2 record per log record, as written before batches (`A` and the record's array): still shipped. */
 const BYTE_ACCESS_LOG_SINGLE = 'A'.charCodeAt(0);
+
+/**
+ * How many signals a record of the log holds: an access-log batch its records (the payload is
+ * read again, which only a rare path does), anything else one, as does a batch that does not parse.
+ */
+function signalsIn(payload: Buffer): number {
+  const tag = payload[0];
+  if (tag !== BYTE_ACCESS_LOGS && tag !== BYTE_ACCESS_LOGS_V2) return 1;
+  try {
+    const batch: unknown = JSON.parse(payload.toString('utf8', 1));
+    if (!Array.isArray(batch)) return 1;
+    // Format 3 starts with the batch's id prefix.
+    return Math.max(1, tag === BYTE_ACCESS_LOGS ? batch.length - 1 : batch.length);
+  } catch {
+    return 1;
+  }
+}
 const SINGLE_AS_BATCH_HEAD = Buffer.from('B[');
 const SINGLE_AS_BATCH_TAIL = Buffer.from(']');
 const ITEM_PREFIX = '{"attributes":[';
@@ -446,6 +466,7 @@ export class TelemetrySource {
   #exports = 0;
   #shipFailures = 0;
   #rejected = 0;
+  #rejectedSignals = 0;
   /** While `next` is at most this, batches are read one record at a time (a refused batch is searched). */
   #searchUntil = 0;
   #lastShipError: string | undefined;
@@ -574,9 +595,9 @@ export class TelemetrySource {
     // it or refuses it now, with no promise and no copy per record.
     if (this.wal.whenFull === 'block')
       this.wal
-        .append(Buffer.from(tag + json, 'utf8'), now)
+        .append(Buffer.from(tag + json, 'utf8'), now, signals)
         .catch(signals === 1 ? this.#onAppendFailed : () => (this.#appendFailures += signals));
-    else if (!this.wal.appendText(tag + json, now)) this.#appendFailures += signals;
+    else if (!this.wal.appendText(tag + json, now, signals)) this.#appendFailures += signals;
   }
 
   span(span: SpanData): void {
@@ -655,6 +676,7 @@ export class TelemetrySource {
       appendFailures: this.#appendFailures,
       shipped: this.#shipped,
       rejected: this.#rejected,
+      rejectedSignals: this.#rejectedSignals,
       exports: this.#exports,
       shipFailures: this.#shipFailures,
       lastShipError: this.#lastShipError,
@@ -828,11 +850,14 @@ export class TelemetrySource {
       let exports: { path: string; body: Buffer }[];
       let count: number;
       let last: number;
+      // A batch of one record may be refused on its own; what it stood for is counted then.
+      let single: WalRecord | undefined;
       try {
         const max = next <= this.#searchUntil ? 1 : this.#batchRecords;
         const batch = await this.wal.readBatch(next, max, this.#batchBytes, { reuseBuffer: true });
         count = batch.length;
         last = count > 0 ? (batch[count - 1] as WalRecord).seq : 0;
+        single = count === 1 ? batch[0] : undefined;
         exports = count > 0 ? this.#exportBodies(batch) : [];
       } catch (err) {
         if (this.#closing) return;
@@ -882,6 +907,7 @@ export class TelemetrySource {
           // A record the collector will never take, and that would hold up everything after it:
           // skipped, and counted as lost (its seq shows as a gap downstream).
           this.#rejected++;
+          this.#rejectedSignals += single ? signalsIn(single.payload) : 1;
           this.#lastShipError = `${err.message} (record ${last} rejected: skipped)`;
           next = last + 1;
           retry = 0;

@@ -343,6 +343,15 @@ spec:
       const s = p.telemetry!.source.stats();
       assert.equal(s.dropped.full.records, 0);
       assert.equal(s.appendFailures, 0);
+      // The losses in signals, by reason, all zero and all there.
+      const text = (await call(p.addresses.admin!, { path: '/metrics' })).body;
+      const lost = [...text.matchAll(/^isthmus_telemetry_lost_signals\{[^}]*reason="(\w+)"[^}]*\} (\d+)$/gm)];
+      assert.deepEqual(lost.map((m) => `${m[1]} ${m[2]}`).sort(), [
+        'corrupt 0',
+        'full 0',
+        'rejected 0',
+        'torn 0',
+      ]);
     }
     // A batch's signals go in separate posts, so some of a batch can be stored while the rest
     // waits for the next retry: everything is in only once each log says nothing is left.

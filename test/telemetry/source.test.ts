@@ -559,6 +559,7 @@ describe('TelemetrySource', () => {
     assert.equal(await t.flush(5000), true, 'the refusal holds nothing up, and waits out no backoff');
     const st = t.stats();
     assert.equal(st.rejected, 1);
+    assert.equal(st.rejectedSignals, 1);
     assert.equal(st.shipped, 9);
     assert.equal(st.ackedSeq, 10);
     assert.equal(st.backlogRecords, 0);
@@ -577,6 +578,26 @@ describe('TelemetrySource', () => {
     assert.equal(await t.flush(5000), true);
     assert.equal(collector.requests.filter((r) => r.path === '/v1/logs').length, 1 + 10 + 1);
     assert.equal(t.stats().rejected, 1);
+  });
+
+  it('counts the access-log records of a refused batch as the signals lost', async () => {
+    // Batches of four access-log records; the second batch holds the poison path.
+    const s = await start({ collectorUrl: undefined, accessLogBatchRecords: 4 });
+    for (let i = 1; i <= 12; i++) {
+      const t = accessLog(i);
+      if (i === 6) t[6] = '/poison';
+      s.accessLog(t);
+    }
+    await s.close();
+    open.length = 0;
+    collector.refuse = (path, body) => path === '/v1/access-logs' && body.includes('/poison');
+    const t = await start({ backoffBaseMs: 60_000, backoffMaxMs: 60_000 });
+    assert.equal(await t.flush(5000), true);
+    const st = t.stats();
+    assert.equal(st.rejected, 1, 'one record of the log');
+    assert.equal(st.rejectedSignals, 4, 'holding four access-log records');
+    assert.deepEqual(collector.seqs(), [1, 3]);
+    assert.equal(collector.logs().length, 8);
   });
 
   it('sends access logs as OTLP when the collector refuses format 3 by name (a collector of formats 1 and 2)', async () => {
@@ -682,6 +703,29 @@ describe('TelemetrySource', () => {
     // The log counts refused appends among its drops: every record is shipped, waiting or counted.
     assert.equal(st.dropped.full.records + st.backlogRecords, 4000);
     assert.ok(st.appendFailures <= st.dropped.full.records);
+    assert.equal(st.dropped.full.signals, st.dropped.full.records, 'a span is one signal');
+  });
+
+  it('counts the access-log records of the batches a full log drops', async () => {
+    collector.down = true;
+    const s = await start({
+      buffer: { fsyncIntervalMs: 5, segmentBytes: 64 * 1024, maxBytes: 128 * 1024 },
+      accessLogBatchRecords: 10,
+      backoffBaseMs: 10_000,
+      backoffMaxMs: 10_000,
+    });
+    // Batches of ten records (about 3 KB each): far more than the log holds.
+    for (let round = 0; round < 40; round++) {
+      for (let i = 0; i < 100; i++) s.accessLog(accessLog(round * 100 + i));
+      await new Promise((r) => setImmediate(r));
+    }
+    await s.wal.sync();
+    const st = s.stats();
+    assert.equal(st.emitted, 400);
+    assert.ok(st.dropped.full.records > 0, 'drops are counted');
+    assert.equal(st.dropped.full.signals, st.dropped.full.records * 10, 'ten access-log records each');
+    assert.equal(st.dropped.full.records + st.backlogRecords, 400);
+    await s.close();
   });
 
   it('keeps records in the log when no collector is configured', async () => {

@@ -1,6 +1,7 @@
 export {
   WriteAheadLog,
   type WalAppend,
+  type WalDrop,
   type WalFullPolicy,
   type ReadOptions,
   type WalOptions,

@@ -47,6 +47,16 @@ export interface WalOptions {
   clock?: Clock;
 }
 
+/**
+ * Records lost, and what they stood for: `signals` sums the weights given at append (a record
+ * holding a batch of 100 access-log records weighs 100). A record whose weight is not known
+ * counts as 1: one appended by an earlier process (weights live in memory only), or one found
+ * corrupt or torn, whose content cannot be read.
+ */
+export interface WalDrop extends WalLoss {
+  signals: number;
+}
+
 /** One record as read back. */
 export interface WalRecord {
   seq: number;
@@ -80,7 +90,7 @@ export interface WalStats {
   writes: number;
   fsyncs: number;
   /** Records dropped since open, by reason: `full` (drop-oldest), `corrupt` and `torn` (found by recovery or reads). */
-  dropped: { full: WalLoss; corrupt: WalLoss; torn: WalLoss };
+  dropped: { full: WalDrop; corrupt: WalDrop; torn: WalDrop };
   /** Records acknowledged since open. */
   ackedRecords: number;
   ackedSeq: number;
@@ -169,6 +179,8 @@ interface Segment {
   /** Bytes the OS has. */
   writtenBytes: number;
   offsets: Uint32Array;
+  /** Weight of each record (by index, as offsets) when one was not 1; undefined while all are 1. */
+  weights: Uint32Array | undefined;
   /** Open for writing while appended to and until its last write is fsynced. */
   handle: FileHandle | undefined;
   /** Written since the last fsync. */
@@ -198,6 +210,7 @@ interface BlockedAppend {
   payload: Uint8Array;
   timeMs: number;
   recordBytes: number;
+  weight: number;
   resolve: (appended: Promise<WalAppend>) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout | undefined;
@@ -214,6 +227,31 @@ const CHECKPOINT_SPACING_MS = 100;
 const SPARE_SLABS = 4;
 
 const lastSeqOf = (s: { firstSeq: number; count: number }) => s.firstSeq + s.count - 1;
+
+const validWeight = (weight: number) => Number.isInteger(weight) && weight >= 1 && weight <= 0xffff_ffff;
+const weightError = (weight: number) =>
+  new IsthmusError('ISTHMUS_E_INVALID_VALUE', `weight must be an integer from 1 to 2^32 - 1, not ${weight}`);
+
+/** Records the weight of the segment's record being placed (its index is `count`). */
+function setWeight(segment: Segment, weight: number): void {
+  let weights = segment.weights;
+  if (weights === undefined || weights.length < segment.offsets.length) {
+    // Records placed before the first weight other than 1 weigh 1.
+    const grown = new Uint32Array(segment.offsets.length).fill(1);
+    if (weights) grown.set(weights);
+    segment.weights = weights = grown;
+  }
+  weights[segment.count] = weight;
+}
+
+/** The summed weights of the segment's records `fromSeq` … `toSeq`. */
+function weightOf(segment: Segment, fromSeq: number, toSeq: number): number {
+  const weights = segment.weights;
+  if (weights === undefined) return toSeq - fromSeq + 1;
+  let sum = 0;
+  for (let seq = fromSeq; seq <= toSeq; seq++) sum += weights[seq - segment.firstSeq] as number;
+  return sum;
+}
 
 function ioError(what: string, err: unknown): IsthmusError {
   if (err instanceof IsthmusError) return err;
@@ -322,9 +360,9 @@ export class WriteAheadLog {
     writes: 0,
     fsyncs: 0,
     dropped: {
-      full: { records: 0, bytes: 0 },
-      corrupt: { records: 0, bytes: 0 },
-      torn: { records: 0, bytes: 0 },
+      full: { records: 0, bytes: 0, signals: 0 },
+      corrupt: { records: 0, bytes: 0, signals: 0 },
+      torn: { records: 0, bytes: 0, signals: 0 },
     },
     ackedRecords: 0,
     segmentsCreated: 0,
@@ -358,6 +396,7 @@ export class WriteAheadLog {
         bytes: s.bytes,
         writtenBytes: s.bytes,
         offsets: s.offsets,
+        weights: undefined,
         handle: undefined,
         dirty: false,
         removed: false,
@@ -367,8 +406,9 @@ export class WriteAheadLog {
     this.#nextSeq = opened.recovery.nextSeq;
     this.#writtenSeq = this.#durableSeq = this.#nextSeq - 1;
     this.#ackedSeq = this.#checkpointedSeq = opened.recovery.ackedSeq;
-    this.#stats.dropped.corrupt = { ...opened.recovery.corrupt };
-    this.#stats.dropped.torn = { ...opened.recovery.torn };
+    const { corrupt, torn } = opened.recovery;
+    this.#stats.dropped.corrupt = { ...corrupt, signals: corrupt.records };
+    this.#stats.dropped.torn = { ...torn, signals: torn.records };
   }
 
   /**
@@ -444,9 +484,10 @@ export class WriteAheadLog {
    * Appends one record and resolves once it is written to the OS (it survives the process being
    * killed), with its seq and a promise of its fsync. The payload is copied before this returns;
    * seqs are given in call order. At maxBytes, `drop-oldest` deletes the oldest segment and
-   * `block` waits (FIFO) for acks to free space.
+   * `block` waits (FIFO) for acks to free space. `weight` is how many signals the record stands
+   * for (a batch's size), counted in `dropped.*.signals` if it is lost.
    */
-  append(payload: Uint8Array, timeMs: number): Promise<WalAppend> {
+  append(payload: Uint8Array, timeMs: number, weight = 1): Promise<WalAppend> {
     if (this.#failed) return Promise.reject(this.#failed);
     if (this.#closing) return Promise.reject(this.#closedError());
     if (payload.length > this.maxPayloadBytes)
@@ -458,9 +499,10 @@ export class WriteAheadLog {
       );
     if (!Number.isFinite(timeMs))
       return Promise.reject(new IsthmusError('ISTHMUS_E_INVALID_VALUE', `timeMs must be a finite number`));
+    if (!validWeight(weight)) return Promise.reject(weightError(weight));
     const recordBytes = RECORD_HEADER_BYTES + payload.length;
-    const room = this.#makeRoom(recordBytes);
-    if (room === 'now') return this.#enqueue(payload, timeMs, recordBytes);
+    const room = this.#makeRoom(recordBytes, weight);
+    if (room === 'now') return this.#enqueue(payload, timeMs, recordBytes, weight);
     if (room === 'dropped')
       return Promise.reject(
         new IsthmusError(
@@ -468,7 +510,7 @@ export class WriteAheadLog {
           `${this.dir}: the telemetry log is full (${this.maxBytes} bytes) of appends not yet written; the record was dropped`,
         ),
       );
-    return this.#block(Buffer.from(payload), timeMs, recordBytes);
+    return this.#block(Buffer.from(payload), timeMs, recordBytes, weight);
   }
 
   /**
@@ -477,14 +519,16 @@ export class WriteAheadLog {
    * closing, when the record is too large, and when it is full and cannot make room now (with
    * `drop-oldest`, after dropping what it can, counted as for {@link append}; with `block`, a
    * caller that must wait uses {@link append}). Taken records are written and fsynced like any.
+   * `weight` is as for {@link append}.
    */
-  appendText(text: string, timeMs: number): boolean {
+  appendText(text: string, timeMs: number, weight = 1): boolean {
+    if (!validWeight(weight)) throw weightError(weight);
     if (this.#failed || this.#closing || !Number.isFinite(timeMs)) return false;
     const payloadBytes = Buffer.byteLength(text);
     if (payloadBytes > this.maxPayloadBytes) return false;
     const recordBytes = RECORD_HEADER_BYTES + payloadBytes;
-    if (this.#makeRoom(recordBytes) !== 'now') return false;
-    this.#place(text, payloadBytes, timeMs, recordBytes);
+    if (this.#makeRoom(recordBytes, weight) !== 'now') return false;
+    this.#place(text, payloadBytes, timeMs, recordBytes, weight);
     return true;
   }
 
@@ -495,7 +539,7 @@ export class WriteAheadLog {
    * (`dropped`: everything droppable is gone and the rest is still being written, appends far
    * ahead of the disk).
    */
-  #makeRoom(recordBytes: number): 'now' | 'wait' | 'dropped' {
+  #makeRoom(recordBytes: number, weight: number): 'now' | 'wait' | 'dropped' {
     if (this.#blocked.length > 0) return 'wait';
     if (this.#fits(recordBytes)) return 'now';
     if (this.whenFull !== 'drop-oldest') return 'wait';
@@ -503,6 +547,7 @@ export class WriteAheadLog {
     if (this.#fits(recordBytes)) return 'now';
     this.#stats.dropped.full.records += 1;
     this.#stats.dropped.full.bytes += recordBytes;
+    this.#stats.dropped.full.signals += weight;
     return 'dropped';
   }
 
@@ -518,8 +563,8 @@ export class WriteAheadLog {
     return active === undefined || (active.count > 0 && active.bytes + recordBytes > this.segmentBytes);
   }
 
-  #enqueue(payload: Uint8Array, timeMs: number, recordBytes: number): Promise<WalAppend> {
-    const { batch, seq } = this.#place(payload, payload.length, timeMs, recordBytes);
+  #enqueue(payload: Uint8Array, timeMs: number, recordBytes: number, weight: number): Promise<WalAppend> {
+    const { batch, seq } = this.#place(payload, payload.length, timeMs, recordBytes, weight);
     return batch.written.promise.then(() => ({ seq, durable: batch.durable.promise }));
   }
 
@@ -529,6 +574,7 @@ export class WriteAheadLog {
     payloadBytes: number,
     timeMs: number,
     recordBytes: number,
+    weight: number,
   ): { batch: Batch; seq: number } {
     const batch = (this.#open ??= this.#newBatch());
     let segment = this.#segments.at(-1);
@@ -569,6 +615,7 @@ export class WriteAheadLog {
       segment.offsets = grown;
     }
     segment.offsets[segment.count] = segment.bytes;
+    if (weight !== 1 || segment.weights !== undefined) setWeight(segment, weight);
     segment.count += 1;
     segment.bytes += recordBytes;
     this.#usedBytes += recordBytes;
@@ -603,6 +650,7 @@ export class WriteAheadLog {
       bytes: SEGMENT_HEADER_BYTES,
       writtenBytes: 0,
       offsets: new Uint32Array(1024),
+      weights: undefined,
       handle: undefined,
       dirty: false,
       removed: false,
@@ -788,9 +836,17 @@ export class WriteAheadLog {
     return done.promise;
   }
 
-  #block(payload: Uint8Array, timeMs: number, recordBytes: number): Promise<WalAppend> {
+  #block(payload: Uint8Array, timeMs: number, recordBytes: number, weight: number): Promise<WalAppend> {
     return new Promise<WalAppend>((resolve, reject) => {
-      const waiter: BlockedAppend = { payload, timeMs, recordBytes, resolve, reject, timer: undefined };
+      const waiter: BlockedAppend = {
+        payload,
+        timeMs,
+        recordBytes,
+        weight,
+        resolve,
+        reject,
+        timer: undefined,
+      };
       if (this.#blockTimeoutMs !== undefined)
         waiter.timer = setTimeout(() => {
           this.#blocked.splice(this.#blocked.indexOf(waiter), 1);
@@ -815,7 +871,7 @@ export class WriteAheadLog {
       if (!this.#fits(waiter.recordBytes)) return;
       this.#blocked.shift();
       if (waiter.timer) clearTimeout(waiter.timer);
-      waiter.resolve(this.#enqueue(waiter.payload, waiter.timeMs, waiter.recordBytes));
+      waiter.resolve(this.#enqueue(waiter.payload, waiter.timeMs, waiter.recordBytes, waiter.weight));
     }
   }
 
@@ -830,6 +886,7 @@ export class WriteAheadLog {
       if (unackedFrom <= last) {
         this.#stats.dropped.full.records += last - unackedFrom + 1;
         this.#stats.dropped.full.bytes += oldest.bytes - this.#offsetOf(oldest, unackedFrom);
+        this.#stats.dropped.full.signals += weightOf(oldest, unackedFrom, last);
       }
       this.#remove(oldest);
       void this.#deleteFile(oldest);
@@ -1023,6 +1080,7 @@ export class WriteAheadLog {
           // Damaged on disk since it was written or recovered: skip it, count it.
           this.#stats.dropped.corrupt.records += 1;
           this.#stats.dropped.corrupt.bytes += limit - at;
+          this.#stats.dropped.corrupt.signals += 1;
         }
       }
       budget -= end - start;

@@ -40,11 +40,11 @@ describe('telemetry write-ahead log at maxBytes', () => {
       whenFull: 'drop-oldest',
     });
     assert.deepEqual(await appendSerially(wal, 3 * PER_SEGMENT), range(1, 60));
-    assert.deepEqual(wal.stats().dropped.full, { records: 0, bytes: 0 });
+    assert.deepEqual(wal.stats().dropped.full, { records: 0, bytes: 0, signals: 0 });
     // Record 61 opens a fourth segment: segment 1 (seqs 1-20) goes. Record 81: segment 2 goes.
     await appendSerially(wal, 40);
     let stats = wal.stats();
-    assert.deepEqual(stats.dropped.full, { records: 40, bytes: 40 * 200 });
+    assert.deepEqual(stats.dropped.full, { records: 40, bytes: 40 * 200, signals: 40 });
     assert.ok(stats.usedBytes <= 12288, `${stats.usedBytes} bytes used`);
     assert.equal(stats.segments, 3);
     await wal.sync();
@@ -54,7 +54,7 @@ describe('telemetry write-ahead log at maxBytes', () => {
     await wal.ack(50);
     await appendSerially(wal, 1);
     stats = wal.stats();
-    assert.deepEqual(stats.dropped.full, { records: 50, bytes: 50 * 200 });
+    assert.deepEqual(stats.dropped.full, { records: 50, bytes: 50 * 200, signals: 50 });
     assert.equal(stats.backlogRecords, 41);
     await wal.sync();
     assert.deepEqual(seqsOf(await readAll(wal)), range(61, 101));
@@ -80,7 +80,11 @@ describe('telemetry write-ahead log at maxBytes', () => {
       for (let i = 0; i < PER_SEGMENT; i++) assert.equal(wal.appendText(text(wal.nextSeq), i), true);
       await wal.sync();
     }
-    assert.deepEqual(wal.stats().dropped.full, { records: PER_SEGMENT, bytes: PER_SEGMENT * 200 });
+    assert.deepEqual(wal.stats().dropped.full, {
+      records: PER_SEGMENT,
+      bytes: PER_SEGMENT * 200,
+      signals: PER_SEGMENT,
+    });
     await wal.sync();
     assert.deepEqual(seqsOf(await readAll(wal)), range(21, 80));
     await wal.close();
@@ -90,6 +94,44 @@ describe('telemetry write-ahead log at maxBytes', () => {
     for (let i = 0; i < 3 * PER_SEGMENT; i++) assert.equal(wal.appendText(text(wal.nextSeq), i), true);
     assert.equal(wal.appendText(text(61), 0), false);
     assert.equal(wal.stats().lastSeq, 60);
+    await wal.close();
+  });
+
+  it('counts the signals of dropped records by the weight given at append; unknown weights as 1', async () => {
+    const text = (seq: number) => `seq:${seq};`.padEnd(PAYLOAD, '.');
+    const dir = await dirs.make();
+    const options = { dir, segmentBytes: SEGMENT, maxBytes: 12288, whenFull: 'drop-oldest' as const };
+    let wal = await WriteAheadLog.open(options);
+    // Segment 1 (seqs 1-20): weight 1 for seqs 1-4 (before any other weight), then the seq itself.
+    for (let i = 0; i < PER_SEGMENT; i++) {
+      const seq = wal.nextSeq;
+      assert.equal(wal.appendText(text(seq), i, seq <= 4 ? 1 : seq), true);
+    }
+    await wal.sync();
+    // Segment 2 (21-40): every record weighs 1000.
+    for (let i = 0; i < PER_SEGMENT; i++) assert.equal(wal.appendText(text(wal.nextSeq), i, 1000), true);
+    await wal.sync();
+    await wal.ack(10);
+    // Segment 3 (41-60) and a fourth: segment 1 goes, its unacked seqs 11-20 counted by weight.
+    for (let i = 0; i < PER_SEGMENT + 1; i++) assert.equal(wal.appendText(text(wal.nextSeq), i), true);
+    await wal.sync();
+    const weightOf11To20 = (11 + 20) * 5;
+    assert.deepEqual(wal.stats().dropped.full, { records: 10, bytes: 10 * 200, signals: weightOf11To20 });
+    await wal.close();
+
+    // Weights live in memory: after a reopen, segment 2's records count as one signal each.
+    wal = await WriteAheadLog.open(options);
+    for (let i = 0; i < PER_SEGMENT; i++) assert.equal(wal.appendText(text(wal.nextSeq), i), true);
+    await wal.sync();
+    assert.deepEqual(wal.stats().dropped.full, {
+      records: PER_SEGMENT,
+      bytes: PER_SEGMENT * 200,
+      signals: 20,
+    });
+    // A weight must be a whole number of signals, at least one.
+    for (const weight of [0, -1, 1.5, Number.NaN, 2 ** 32])
+      assert.throws(() => wal.appendText(text(wal.nextSeq), 0, weight), { code: 'ISTHMUS_E_INVALID_VALUE' });
+    assert.equal((await rejection(wal.append(Buffer.from('x'), 0, 0))).code, 'ISTHMUS_E_INVALID_VALUE');
     await wal.close();
   });
 
@@ -108,7 +150,7 @@ describe('telemetry write-ahead log at maxBytes', () => {
     assert.equal((await first).seq, 41);
     assert.equal((await second).seq, 42);
     assert.equal(wal.stats().blockedAppends, 0);
-    assert.deepEqual(wal.stats().dropped.full, { records: 0, bytes: 0 });
+    assert.deepEqual(wal.stats().dropped.full, { records: 0, bytes: 0, signals: 0 });
     await wal.sync();
     assert.deepEqual(seqsOf(await readAll(wal)), range(21, 42));
     await wal.close();

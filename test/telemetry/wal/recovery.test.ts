@@ -54,7 +54,7 @@ describe('telemetry write-ahead log recovery', () => {
     await truncate(last, torn.offset + RECORD_HEADER + 10);
     const wal = await WriteAheadLog.open({ dir, ...small });
     assert.deepEqual(wal.recovery.torn, { records: 1, bytes: RECORD_HEADER + 10 });
-    assert.deepEqual(wal.stats().dropped.torn, { records: 1, bytes: RECORD_HEADER + 10 });
+    assert.deepEqual(wal.stats().dropped.torn, { records: 1, bytes: RECORD_HEADER + 10, signals: 1 });
     assert.deepEqual(wal.recovery.quarantined, []);
     assert.equal((await stat(last)).size, torn.offset);
     const all = await readAll(wal);
@@ -106,7 +106,7 @@ describe('telemetry write-ahead log recovery', () => {
 
     const wal = await WriteAheadLog.open({ dir, ...small });
     assert.deepEqual(wal.recovery.corrupt, { records: 1, bytes: hit.end - hit.offset });
-    assert.deepEqual(wal.stats().dropped.corrupt, { records: 1, bytes: hit.end - hit.offset });
+    assert.deepEqual(wal.stats().dropped.corrupt, { records: 1, bytes: hit.end - hit.offset, signals: 1 });
     assert.equal(wal.recovery.quarantined.length, 1);
     const moved = wal.recovery.quarantined[0] as string;
     assert.equal(moved, path.join(dir, 'quarantine', `${path.basename(victim)}.corrupt`));
