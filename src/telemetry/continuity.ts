@@ -1,3 +1,5 @@
+import { LOSS_REASONS, type LostSignals } from './otlp.js';
+
 /**
  * Continuity accounting per source (docs/telemetry-wire.md): which `isthmus.seq` values arrived,
  * kept as sorted disjoint ranges so that millions of consecutive seqs cost one pair of numbers.
@@ -77,6 +79,11 @@ export interface SourceState {
   lastHeartbeatMs: number | null;
   /** Newest original timestamp of a stored record, epoch ms. */
   newestRecordMs: number | null;
+  /**
+   * Signals the source said it lost (heartbeats), per process of the source, oldest first; a
+   * state persisted before this existed has none.
+   */
+  lost?: { instance: string; signals: LostSignals }[];
 }
 
 export interface ContinuityView {
@@ -94,6 +101,47 @@ export interface ContinuityView {
   lastHeardMs: number | null;
   lastHeardAgoMs: number | null;
   stale: boolean;
+  /**
+   * Signals the source itself counted as lost (its heartbeats), by reason, summed over its
+   * processes: what a gap in seqs cannot say, since one record of its log can hold many signals.
+   */
+  lostAtSource: LostSignals & { total: number };
+}
+
+/** Processes of one source whose losses are kept apart; older ones are summed into one entry. */
+const MAX_INSTANCES = 32;
+const EARLIER_INSTANCES = '(earlier)';
+
+/**
+ * Records the losses a heartbeat reports. Counts are cumulative per process, so the highest seen
+ * is kept (a late heartbeat cannot lower them); a heartbeat without an instance counts as one
+ * process of its own.
+ */
+export function recordLoss(state: SourceState, instance: string | undefined, lost: LostSignals): void {
+  const list = (state.lost ??= []);
+  const name = instance ?? '';
+  let entry = list.find((e) => e.instance === name);
+  if (!entry) {
+    entry = { instance: name, signals: { full: 0, corrupt: 0, torn: 0, rejected: 0 } };
+    list.push(entry);
+  }
+  for (const reason of LOSS_REASONS) entry.signals[reason] = Math.max(entry.signals[reason], lost[reason]);
+  while (list.length > MAX_INSTANCES) {
+    const [a, b] = list as [(typeof list)[number], (typeof list)[number]];
+    const signals = { ...a.signals };
+    for (const reason of LOSS_REASONS) signals[reason] += b.signals[reason];
+    list.splice(0, 2, { instance: EARLIER_INSTANCES, signals });
+  }
+}
+
+function lostAtSource(s: SourceState): LostSignals & { total: number } {
+  const out = { full: 0, corrupt: 0, torn: 0, rejected: 0, total: 0 };
+  for (const e of s.lost ?? [])
+    for (const reason of LOSS_REASONS) {
+      out[reason] += e.signals[reason];
+      out.total += e.signals[reason];
+    }
+  return out;
 }
 
 export function newSourceState(source: string): SourceState {
@@ -129,6 +177,7 @@ export function continuityView(s: SourceState, nowMs: number, heartbeatIntervalM
     lastHeardMs: s.lastHeardMs,
     lastHeardAgoMs: s.lastHeardMs === null ? null : Math.max(0, nowMs - s.lastHeardMs),
     stale: s.lastHeardMs === null || nowMs - s.lastHeardMs > 2 * heartbeatIntervalMs,
+    lostAtSource: lostAtSource(s),
   };
 }
 
@@ -148,6 +197,8 @@ export interface RegionView {
   received: number;
   gaps: number;
   duplicates: number;
+  /** Signals the region's sources counted as lost themselves (`lostAtSource.total`, summed). */
+  lostAtSource: number;
 }
 
 /** Rolls per-source continuity up by region (sources without a region are grouped as `unknown`). */
@@ -168,6 +219,7 @@ export function regionViews(sources: readonly ContinuityView[], nowMs: number): 
         received: 0,
         gaps: 0,
         duplicates: 0,
+        lostAtSource: 0,
       };
       byRegion.set(region, r);
     }
@@ -180,6 +232,7 @@ export function regionViews(sources: readonly ContinuityView[], nowMs: number): 
     r.received += s.received;
     r.gaps += s.gaps;
     r.duplicates += s.duplicates;
+    r.lostAtSource += s.lostAtSource.total;
   }
   for (const r of byRegion.values())
     r.lastHeardAgoMs = r.lastHeardMs === null ? null : Math.max(0, nowMs - r.lastHeardMs);

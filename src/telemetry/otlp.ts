@@ -70,7 +70,17 @@ export interface Heartbeat {
   zone: string | undefined;
   emittedSeq: number;
   sentAtMs: number;
+  /** The sending process (its losses count since it started); undefined for a source without one. */
+  instance: string | undefined;
+  /** Signals the source lost since `instance` started, by reason. */
+  lostSignals: LostSignals | undefined;
 }
+
+/** Why a source lost signals: its log was full (drop-oldest), corrupt or torn; or a collector refused them. */
+export const LOSS_REASONS = ['full', 'corrupt', 'torn', 'rejected'] as const;
+export type LossReason = (typeof LOSS_REASONS)[number];
+export type LostSignals = Record<LossReason, number>;
+const INSTANCE = /^[A-Za-z0-9._:-]{1,64}$/;
 
 export const SIGNALS = ['traces', 'metrics', 'logs'] as const;
 export type Signal = (typeof SIGNALS)[number];
@@ -432,7 +442,33 @@ export function parseHeartbeat(body: unknown): Heartbeat {
     throw new OtlpError('emittedSeq', 'must be a non-negative integer');
   if (typeof o.sentAtMs !== 'number' || !Number.isFinite(o.sentAtMs))
     throw new OtlpError('sentAtMs', 'must be epoch milliseconds');
-  return { source, region, zone, emittedSeq: o.emittedSeq as number, sentAtMs: o.sentAtMs };
+  let instance: string | undefined;
+  if (o.instance !== undefined && o.instance !== null) {
+    instance = string(o.instance, 'instance');
+    if (!INSTANCE.test(instance))
+      throw new OtlpError('instance', 'must be 1 to 64 letters, digits, `.`, `_`, `:` or `-`');
+  }
+  let lostSignals: LostSignals | undefined;
+  if (o.lostSignals !== undefined && o.lostSignals !== null) {
+    const l = object(o.lostSignals, 'lostSignals');
+    lostSignals = { full: 0, corrupt: 0, torn: 0, rejected: 0 };
+    for (const [reason, count] of Object.entries(l)) {
+      if (!(LOSS_REASONS as readonly string[]).includes(reason))
+        throw new OtlpError(`lostSignals.${reason}`, `is not a reason of loss (${LOSS_REASONS.join(', ')})`);
+      if (!Number.isSafeInteger(count) || (count as number) < 0)
+        throw new OtlpError(`lostSignals.${reason}`, 'must be a non-negative integer');
+      lostSignals[reason as LossReason] = count as number;
+    }
+  }
+  return {
+    source,
+    region,
+    zone,
+    emittedSeq: o.emittedSeq as number,
+    sentAtMs: o.sentAtMs,
+    instance,
+    lostSignals,
+  };
 }
 
 /**

@@ -14,7 +14,7 @@ import {
   checkAccessLogBatchV2,
   type AccessLogTuple,
 } from './access-log.js';
-import { msToNanos, SEVERITY_NUMBER } from './otlp.js';
+import { msToNanos, SEVERITY_NUMBER, type LostSignals } from './otlp.js';
 import { WriteAheadLog, type WalDrop, type WalFullPolicy, type WalRecord } from './wal/index.js';
 
 /**
@@ -467,6 +467,8 @@ export class TelemetrySource {
   #shipFailures = 0;
   #rejected = 0;
   #rejectedSignals = 0;
+  /** This process, in heartbeats: its losses count from its start, so a collector keeps each apart. */
+  readonly #instance = randomBytes(6).toString('hex');
   /** While `next` is at most this, batches are read one record at a time (a refused batch is searched). */
   #searchUntil = 0;
   #lastShipError: string | undefined;
@@ -950,12 +952,25 @@ export class TelemetrySource {
           ...(zone !== undefined && { zone }),
           emittedSeq: this.wal.durableSeq,
           sentAtMs: this.#clock.now(),
+          // What this process lost, in signals: a gap in seqs downstream cannot say how many.
+          instance: this.#instance,
+          lostSignals: this.#lostSignals(),
         }),
       );
       this.#heartbeats++;
     } catch {
       this.#heartbeatFailures++;
     }
+  }
+
+  #lostSignals(): LostSignals {
+    const d = this.wal.stats().dropped;
+    return {
+      full: d.full.signals,
+      corrupt: d.corrupt.signals,
+      torn: d.torn.signals,
+      rejected: this.#rejectedSignals,
+    };
   }
 
   /** Sends a heartbeat now (at start, and for tests). */

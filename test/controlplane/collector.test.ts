@@ -166,6 +166,30 @@ describe('telemetry collector', () => {
         400,
         'source',
       ],
+      [
+        'heartbeat with a loss of no known reason',
+        '/v1/heartbeat',
+        { source: 's', region: 'eu-west', emittedSeq: 3, sentAtMs: 1, lostSignals: { full: 1, eaten: 2 } },
+        'application/json',
+        400,
+        'lostSignals.eaten',
+      ],
+      [
+        'heartbeat with a negative loss',
+        '/v1/heartbeat',
+        { source: 's', region: 'eu-west', emittedSeq: 3, sentAtMs: 1, lostSignals: { torn: -1 } },
+        'application/json',
+        400,
+        'lostSignals.torn',
+      ],
+      [
+        'heartbeat with an instance that is not a name',
+        '/v1/heartbeat',
+        { source: 's', region: 'eu-west', emittedSeq: 3, sentAtMs: 1, instance: 'a b' },
+        'application/json',
+        400,
+        'instance',
+      ],
     ];
     for (const [what, p, body, type, status, problemPath] of cases) {
       const r = await post(url, p, body, type);
@@ -576,6 +600,24 @@ describe('telemetry collector', () => {
       (await post(first.url, '/v1/heartbeat', { ...src.heartbeat(), emittedSeq: 12 })).status,
       200,
     );
+    // What the source says it lost, per process: counts are cumulative, so a late heartbeat with
+    // lower ones changes nothing, and two processes add up.
+    const lost = async (instance: string, lostSignals: Record<string, number>) =>
+      assert.equal(
+        (
+          await post(first.url, '/v1/heartbeat', {
+            ...src.heartbeat(),
+            emittedSeq: 12,
+            instance,
+            lostSignals,
+          })
+        ).status,
+        200,
+      );
+    await lost('a1', { full: 100, rejected: 4 });
+    await lost('a1', { full: 50 });
+    await lost('b2', { torn: 1 });
+    const expectedLoss = { full: 100, corrupt: 0, torn: 1, rejected: 4, total: 105 };
     let c = (await get<Continuity & { sources: { missing: number[][] }[] }>(first.url, '/v1/continuity')).body
       .sources[0];
     assert.equal(c?.emitted, 12);
@@ -586,12 +628,14 @@ describe('telemetry collector', () => {
       [11, 12],
     ]);
     assert.equal(c?.stale, false);
+    assert.deepEqual(c?.lostAtSource, expectedLoss);
     await stop(first.c);
     await new Promise((r) => setTimeout(r, 250));
     const second = await start('continuity', { heartbeatIntervalMs: 100 });
     c = (await get<Continuity & { sources: { missing: number[][] }[] }>(second.url, '/v1/continuity')).body
       .sources[0];
     assert.equal(c?.gaps, 5, 'the accounting survives a restart');
+    assert.deepEqual(c?.lostAtSource, expectedLoss, 'and so do the losses the source counted');
     assert.equal(c?.stale, true, 'silent for two heartbeat intervals');
     assert.notEqual(c?.lastHeardMs, null);
     const sources = await get<{ sources: { source: string; stale: boolean }[] }>(second.url, '/v1/sources');
@@ -619,6 +663,7 @@ describe('telemetry collector', () => {
           received: 7,
           gaps: 5,
           duplicates: 0,
+          lostAtSource: 105,
         },
       ],
     );

@@ -179,6 +179,7 @@ export interface Continuity {
     stale: boolean;
     lagMs: number | null;
     lastHeardMs: number | null;
+    lostAtSource: { full: number; corrupt: number; torn: number; rejected: number; total: number };
   }[];
 }
 

@@ -725,6 +725,12 @@ describe('TelemetrySource', () => {
     assert.ok(st.dropped.full.records > 0, 'drops are counted');
     assert.equal(st.dropped.full.signals, st.dropped.full.records * 10, 'ten access-log records each');
     assert.equal(st.dropped.full.records + st.backlogRecords, 400);
+    // The heartbeat tells the collector, in signals, naming this process.
+    collector.down = false;
+    await s.heartbeat();
+    const hb = collector.heartbeats.at(-1) as { instance: string; lostSignals: Record<string, number> };
+    assert.match(hb.instance, /^[0-9a-f]{12}$/);
+    assert.deepEqual(hb.lostSignals, { full: st.dropped.full.signals, corrupt: 0, torn: 0, rejected: 0 });
     await s.close();
   });
 

@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { IsthmusError } from '../../core/errors.js';
-import { addSeq, newSourceState, type SourceState } from '../../telemetry/continuity.js';
+import { addSeq, newSourceState, recordLoss, type SourceState } from '../../telemetry/continuity.js';
 import type { Heartbeat, JsonObject, LogItem, PointItem, SourceRef, SpanItem } from '../../telemetry/otlp.js';
 
 /**
@@ -206,6 +206,7 @@ export class CollectorStore {
     state.emittedSeq = Math.max(state.emittedSeq, hb.emittedSeq);
     state.lastHeardMs = nowMs;
     state.lastHeartbeatMs = nowMs;
+    if (hb.lostSignals) recordLoss(state, hb.instance, hb.lostSignals);
     this.#saveSource.run(state.source, JSON.stringify(state));
     this.#sources.set(state.source, state);
   }
