@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { failoverFigures, phaseStats, type Sample } from '../../src/chaos/drill/runner.js';
+import { failoverFigures, phaseStats, signalRows, type Sample } from '../../src/chaos/drill/runner.js';
 import type { StepSpec } from '../../src/chaos/drill/spec.js';
 import type { RequestResult } from '../../src/chaos/workload.js';
 
@@ -99,5 +99,31 @@ describe('drill figures from polls and answers', () => {
     assert.deepEqual(p.servedBy, { catalog: { 'us-east': 2, 'eu-west': 1 } });
     assert.deepEqual(p.byRoute, { browse: { requests: 4, ok: 3, failed: 1, unknown: 0 } });
     assert.equal(p.latencyMs.max, 300, 'latency of successful requests');
+  });
+
+  it('counts what a source lost as its gaps, or as the signals it counted itself when more', () => {
+    const source = (name: string, gaps: number, lostAtSource?: number) => ({
+      source: name,
+      region: 'eu-west',
+      emitted: 100,
+      received: 100 - gaps,
+      duplicates: 0,
+      gaps,
+      lagMs: 40,
+      ...(lostAtSource !== undefined && { lostAtSource: { total: lostAtSource } }),
+    });
+    const rows = signalRows(
+      // A dropped batch of 128 access-log records is one gap; an old collector says nothing more.
+      { sources: [source('a', 1, 128), source('b', 2, 0), source('c', 3)] },
+      new Map([['a', 900]]),
+    );
+    assert.deepEqual(
+      rows.map((r) => [r.source, r.lost, r.maxDelayMs]),
+      [
+        ['a', 128, 900],
+        ['b', 2, 40],
+        ['c', 3, 40],
+      ],
+    );
   });
 });

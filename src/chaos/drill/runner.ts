@@ -644,7 +644,7 @@ async function ordersStats(urls: string[]): Promise<{ duplicates: number }> {
   return { duplicates };
 }
 
-interface ContinuityJson {
+export interface ContinuityJson {
   sources: {
     source: string;
     region: string | null;
@@ -653,7 +653,26 @@ interface ContinuityJson {
     duplicates: number;
     gaps: number;
     lagMs: number | null;
+    /** Absent from a collector older than this field. */
+    lostAtSource?: { total: number };
   }[];
+}
+
+/**
+ * One row per source of the global collector's continuity. A gap is a record of the source's log,
+ * which can hold many signals; what the source counted itself (in signals) is at least as many
+ * when it knows, so the larger of the two is what was lost.
+ */
+export function signalRows(continuity: ContinuityJson, maxLag: ReadonlyMap<string, number>): SignalRow[] {
+  return continuity.sources.map((s) => ({
+    source: s.source,
+    region: s.region ?? 'unknown',
+    emitted: s.emitted,
+    received: s.received,
+    lost: Math.max(s.gaps, s.lostAtSource?.total ?? 0),
+    duplicated: s.duplicates,
+    maxDelayMs: maxLag.get(s.source) ?? s.lagMs,
+  }));
 }
 
 async function collectSignals(
@@ -677,15 +696,7 @@ async function collectSignals(
     await sleep(1000);
   }
   if (!last) return empty;
-  const rows: SignalRow[] = last.sources.map((s) => ({
-    source: s.source,
-    region: s.region ?? 'unknown',
-    emitted: s.emitted,
-    received: s.received,
-    lost: s.gaps,
-    duplicated: s.duplicates,
-    maxDelayMs: maxLag.get(s.source) ?? s.lagMs,
-  }));
+  const rows = signalRows(last, maxLag);
   const delays = rows.map((r) => r.maxDelayMs).filter((x): x is number => x !== null);
   return {
     rows,
