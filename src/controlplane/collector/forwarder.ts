@@ -186,13 +186,11 @@ export class Forwarder {
     for (const r of records) {
       const entry = JSON.parse(r.payload.toString('utf8')) as Entry;
       if (entry.kind === 'heartbeat') {
-        // Only the latest heartbeat (highest emittedSeq) of each process of a source matters: the
-        // losses a heartbeat reports count from its process's start, so a process that ended
-        // keeps its last one.
-        const key = `${jsonText(entry.body.source)}\n${jsonText(entry.body.instance ?? '')}`;
-        const prev = heartbeats.get(key);
+        // Only the highest emittedSeq of a source matters.
+        const source = jsonText(entry.body.source);
+        const prev = heartbeats.get(source);
         if (!prev || Number(prev.emittedSeq) <= Number(entry.body.emittedSeq))
-          heartbeats.set(key, entry.body);
+          heartbeats.set(source, entry.body);
       } else {
         const list = entry.body[ROOT[entry.kind]];
         if (Array.isArray(list)) merged[entry.kind].push(...(list as JsonObject[]));
