@@ -54,7 +54,10 @@ describe('proxy killed mid-stream with telemetry on', () => {
       dir = await mkdtemp(path.join(tmpdir(), 'isthmus-telemetry-crash-'));
       const meshDir = path.join(dir, 'mesh');
       await mkdir(meshDir);
-      // Default buffer settings (fsyncInterval 200 ms); a short heartbeat so continuity is current.
+      // The default fsync interval (500 ms), appends written every 10 ms rather than every 100 ms:
+      // so that at the kill there is nearly always something written and not yet shipped for the
+      // restart to recover (with 100 ms, nothing is written in the first 100 ms after an fsync);
+      // a short heartbeat so continuity is current.
       await writeFile(
         path.join(meshDir, 'mesh.yaml'),
         yamlStream(
@@ -66,6 +69,7 @@ kind: TelemetryPolicy
 metadata: {name: all}
 spec:
   targetRef: {kind: Mesh}
+  buffer: {writeDelay: 10ms}
   heartbeatInterval: 100ms`,
         ),
       );
