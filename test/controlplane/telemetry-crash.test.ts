@@ -187,7 +187,7 @@ spec:
           return Number(/^isthmus_telemetry_shipped_records(?:\{[^}]*\})? (\d+)$/m.exec(text)?.[1] ?? 0) > 0;
         },
         'the restarted proxy to ship what it recovered',
-        5_000,
+        12_000,
         100,
       );
       const all = await logs();
