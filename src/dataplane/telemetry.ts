@@ -420,17 +420,13 @@ export class ProxyTelemetry {
       s.dropped.full.records + s.dropped.corrupt.records + s.dropped.torn.records,
     );
     // The same losses in signals: a record of the log can hold a hundred access-log records.
-    const lost = (reason: string, value: number) =>
+    for (const [reason, value] of Object.entries(this.source.lostSignals()))
       this.#stats.set(
         'isthmus_telemetry_lost_signals',
         'Telemetry signals (spans, log records, access-log records, metrics batches) lost since start, by reason: full (log full with drop-oldest), corrupt, torn (found in the log), rejected (refused by the collector).',
         { reason },
         value,
       );
-    lost('full', s.dropped.full.signals);
-    lost('corrupt', s.dropped.corrupt.signals);
-    lost('torn', s.dropped.torn.signals);
-    lost('rejected', s.rejectedSignals);
   }
 
   /** Writes a last metrics batch, tries to ship what is pending for up to `flushMs`, and closes the log. */

@@ -1,4 +1,4 @@
-import { LOSS_REASONS, type LostSignals } from './otlp.js';
+import { LOSS_REASONS, noLoss, type LostSignals } from './otlp.js';
 
 /**
  * Continuity accounting per source (docs/telemetry-wire.md): which `isthmus.seq` values arrived,
@@ -122,7 +122,7 @@ export function recordLoss(state: SourceState, instance: string | undefined, los
   const name = instance ?? '';
   let entry = list.find((e) => e.instance === name);
   if (!entry) {
-    entry = { instance: name, signals: { full: 0, corrupt: 0, torn: 0, rejected: 0 } };
+    entry = { instance: name, signals: noLoss() };
     list.push(entry);
   }
   for (const reason of LOSS_REASONS) entry.signals[reason] = Math.max(entry.signals[reason], lost[reason]);
@@ -135,7 +135,7 @@ export function recordLoss(state: SourceState, instance: string | undefined, los
 }
 
 function lostAtSource(s: SourceState): LostSignals & { total: number } {
-  const out = { full: 0, corrupt: 0, torn: 0, rejected: 0, total: 0 };
+  const out = { ...noLoss(), total: 0 };
   for (const e of s.lost ?? [])
     for (const reason of LOSS_REASONS) {
       out[reason] += e.signals[reason];

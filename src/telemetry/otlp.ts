@@ -80,6 +80,8 @@ export interface Heartbeat {
 export const LOSS_REASONS = ['full', 'corrupt', 'torn', 'rejected'] as const;
 export type LossReason = (typeof LOSS_REASONS)[number];
 export type LostSignals = Record<LossReason, number>;
+/** No signal lost, for any reason. */
+export const noLoss = (): LostSignals => ({ full: 0, corrupt: 0, torn: 0, rejected: 0 });
 const INSTANCE = /^[A-Za-z0-9._:-]{1,64}$/;
 
 export const SIGNALS = ['traces', 'metrics', 'logs'] as const;
@@ -451,7 +453,7 @@ export function parseHeartbeat(body: unknown): Heartbeat {
   let lostSignals: LostSignals | undefined;
   if (o.lostSignals !== undefined && o.lostSignals !== null) {
     const l = object(o.lostSignals, 'lostSignals');
-    lostSignals = { full: 0, corrupt: 0, torn: 0, rejected: 0 };
+    lostSignals = noLoss();
     for (const [reason, count] of Object.entries(l)) {
       if (!(LOSS_REASONS as readonly string[]).includes(reason))
         throw new OtlpError(`lostSignals.${reason}`, `is not a reason of loss (${LOSS_REASONS.join(', ')})`);

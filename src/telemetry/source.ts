@@ -954,7 +954,7 @@ export class TelemetrySource {
           sentAtMs: this.#clock.now(),
           // What this process lost, in signals: a gap in seqs downstream cannot say how many.
           instance: this.#instance,
-          lostSignals: this.#lostSignals(),
+          lostSignals: this.lostSignals(),
         }),
       );
       this.#heartbeats++;
@@ -963,7 +963,8 @@ export class TelemetrySource {
     }
   }
 
-  #lostSignals(): LostSignals {
+  /** Signals this process lost, by reason: what its heartbeats report. */
+  lostSignals(): LostSignals {
     const d = this.wal.stats().dropped;
     return {
       full: d.full.signals,
