@@ -5,7 +5,8 @@
  *
  * Records are counted by the `"isthmus.seq"` attribute the telemetry source splices into every
  * exported OTLP item (span, log record, metrics batch): a byte search, no JSON parse. Compact
- * access-log bodies (`POST /v1/access-logs`) are parsed and their access-log records counted.
+ * access-log bodies (`POST /v1/access-logs`) have their access-log records counted: a binary body
+ * (format 4) from its batches' heads, a JSON one (formats 1 to 3) parsed.
  *
  * Usage: node dist/bench/peers/collector-sink.js
  * Prints `{"event":"ready","address":"127.0.0.1:PORT"}` once listening; `GET /count` answers the
@@ -13,6 +14,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { binaryBodyRecords, isBinaryAccessLogBody } from '../../src/telemetry/access-log-binary.js';
 
 const SEQ_MARKER = Buffer.from('"isthmus.seq"');
 
@@ -34,6 +36,7 @@ function countRecords(body: Buffer): number {
 
 /** Access-log records of a compact body: `records` (format /1), or the records of each batch (/2). */
 function countAccessLogs(body: Buffer): number {
+  if (isBinaryAccessLogBody(body)) return binaryBodyRecords(body) ?? 0;
   const b = JSON.parse(body.toString('utf8')) as { records?: unknown[]; batches?: unknown[][] };
   if (b.records) return b.records.length;
   let n = 0;

@@ -53,13 +53,42 @@ const ENCODINGS = ['identity', 'gzip', 'x-gzip', 'deflate'] as const;
  * size too, so a small compressed body cannot expand into gigabytes.
  */
 export async function readJson(req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
-  const type = String(req.headers['content-type'] ?? '');
-  if (!/^application\/json\b/i.test(type))
+  const body = await readBody(req, maxBytes, 'application/json');
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new ApiError(400, 'ISTHMUS_E_USAGE', `the body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new ApiError(400, 'ISTHMUS_E_USAGE', 'the body must be a JSON object');
+  return value as Record<string, unknown>;
+}
+
+/** Whether a request's body is of media type `type` (parameters aside). */
+export function isMediaType(req: IncomingMessage, type: string): boolean {
+  return (
+    String(req.headers['content-type'] ?? '')
+      .split(';')[0]
+      ?.trim()
+      .toLowerCase() === type
+  );
+}
+
+/**
+ * Reads a body of media type `type` (any parameters allowed) and at most `maxBytes`, decompressed
+ * as readJson does; another media type is a 415.
+ */
+export async function readBody(req: IncomingMessage, maxBytes: number, type: string): Promise<Buffer> {
+  if (!isMediaType(req, type)) {
+    req.resume();
+    const given = String(req.headers['content-type'] ?? '');
     throw new ApiError(
       415,
       'ISTHMUS_E_USAGE',
-      `send the body as application/json (got ${type || 'no content-type'})`,
+      `send the body as ${type} (got ${given || 'no content-type'})`,
     );
+  }
   const encoding = String(req.headers['content-encoding'] ?? 'identity')
     .trim()
     .toLowerCase();
@@ -81,18 +110,10 @@ export async function readJson(req: IncomingMessage, maxBytes: number): Promise<
     }
     chunks.push(chunk as Buffer);
   }
-  let body: Buffer = Buffer.concat(chunks);
-  if (encoding !== 'identity')
-    body = await decompress(body, encoding === 'deflate' ? 'deflate' : 'gzip', maxBytes);
-  let value: unknown;
-  try {
-    value = JSON.parse(body.toString('utf8'));
-  } catch (err) {
-    throw new ApiError(400, 'ISTHMUS_E_USAGE', `the body is not valid JSON: ${(err as Error).message}`);
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value))
-    throw new ApiError(400, 'ISTHMUS_E_USAGE', 'the body must be a JSON object');
-  return value as Record<string, unknown>;
+  const body = Buffer.concat(chunks);
+  return encoding === 'identity'
+    ? body
+    : decompress(body, encoding === 'deflate' ? 'deflate' : 'gzip', maxBytes);
 }
 
 const gunzip = promisify(zlib.gunzip);

@@ -12,6 +12,7 @@ import {
   type AdaptiveSampler,
   type SamplingDecision,
 } from '../telemetry/sampling.js';
+import type { AccessLogFacts } from '../telemetry/access-log-binary.js';
 import type { MetricPoint, TelemetrySource } from '../telemetry/source.js';
 import {
   newSpanId,
@@ -58,9 +59,24 @@ interface SeriesHandles {
 
 /**
  * What one request carries from its start to its end. It is also the request's outcome slot
- * (client and gateway hops), which serveOutbound fills in: one object a request, not two.
+ * (client and gateway hops), which serveOutbound fills in, and, once the request ended, the facts
+ * its access-log record is written from: one object a request.
  */
-class Hop implements HopOutcome {
+class Hop implements HopOutcome, AccessLogFacts {
+  // Set by finish, for the record.
+  durationUs = 0;
+  status = 0;
+  completed = false;
+  attemptCount = -1;
+  sampled = false;
+  forced = false;
+  adjustedCount = -1;
+  method = 'GET';
+  path: string | undefined = undefined;
+  authority: string | undefined = undefined;
+  client: string | undefined = undefined;
+  userAgent: string | undefined = undefined;
+  // The outcome, set by serveOutbound.
   route = '';
   attempts = 0;
   servedBy: string | undefined = undefined;
@@ -287,40 +303,25 @@ export class ProxyTelemetry {
     const final = hop.sampler.keepAnyway(hop.decision, { error, durationMs });
     const req = hop.req;
     const headers = req.headers;
-    // Every request gets an access-log record, sampled or not (logs are the complete record), in
-    // the compact form (telemetry/access-log.ts). A sampled request's record also carries what its
-    // span adds, and the collector makes the OTLP span of it: one record per request either way.
-    this.source.accessLog([
-      hop.startWallMs,
-      Math.round(durationMs * 1000),
-      hop.service,
-      hop.listener,
-      o?.route || null,
-      req.method ?? 'GET',
-      req.url ?? null,
-      headers.host ?? null,
-      status,
-      completed,
-      o ? o.attempts : null,
-      o?.servedBy ?? null,
-      o?.peerRegion ?? null,
-      o?.failover ?? null,
-      o?.fallback ?? null,
-      hop.traceId,
-      hop.spanId,
-      hop.requestId,
-      req.socket.remoteAddress ?? null,
-      headers['user-agent'] ?? null,
-      final.sampled
-        ? [
-            hop.kind,
-            hop.parentSpanId ?? null,
-            hop.traceState ?? null,
-            final.forced,
-            final.adjustedCount ?? null,
-          ]
-        : null,
-    ]);
+    // Every request gets an access-log record, sampled or not (logs are the complete record),
+    // written from the hop in the compact form (telemetry/access-log-binary.ts). A sampled
+    // request's record also carries what its span adds, and the collector makes the OTLP span of
+    // it: one record per request either way.
+    hop.durationUs = Math.round(durationMs * 1000);
+    hop.status = status;
+    hop.completed = completed;
+    if (hop.withOutcome) hop.attemptCount = hop.attempts;
+    hop.method = req.method ?? 'GET';
+    hop.path = req.url;
+    hop.authority = headers.host;
+    hop.client = req.socket.remoteAddress;
+    hop.userAgent = headers['user-agent'];
+    if (final.sampled) {
+      hop.sampled = true;
+      hop.forced = final.forced;
+      hop.adjustedCount = final.adjustedCount ?? -1;
+    }
+    this.source.accessLogRecord(hop);
   }
 
   /** Writes one metrics batch (cumulative since start) to the pipeline. */

@@ -542,23 +542,38 @@ export function accessLogsToOtlp(body: unknown): AccessLogOtlp {
       for (const tuple of tuples) logRecords.push(accessLogV2ToOtlp(seq, tuple));
     });
   } else {
-    const region = resourceString(resource, 'isthmus.region');
-    if (region === undefined)
-      throw new OtlpError(
-        'resource',
-        'must have the attribute isthmus.region (a string): the records have no region of their own',
-      );
-    const where = { region, zone: resourceString(resource, 'isthmus.zone') ?? '' };
     if (!Array.isArray(b.batches)) throw new OtlpError('batches', 'must be an array');
-    b.batches.forEach((raw, i) => {
-      const { seq, prefix, tuples } = checkAccessLogBatch(raw, `batches[${i}]`);
-      tuples.forEach((tuple, k) => {
-        logRecords.push(accessLogToOtlp(seq, accessLogRecordId(prefix, seq, k), where, tuple));
-        const span = accessLogSpanToOtlp(seq, tuple);
-        if (span) spans.push(span);
-      });
-    });
+    return format3ToOtlp(resource, b.batches);
   }
+  return otlpBodies(resource, logRecords, spans);
+}
+
+/**
+ * The OTLP bodies of format-3 batches (`[seq, prefix, record, …]` each, as a `/3` body has them
+ * or as a binary `/4` body decodes), checked. `resource` is the body's (an object).
+ */
+export function format3ToOtlp(resource: JsonObject, batches: readonly unknown[]): AccessLogOtlp {
+  const region = resourceString(resource, 'isthmus.region');
+  if (region === undefined)
+    throw new OtlpError(
+      'resource',
+      'must have the attribute isthmus.region (a string): the records have no region of their own',
+    );
+  const where = { region, zone: resourceString(resource, 'isthmus.zone') ?? '' };
+  const logRecords: Json[] = [];
+  const spans: Json[] = [];
+  batches.forEach((raw, i) => {
+    const { seq, prefix, tuples } = checkAccessLogBatch(raw, `batches[${i}]`);
+    tuples.forEach((tuple, k) => {
+      logRecords.push(accessLogToOtlp(seq, accessLogRecordId(prefix, seq, k), where, tuple));
+      const span = accessLogSpanToOtlp(seq, tuple);
+      if (span) spans.push(span);
+    });
+  });
+  return otlpBodies(resource, logRecords, spans);
+}
+
+function otlpBodies(resource: JsonObject, logRecords: Json[], spans: Json[]): AccessLogOtlp {
   const scope = { name: 'isthmus' };
   return {
     logs: { resourceLogs: [{ resource, scopeLogs: [{ scope, logRecords }] }] },

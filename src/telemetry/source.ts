@@ -1,4 +1,14 @@
 import { randomBytes } from 'node:crypto';
+import {
+  ACCESS_LOG_BINARY_TYPE,
+  AccessLogBatchWriter,
+  accessLogBodyHead,
+  binaryBatchRecords,
+  decodeAccessLogBatch,
+  factsOfTuple,
+  writeAccessLogEntryHead,
+  type AccessLogFacts,
+} from './access-log-binary.js';
 import { ClientPool } from '../protocol/http1/client.js';
 import { FullJitterBackoff } from '../core/backoff.js';
 import { systemClock, type Clock } from '../core/clock.js';
@@ -192,14 +202,16 @@ const TAG_SPAN = 'T';
 const TAG_LOG = 'L';
 const TAG_METRICS = 'M';
 /**
- * A batch of a proxy's access-log records in their compact form (access-log.ts, format 3): a JSON
- * array of the batch's record-id prefix and the records.
+ * A batch of access-log records in format 3 (access-log.ts), as written before format 4: a JSON
+ * array of the batch's record-id prefix and the records. Still shipped, as format 3.
  */
 const TAG_ACCESS_LOGS = 'C';
 const BYTE_SPAN = TAG_SPAN.charCodeAt(0);
 const BYTE_LOG = TAG_LOG.charCodeAt(0);
 const BYTE_METRICS = TAG_METRICS.charCodeAt(0);
 const BYTE_ACCESS_LOGS = TAG_ACCESS_LOGS.charCodeAt(0);
+/** A batch of access-log records in their binary form (access-log-binary.ts, format 4): what this version writes. */
+const BYTE_ACCESS_LOGS_BIN = 'D'.charCodeAt(0);
 /** A batch of format-2 records, as written before format 3 (`B` and the records' array): still shipped, as format 2. */
 const BYTE_ACCESS_LOGS_V2 = 'B'.charCodeAt(0);
 /** One format-2 record per log record, as written before batches (`A` and the record's array): still shipped. */
@@ -211,6 +223,7 @@ const BYTE_ACCESS_LOG_SINGLE = 'A'.charCodeAt(0);
  */
 function signalsIn(payload: Buffer): number {
   const tag = payload[0];
+  if (tag === BYTE_ACCESS_LOGS_BIN) return binaryBatchRecords(payload.subarray(1)) ?? 1;
   if (tag !== BYTE_ACCESS_LOGS && tag !== BYTE_ACCESS_LOGS_V2) return 1;
   try {
     const batch: unknown = JSON.parse(payload.toString('utf8', 1));
@@ -336,6 +349,8 @@ const SEQ_ATTR_HEAD = Buffer.from('{"key":"isthmus.seq","value":{"intValue":"', 
 const SEQ_ATTR_TAIL = Buffer.from('"}}', 'latin1');
 /** A batch of access-log records has its seq as its array's first value: `[` + seq + `,` + the records. */
 const NO_BYTES = Buffer.alloc(0);
+/** A binary batch's seq and length before it in a body: two varints of at most 8 bytes. */
+const MAX_ENTRY_HEAD_BYTES = 16;
 const CLOSE_BRACKET = 0x5d; // ']'
 const COMMA = 0x2c;
 
@@ -423,6 +438,13 @@ function refusedPart(body: Buffer): string | undefined {
   }
 }
 
+/** One body to post: where, and its media type when it is not JSON. */
+interface Export {
+  path: string;
+  body: Buffer;
+  contentType?: string;
+}
+
 /** Where a collector takes compact access-log records (docs/telemetry-wire.md). */
 const ACCESS_LOGS_PATH = '/v1/access-logs';
 
@@ -441,11 +463,12 @@ export class TelemetrySource {
   /** The bytes before and after the items of each signal's export body. */
   readonly #bodyEnds: Record<'spans' | 'logs' | 'metrics' | 'accessLogs' | 'accessLogsV2', [Buffer, Buffer]>;
   /**
-   * Whether the collector takes compact access-log records; false once it answered their
-   * endpoint 404 or 405 (not an Isthmus collector, or an older one): they are then sent to it as
-   * OTLP log records, converted here.
+   * How access-log batches are posted: `binary` (format 4) to begin with; `json` (format 3,
+   * converted here) once the collector refused the binary body's media type or format (an older
+   * Isthmus collector); `otlp` (OTLP log records and spans, converted here) once it answered the
+   * endpoint 404 or 405, or refused format 3 too (not an Isthmus collector).
    */
-  #compactAccessLogs = true;
+  #accessLogForm: 'binary' | 'json' | 'otlp' = 'binary';
   /** Export bodies are built in here (see #exportBodies). */
   #arena = Buffer.allocUnsafeSlow(0);
   readonly #resource: { service: string; region: string; zone?: string | undefined };
@@ -485,22 +508,28 @@ export class TelemetrySource {
   readonly #onAppendFailed = () => {
     this.#appendFailures++;
   };
-  /** Access-log records waiting to be appended as one record (see accessLog). */
-  #accessLogs: AccessLogTuple[] = [];
-  /** `[` and the JSON of the record-id prefix with its comma: the head of every batch's array. */
-  readonly #accessLogHead: string;
+  /** Access-log records waiting to be appended as one record of the log, already encoded (see accessLog). */
+  readonly #accessLogs: AccessLogBatchWriter;
+  /** The head of every binary access-log body: the format's magic and the resource. */
+  readonly #accessLogBodyHead: Buffer;
   #accessLogTimer: NodeJS.Timeout | undefined;
   readonly #accessLogBatchMs: number;
   readonly #accessLogBatchRecords: number;
+  readonly #accessLogBatchBytes: number;
   readonly #flushAccessLogs = (): void => {
     if (this.#accessLogTimer !== undefined) {
       clearTimeout(this.#accessLogTimer);
       this.#accessLogTimer = undefined;
     }
-    const batch = this.#accessLogs;
-    if (batch.length === 0) return;
-    this.#accessLogs = [];
-    this.#appendAccessLogs(batch);
+    const signals = this.#accessLogs.count;
+    const batch = this.#accessLogs.take();
+    if (batch === undefined) return;
+    this.#emitted++;
+    const now = this.#clock.now();
+    // As #append; the batch's bytes are the writer's, so a log that must queue them gets a copy.
+    if (this.wal.whenFull === 'block')
+      this.wal.append(Buffer.from(batch), now, signals).catch(() => (this.#appendFailures += signals));
+    else if (!this.wal.appendBytes(batch, now, signals)) this.#appendFailures += signals;
   };
 
   private constructor(wal: WriteAheadLog, options: TelemetrySourceOptions) {
@@ -540,7 +569,13 @@ export class TelemetrySource {
     this.#timeoutMs = options.requestTimeoutMs ?? 10_000;
     this.#accessLogBatchMs = options.accessLogBatchMs ?? 10;
     this.#accessLogBatchRecords = Math.max(1, options.accessLogBatchRecords ?? 128);
-    this.#accessLogHead = `[${JSON.stringify(options.recordIdPrefix ?? `${randomBytes(6).toString('hex')}-`)},`;
+    // A batch is one record of the log: it is cut well before the log's bound on a record.
+    this.#accessLogBatchBytes = Math.min(1024 * 1024, wal.maxPayloadBytes >> 1);
+    this.#accessLogs = new AccessLogBatchWriter(
+      options.recordIdPrefix ?? `${randomBytes(6).toString('hex')}-`,
+      BYTE_ACCESS_LOGS_BIN,
+    );
+    this.#accessLogBodyHead = accessLogBodyHead(res);
     this.#closed = new Promise((resolve) => (this.#wakeClose = resolve));
     if (options.collectorUrl !== undefined) {
       const url = new URL(options.collectorUrl);
@@ -623,43 +658,39 @@ export class TelemetrySource {
 
   /**
    * A proxy's access-log record (one per request), kept compact in the log and on the wire: about
-   * a fifth of the bytes of the same record as an OTLP log record. Records are gathered for up to
-   * `accessLogBatchMs` and appended as one record of the log, with one seq. The array is kept as
-   * it is until then, not copied: the caller must not change it after the call. A sampled
-   * request's record carries what its span adds (its last value) and stands for the span: the
-   * collector makes the OTLP span of it, so the caller does not also call {@link span}.
+   * 90 bytes, against about 1,500 for the same record as an OTLP log record. It is encoded at
+   * once (access-log-binary.ts), so `facts` may be reused after the call; records are gathered for
+   * up to `accessLogBatchMs` and appended as one record of the log, with one seq. A sampled
+   * request's record carries what its span adds and stands for the span: the collector makes the
+   * OTLP span of it, so the caller does not also call {@link span}. A record the format cannot
+   * hold (see AccessLogBatchWriter.record) is counted in `appendFailures`, never thrown.
    */
-  accessLog(record: AccessLogTuple): void {
+  accessLogRecord(facts: AccessLogFacts): void {
     if (this.#closing) {
       this.#appendFailures++;
       return;
     }
     this.#signals++;
-    const batch = this.#accessLogs;
-    batch.push(record);
-    if (batch.length >= this.#accessLogBatchRecords) this.#flushAccessLogs();
-    else if (batch.length === 1) {
+    const w = this.#accessLogs;
+    try {
+      w.record(facts);
+    } catch {
+      // Values the format cannot hold (a caller's bug): refused like an append the log refuses,
+      // and the batch stays whole.
+      this.#appendFailures++;
+      return;
+    }
+    if (w.count >= this.#accessLogBatchRecords || w.bytes >= this.#accessLogBatchBytes)
+      this.#flushAccessLogs();
+    else if (w.count === 1) {
       this.#accessLogTimer = setTimeout(this.#flushAccessLogs, this.#accessLogBatchMs);
       this.#accessLogTimer.unref();
     }
   }
 
-  /** Appends a batch of access-log records as one record; one too large for the log is split. */
-  #appendAccessLogs(batch: AccessLogTuple[]): void {
-    // `[prefix,` then the records without the array's own `[`.
-    const json = this.#accessLogHead + JSON.stringify(batch).slice(1);
-    // A UTF-8 byte is at most 3 per UTF-16 unit: only a long batch needs its bytes counted.
-    if (
-      batch.length > 1 &&
-      json.length * 3 + 1 > this.wal.maxPayloadBytes &&
-      Buffer.byteLength(json) + 1 > this.wal.maxPayloadBytes
-    ) {
-      const half = batch.length >> 1;
-      this.#appendAccessLogs(batch.slice(0, half));
-      this.#appendAccessLogs(batch.slice(half));
-      return;
-    }
-    this.#append(TAG_ACCESS_LOGS, json, batch.length);
+  /** {@link accessLogRecord} of a record given as its format-3 values. */
+  accessLog(record: AccessLogTuple): void {
+    this.accessLogRecord(factsOfTuple(record));
   }
 
   /** One batch of points: one record, one OTLP scope, one seq. */
@@ -693,7 +724,7 @@ export class TelemetrySource {
     };
   }
 
-  async #post(path: string, body: string | Buffer): Promise<void> {
+  async #post(path: string, body: string | Buffer, contentType = 'application/json'): Promise<void> {
     const c = this.#collector as Collector;
     const res = await c.pool.request(
       c.host,
@@ -701,7 +732,7 @@ export class TelemetrySource {
       {
         method: 'POST',
         path: `${this.#basePath}${path}`,
-        headers: { host: c.hostHeader, 'content-type': 'application/json' },
+        headers: { host: c.hostHeader, 'content-type': contentType },
         body: typeof body === 'string' ? Buffer.from(body) : body,
       },
       { timeoutMs: this.#timeoutMs, maxBodyBytes: 64 * 1024 },
@@ -716,12 +747,13 @@ export class TelemetrySource {
   }
 
   /** Builds the export bodies of one batch, by signal, with each item's seq spliced in. */
-  #exportBodies(records: readonly WalRecord[]): { path: string; body: Buffer }[] {
+  #exportBodies(records: readonly WalRecord[]): Export[] {
     const spans: WalRecord[] = [];
     const logs: WalRecord[] = [];
     const metrics: WalRecord[] = [];
     const accessLogs: WalRecord[] = [];
     const accessLogsV2: WalRecord[] = [];
+    const accessLogsBinary: WalRecord[] = [];
     for (const r of records) {
       switch (r.payload[0]) {
         case BYTE_SPAN:
@@ -732,6 +764,9 @@ export class TelemetrySource {
           break;
         case BYTE_METRICS:
           metrics.push(r);
+          break;
+        case BYTE_ACCESS_LOGS_BIN:
+          accessLogsBinary.push(r);
           break;
         case BYTE_ACCESS_LOGS:
           accessLogs.push(r);
@@ -752,7 +787,7 @@ export class TelemetrySource {
           break;
       }
     }
-    const out: { path: string; body: Buffer }[] = [];
+    const out: Export[] = [];
     const b = this.#bodyEnds;
     // The bodies of a batch are cut from one arena that is reused batch after batch (the loop
     // posts a batch's bodies before it builds the next): megabytes of fresh buffers per batch
@@ -774,11 +809,21 @@ export class TelemetrySource {
         path: ACCESS_LOGS_PATH,
         body: exportBody(ends[0], batches, 1, ends[1], alloc, NO_BYTES, NO_BYTES),
       });
-    if (accessLogs.length > 0 || accessLogsV2.length > 0) {
-      if (!this.#compactAccessLogs) out.push(...this.#accessLogsAsOtlp(accessLogsV2, accessLogs));
+    if (accessLogs.length > 0 || accessLogsV2.length > 0 || accessLogsBinary.length > 0) {
+      if (this.#accessLogForm === 'otlp')
+        out.push(...this.#accessLogsAsOtlp(accessLogsV2, accessLogs, accessLogsBinary));
       else {
         if (accessLogsV2.length > 0) compact(b.accessLogsV2, accessLogsV2);
         if (accessLogs.length > 0) compact(b.accessLogs, accessLogs);
+        if (accessLogsBinary.length === 0) {
+          // Nothing more.
+        } else if (this.#accessLogForm === 'binary')
+          out.push({
+            path: ACCESS_LOGS_PATH,
+            body: this.#binaryBody(accessLogsBinary, alloc),
+            contentType: ACCESS_LOG_BINARY_TYPE,
+          });
+        else out.push({ path: ACCESS_LOGS_PATH, body: this.#binaryAsJson(accessLogsBinary) });
       }
     }
     if (spans.length > 0)
@@ -797,10 +842,58 @@ export class TelemetrySource {
   }
 
   /**
-   * Batches of compact access-log records (format 2 and format 3) as OTLP bodies, for a collector
+   * The form to post access logs in after `err`, when it says the collector does not take the
+   * current one: a binary body refused for its media type (415) or its format, or the endpoint
+   * unknown (404, 405; straight to OTLP), or format 3 refused too.
+   */
+  #accessLogFallback(err: ExportError): 'json' | 'otlp' | undefined {
+    if (err.path !== ACCESS_LOGS_PATH || this.#accessLogForm === 'otlp') return undefined;
+    if (err.status === 404 || err.status === 405) return 'otlp';
+    const format = err.refusedPart === 'format' || err.refusedPart === 'magic';
+    if (this.#accessLogForm === 'binary' && (err.status === 415 || format)) return 'json';
+    if (this.#accessLogForm === 'json' && format) return 'otlp';
+    return undefined;
+  }
+
+  /**
+   * A binary access-log body (format 4): the head, then each batch with its seq and length. The
+   * batches are copied once, as they are in the log.
+   */
+  #binaryBody(records: readonly WalRecord[], alloc: (size: number) => Buffer): Buffer {
+    const head = this.#accessLogBodyHead;
+    let size = head.length;
+    for (const r of records) size += MAX_ENTRY_HEAD_BYTES + r.payload.length - 1;
+    const out = alloc(size);
+    out.set(head, 0);
+    let at = head.length;
+    for (const r of records) {
+      const batch = r.payload.subarray(1);
+      at = writeAccessLogEntryHead(out, at, r.seq, batch.length);
+      out.set(batch, at);
+      at += batch.length;
+    }
+    return out.subarray(0, at);
+  }
+
+  /** Binary batches as a format-3 body, for a collector that does not take format 4. */
+  #binaryAsJson(records: readonly WalRecord[]): Buffer {
+    const batches: string[] = [];
+    for (const r of records) {
+      try {
+        batches.push(JSON.stringify(decodeAccessLogBatch(r.payload.subarray(1), r.seq, 'batch')));
+      } catch {
+        // Intact on disk but not a batch this version can read: skipped, its seq shows as a gap.
+      }
+    }
+    const [head, tail] = this.#bodyEnds.accessLogs;
+    return Buffer.concat([head, Buffer.from(batches.join(',')), tail]);
+  }
+
+  /**
+   * Batches of compact access-log records (formats 2, 3 and 4) as OTLP bodies, for a collector
    * without the compact endpoint: the log records, and the spans of the sampled records.
    */
-  #accessLogsAsOtlp(v2: readonly WalRecord[], v3: readonly WalRecord[]): { path: string; body: Buffer }[] {
+  #accessLogsAsOtlp(v2: readonly WalRecord[], v3: readonly WalRecord[], v4: readonly WalRecord[]): Export[] {
     const logs: string[] = [];
     const spans: string[] = [];
     const batch = (r: WalRecord): unknown => JSON.parse(`[${r.seq},${r.payload.toString('utf8', 2)}`);
@@ -813,10 +906,17 @@ export class TelemetrySource {
       }
     }
     const where = { region: this.#resource.region, zone: this.#resource.zone ?? '' };
-    for (const r of v3) {
+    const format3 = [
+      ...v3.map((r) => ({ seq: r.seq, read: () => batch(r) })),
+      ...v4.map((r) => ({
+        seq: r.seq,
+        read: () => decodeAccessLogBatch(r.payload.subarray(1), r.seq, 'batch'),
+      })),
+    ];
+    for (const r of format3) {
       let checked: ReturnType<typeof checkAccessLogBatch>;
       try {
-        checked = checkAccessLogBatch(batch(r), 'batch');
+        checked = checkAccessLogBatch(r.read(), 'batch');
       } catch {
         continue; // as above
       }
@@ -830,7 +930,7 @@ export class TelemetrySource {
     }
     const body = (ends: [Buffer, Buffer], items: string[]) =>
       Buffer.concat([ends[0], Buffer.from(items.join(',')), ends[1]]);
-    const out: { path: string; body: Buffer }[] = [];
+    const out: Export[] = [];
     if (logs.length > 0) out.push({ path: '/v1/logs', body: body(this.#bodyEnds.logs, logs) });
     if (spans.length > 0) out.push({ path: '/v1/traces', body: body(this.#bodyEnds.spans, spans) });
     return out;
@@ -849,7 +949,7 @@ export class TelemetrySource {
     let retry = 0;
     while (!this.#closing) {
       // Only the export bodies live while they are posted, not the records they were built from.
-      let exports: { path: string; body: Buffer }[];
+      let exports: Export[];
       let count: number;
       let last: number;
       // A batch of one record may be refused on its own; what it stood for is counted then.
@@ -876,9 +976,9 @@ export class TelemetrySource {
         continue;
       }
       try {
-        for (const { path, body } of exports) {
+        for (const { path, body, contentType } of exports) {
           this.#exports++;
-          await this.#post(path, body);
+          await this.#post(path, body, contentType);
         }
         // Stored by the collector: shipped, whether or not the checkpoint below is durable yet.
         this.#shipped += count;
@@ -886,15 +986,10 @@ export class TelemetrySource {
         retry = 0;
         this.#ackThrough(last);
       } catch (err) {
-        if (
-          err instanceof ExportError &&
-          err.path === ACCESS_LOGS_PATH &&
-          this.#compactAccessLogs &&
-          (err.status === 404 || err.status === 405 || err.refusedPart === 'format')
-        ) {
-          // Not an Isthmus collector, or one older than this format: the same batch again at
-          // once, as OTLP.
-          this.#compactAccessLogs = false;
+        const fallback = err instanceof ExportError ? this.#accessLogFallback(err) : undefined;
+        if (fallback !== undefined) {
+          // An older Isthmus collector, or none: the same batch again at once, in a form it takes.
+          this.#accessLogForm = fallback;
           continue;
         }
         if (err instanceof ExportError && REFUSED_STATUSES.has(err.status)) {

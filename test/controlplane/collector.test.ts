@@ -10,6 +10,13 @@ import {
   type AccessLogTuple,
   type AccessLogTupleV2,
 } from '../../src/telemetry/access-log.js';
+import {
+  ACCESS_LOG_BINARY_TYPE,
+  AccessLogBatchWriter,
+  accessLogBodyHead,
+  factsOfTuple,
+  writeAccessLogEntryHead,
+} from '../../src/telemetry/access-log-binary.js';
 import { addSeq, missingRanges, type SeqRanges } from '../../src/telemetry/continuity.js';
 import { collectorHarness } from '../support/collector-harness.js';
 import {
@@ -588,6 +595,104 @@ describe('telemetry collector', () => {
     assert.equal((await stored()).size, 4);
     assert.equal((await get(url, `/v1/traces/${traceIdOf(7)}`)).status, 404);
     assert.deepEqual((await get<Summary>(url, '/v1/summary')).body.stored, { spans: 2, points: 0, logs: 4 });
+  });
+
+  it('takes binary batches (format 4) as the format-3 batches they stand for; refuses a malformed one whole', async () => {
+    const { url } = await start('access-logs-v4');
+    const src = new TestSource('proxy/frontend-7@eu-west', 'eu-west');
+    const record = (i: number, sampled: boolean): AccessLogTuple => [
+      1_700_000_000_000 + i,
+      1500 + i,
+      'frontend',
+      'outbound',
+      'orders',
+      'GET',
+      `/v4/${i}`,
+      'catalog',
+      200,
+      true,
+      1,
+      'eu-west/eu-west-a',
+      'eu-west',
+      null,
+      null,
+      traceIdOf(i),
+      spanIdOf(i),
+      `req-${i}`,
+      '203.0.113.7',
+      'curl/8',
+      sampled ? ['client', spanIdOf(100 + i), 'ot=th:8', false, 2] : null,
+    ];
+    const batch = (prefix: string, tuples: AccessLogTuple[]): Buffer => {
+      const w = new AccessLogBatchWriter(prefix);
+      for (const t of tuples) w.record(factsOfTuple(t));
+      return Buffer.from(w.take() as Buffer);
+    };
+    const body = (entries: [seq: number, bytes: Buffer][], resource: unknown = src.resource): Buffer => {
+      const head = accessLogBodyHead(JSON.stringify(resource));
+      const parts = [head];
+      for (const [seq, bytes] of entries) {
+        const h = Buffer.alloc(16);
+        parts.push(h.subarray(0, writeAccessLogEntryHead(h, 0, seq, bytes.length)), bytes);
+      }
+      return Buffer.concat(parts);
+    };
+    const first = [record(1, false), record(2, true), record(3, false)];
+    const good = body([
+      [1, batch('f7-', first)],
+      [2, batch('f7-', [record(4, true)])],
+    ]);
+    for (let round = 0; round < 2; round++) {
+      const r = await post(url, '/v1/access-logs', good, ACCESS_LOG_BINARY_TYPE);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+    }
+    type Found = { records: { recordId: string; record: Record<string, unknown> }[] };
+    const stored = async () =>
+      new Map((await get<Found>(url, '/v1/logs?contains=/v4/')).body.records.map((x) => [x.recordId, x]));
+    const byId = await stored();
+    const where = { region: 'eu-west', zone: 'eu-west-a' };
+    const expected: [id: string, seq: number, t: AccessLogTuple][] = [
+      ['f7-1.0', 1, first[0] as AccessLogTuple],
+      ['f7-1.1', 1, first[1] as AccessLogTuple],
+      ['f7-1.2', 1, first[2] as AccessLogTuple],
+      ['f7-2.0', 2, record(4, true)],
+    ];
+    assert.deepEqual(
+      [...byId.keys()].sort(),
+      expected.map((e) => e[0]),
+    );
+    for (const [id, seq, t] of expected)
+      assert.deepEqual(byId.get(id)?.record, accessLogToOtlp(seq, id, where, t), id);
+    for (const i of [2, 4]) {
+      const trace = await get<{ spans: Record<string, unknown>[] }>(url, `/v1/traces/${traceIdOf(i)}`);
+      assert.equal(trace.status, 200);
+      assert.equal(trace.body.spans[0]?.parentSpanId, spanIdOf(100 + i));
+    }
+    const c = (await get<Continuity>(url, '/v1/continuity')).body.sources;
+    assert.deepEqual(
+      c.map((x) => [x.source, x.received, x.emitted, x.gaps, x.duplicates]),
+      [['proxy/frontend-7@eu-west', 2, 2, 0, 6]],
+    );
+
+    // Malformed: 400 naming the part, or 415 for another media type; nothing of the body is kept.
+    const bad3 = batch('f7-', [record(9, true)]);
+    const truncated = body([[3, bad3]]).subarray(0, -5);
+    const cases: [Buffer, string, number, string | undefined][] = [
+      [Buffer.from('ISAL\x05'), ACCESS_LOG_BINARY_TYPE, 400, 'magic'],
+      [Buffer.from('{"format":"isthmus.access-log/3"}'), ACCESS_LOG_BINARY_TYPE, 400, 'magic'],
+      [truncated, ACCESS_LOG_BINARY_TYPE, 400, undefined],
+      // Decoded fine, refused by the checks of format 3.
+      [body([[3, batch('', [record(8, false)])]]), ACCESS_LOG_BINARY_TYPE, 400, 'batches[0][1] (prefix)'],
+      [body([[3, bad3]]), 'application/octet-stream', 415, undefined],
+    ];
+    for (const [bad, type, status, path] of cases) {
+      const r = await post(url, '/v1/access-logs', bad, type);
+      assert.equal(r.status, status, JSON.stringify(r.body));
+      if (path !== undefined) assert.equal(r.body.path, path, JSON.stringify(r.body));
+      else if (status === 400) assert.match(String(r.body.path), /^batches\[0\]/, JSON.stringify(r.body));
+    }
+    assert.equal((await stored()).size, 4);
+    assert.equal((await get(url, `/v1/traces/${traceIdOf(9)}`)).status, 404);
   });
 
   it('keeps continuity across a restart: gaps, heartbeats, stale sources', async () => {

@@ -212,11 +212,13 @@ spec:
       collector.requests.filter((r) => r.path === p && r.status === 200 && r.body.includes('"/l0"'));
     assert.ok(carrying('/v1/access-logs').length >= 2, 'the sidecar and the gateway sent /l0 compact');
     assert.equal(carrying('/v1/logs').length, 0);
-    // In batches (format 3: seq, record-id prefix, records): every record of a batch carries the
-    // batch's seq, and its id is the prefix, the seq and its place.
+    // In binary batches (format 4, decoded by the stand-in collector to seq, record-id prefix,
+    // records): every record of a batch carries the batch's seq, and its id is the prefix, the seq
+    // and its place.
     for (const r of carrying('/v1/access-logs')) {
       const b = JSON.parse(r.body) as { format: string; batches: unknown[][] };
-      assert.equal(b.format, 'isthmus.access-log/3');
+      assert.ok(r.binary);
+      assert.equal(b.format, 'isthmus.access-log/4');
       assert.ok(b.batches.some((x) => x.slice(2).some((t) => (t as unknown[])[6] === '/l0')));
       for (const x of b.batches) assert.match(String(x[1]), /^(sc-us-east|gw-eu-west)-[0-9a-f]{12}-$/);
     }

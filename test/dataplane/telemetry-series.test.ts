@@ -13,7 +13,7 @@ function fakeSource(): { source: TelemetrySource; batches: MetricPoint[][] } {
   const batches: MetricPoint[][] = [];
   const source = {
     span: () => undefined,
-    accessLog: () => undefined,
+    accessLogRecord: () => undefined,
     metrics: (points: readonly MetricPoint[]) => batches.push([...points]),
     flush: () => Promise.resolve(true),
     close: () => Promise.resolve(),

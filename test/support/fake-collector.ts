@@ -1,6 +1,12 @@
 import http, { type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { accessLogsToOtlp } from '../../src/telemetry/access-log.js';
+import {
+  ACCESS_LOG_BINARY_TYPE,
+  ACCESS_LOG_FORMAT_V4,
+  binaryAccessLogsToOtlp,
+  decodeAccessLogBody,
+} from '../../src/telemetry/access-log-binary.js';
 
 type Json = Record<string, unknown>;
 
@@ -45,13 +51,23 @@ export class FakeCollector {
   down = false;
   /**
    * Take compact access-log records (`POST /v1/access-logs`) as the real collector does; while
-   * false, answer that endpoint 404 as a collector without it would; with `'format-2'`, refuse
-   * format 3 with a 400 naming `format`, as a collector that knows formats 1 and 2 only would.
+   * false, answer that endpoint 404 as a collector without it would; with `'format-3'`, refuse
+   * binary bodies (format 4) with a 415, as a collector of JSON formats only would; with
+   * `'format-2'`, that and refuse format 3 with a 400 naming `format`, as a collector that knows
+   * formats 1 and 2 only would.
    */
-  accessLogs: boolean | 'format-2' = true;
-  /** Refuse (400, naming nothing) every body this says yes to, as a collector refuses a malformed one. */
+  accessLogs: boolean | 'format-3' | 'format-2' = true;
+  /**
+   * Refuse (400, naming nothing) every body this says yes to, as a collector refuses a malformed
+   * one. A binary access-log body is given as the JSON of what it decodes to (see {@link requests}).
+   */
   refuse: ((path: string, body: string) => boolean) | undefined;
-  readonly requests: { path: string; status: number; body: string }[] = [];
+  /**
+   * Every request: a binary access-log body's `body` is the JSON of what it decodes to,
+   * `{format: "isthmus.access-log/4", resource, batches}` (format-3 batches), so that tests read
+   * every format alike.
+   */
+  readonly requests: { path: string; status: number; body: string; binary: boolean }[] = [];
   readonly items: Received[] = [];
   readonly heartbeats: Json[] = [];
   duplicates = 0;
@@ -64,8 +80,16 @@ export class FakeCollector {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        const body = Buffer.concat(chunks).toString('utf8');
+        const raw = Buffer.concat(chunks);
         const path = req.url ?? '/';
+        const binary = req.headers['content-type'] === ACCESS_LOG_BINARY_TYPE;
+        let body = raw.toString('utf8');
+        if (binary)
+          try {
+            body = JSON.stringify({ format: ACCESS_LOG_FORMAT_V4, ...decodeAccessLogBody(raw) });
+          } catch {
+            body = '';
+          }
         let status = 200;
         let answer = '{}';
         if (this.down) {
@@ -74,6 +98,9 @@ export class FakeCollector {
         } else if (path === '/v1/access-logs' && !this.accessLogs) {
           status = 404;
           answer = JSON.stringify({ error: 'ISTHMUS_E_NOT_FOUND', message: `no POST ${path}` });
+        } else if (path === '/v1/access-logs' && binary && this.accessLogs !== true) {
+          status = 415;
+          answer = JSON.stringify({ error: 'ISTHMUS_E_USAGE', message: 'send the body as application/json' });
         } else if (
           path === '/v1/access-logs' &&
           this.accessLogs === 'format-2' &&
@@ -90,13 +117,14 @@ export class FakeCollector {
           answer = JSON.stringify({ error: 'ISTHMUS_E_INVALID_VALUE', message: 'refused' });
         } else {
           try {
-            this.#accept(path, JSON.parse(body) as Json);
+            if (binary) this.#acceptAccessLogs(binaryAccessLogsToOtlp(raw));
+            else this.#accept(path, JSON.parse(body) as Json);
           } catch {
             status = 400;
             answer = JSON.stringify({ error: 'ISTHMUS_E_INVALID_VALUE', message: 'not taken' });
           }
         }
-        this.requests.push({ path, status, body });
+        this.requests.push({ path, status, body, binary });
         res.writeHead(status, { 'content-type': 'application/json' });
         res.end(answer);
       });
@@ -140,6 +168,11 @@ export class FakeCollector {
     this.items.push({ signal, source, seq, item: item, resource: res });
   }
 
+  #acceptAccessLogs(otlp: { logs: Json; traces: Json | undefined }): void {
+    this.#accept('/v1/logs', otlp.logs);
+    if (otlp.traces) this.#accept('/v1/traces', otlp.traces);
+  }
+
   #accept(path: string, body: Json): void {
     const list = (v: unknown) => (Array.isArray(v) ? (v as Json[]) : []);
     const traces = (b: Json) => {
@@ -157,11 +190,8 @@ export class FakeCollector {
     if (path === '/v1/heartbeat') this.heartbeats.push(body);
     else if (path === '/v1/traces') traces(body);
     else if (path === '/v1/logs') logs(body);
-    else if (path === '/v1/access-logs') {
-      const otlp = accessLogsToOtlp(body);
-      logs(otlp.logs);
-      if (otlp.traces) traces(otlp.traces);
-    } else if (path === '/v1/metrics')
+    else if (path === '/v1/access-logs') this.#acceptAccessLogs(accessLogsToOtlp(body));
+    else if (path === '/v1/metrics')
       for (const rm of list(body.resourceMetrics))
         for (const sm of list(rm.scopeMetrics))
           this.#keep(
@@ -181,7 +211,10 @@ export class FakeCollector {
     return [...seqs].sort((a, b) => a - b);
   }
 
-  /** The compact access-log bodies the collector stored (answered 200), parsed. */
+  /**
+   * The compact access-log bodies the collector stored (answered 200), parsed; a binary body as
+   * the format-3 batches it decodes to, with `format` "isthmus.access-log/4".
+   */
   accessLogBodies(): { format: string; resource: Json; batches?: unknown[][]; records?: unknown[][] }[] {
     return this.requests
       .filter((r) => r.path === '/v1/access-logs' && r.status === 200)

@@ -21,6 +21,12 @@ import {
   type TelemetrySourceOptions,
 } from '../../src/telemetry/source.js';
 import { WriteAheadLog } from '../../src/telemetry/wal/index.js';
+import {
+  ACCESS_LOG_FORMAT_V4,
+  AccessLogBatchWriter,
+  decodeAccessLogBatch,
+  factsOfTuple,
+} from '../../src/telemetry/access-log-binary.js';
 import { FakeCollector } from '../support/fake-collector.js';
 import { eventually } from '../support/proxy-harness.js';
 
@@ -190,13 +196,12 @@ describe('TelemetrySource', () => {
   });
 
   /**
-   * The batches of every compact access-log body the collector took, in the order they came: of
-   * format 3, or of format 2 with `v2`.
+   * The batches of every compact access-log body of `format` the collector took, in the order
+   * they came (a binary body's as the format-3 batches it decodes to).
    */
-  const sentBatches = (v2 = false): unknown[][] =>
+  const sentBatches = (format = ACCESS_LOG_FORMAT_V4): unknown[][] =>
     collector.accessLogBodies().flatMap((b) => {
-      if ((b.format === ACCESS_LOG_FORMAT_V2) !== v2) return [];
-      assert.equal(b.format, v2 ? ACCESS_LOG_FORMAT_V2 : ACCESS_LOG_FORMAT);
+      if (b.format !== format) return [];
       assert.equal(b.records, undefined, 'no format-1 records in a batch body');
       assert.ok(
         JSON.stringify(b.resource.attributes).includes('"proxy/test@eu-west"'),
@@ -205,7 +210,13 @@ describe('TelemetrySource', () => {
       return b.batches ?? [];
     });
   /** Bytes a record of this payload takes in the log: its header (32 bytes) and the payload. */
-  const recordBytes = (payload: string) => 32 + Buffer.byteLength(payload);
+  const recordBytes = (payload: string | Buffer) => 32 + Buffer.byteLength(payload);
+  /** The log record's payload of a batch of access-log records: tag D and the binary batch. */
+  const binaryBatch = (tuples: readonly AccessLogTuple[], prefix = 'rec-'): Buffer => {
+    const w = new AccessLogBatchWriter(prefix, 'D'.charCodeAt(0));
+    for (const t of tuples) w.record(factsOfTuple(t));
+    return Buffer.from(w.take() ?? Buffer.alloc(0));
+  };
 
   it('gathers the access logs of one window into one log record: one seq, one batch on the wire', async () => {
     const s = await start();
@@ -243,7 +254,7 @@ describe('TelemetrySource', () => {
       st.emittedBytes,
       spans.reduce((n, x) => n + recordBytes(`T${encodeSpan(x)}`), 0) +
         recordBytes(`L${encodeLog(plain)}`) +
-        recordBytes(`C["rec-",${JSON.stringify(tuples).slice(1)}`),
+        recordBytes(binaryBatch(tuples)),
     );
     assert.deepEqual(collector.seqs(), [1, 2, 3, 4, 5]);
     assert.equal(collector.duplicates, 0);
@@ -341,27 +352,31 @@ describe('TelemetrySource', () => {
     let s = await start({ collectorUrl: undefined, accessLogBatchMs: 600_000 });
     const tuples = Array.from({ length: 5 }, (_, i) => accessLog(i));
     for (const t of tuples) s.accessLog(t);
+    // A record the format cannot hold is refused and counted, and leaves the batch whole.
+    const bad = accessLog(50);
+    bad[1] = 1.5;
+    s.accessLog(bad);
+    assert.equal(s.stats().appendFailures, 1);
     assert.equal(s.stats().emitted, 0);
     await s.close();
     open.length = 0;
     assert.equal(s.stats().emitted, 1);
     // After close, an access log is refused and counted, never thrown or kept.
     s.accessLog(accessLog(99));
-    assert.equal(s.stats().appendFailures, 1);
-    assert.equal(s.stats().signals, 5);
+    assert.equal(s.stats().appendFailures, 2);
+    assert.equal(s.stats().signals, 6);
 
-    // The log holds one record: tag C, the record-id prefix and the five records, in order.
+    // The log holds one record: tag D, the binary batch of the five records, in order.
     const wal = await WriteAheadLog.open({ dir, segmentBytes: 64 * 1024, maxBytes: 4 * 1024 * 1024 });
     try {
       const records = await wal.readBatch(1, 100, 1024 * 1024);
       assert.deepEqual(
         records.map((r) => [r.seq, r.payload.toString('utf8', 0, 1)]),
-        [[1, 'C']],
+        [[1, 'D']],
       );
-      assert.deepEqual(JSON.parse((records[0] as { payload: Buffer }).payload.toString('utf8', 1)), [
-        'rec-',
-        ...tuples,
-      ]);
+      const payload = (records[0] as { payload: Buffer }).payload;
+      assert.deepEqual(payload, binaryBatch(tuples));
+      assert.deepEqual(decodeAccessLogBatch(payload.subarray(1), 1, 'batch'), [1, 'rec-', ...tuples]);
     } finally {
       await wal.close();
     }
@@ -375,19 +390,24 @@ describe('TelemetrySource', () => {
     );
   });
 
-  it('splits a batch too large for one record of a small log, losing nothing', async () => {
+  it('cuts batches to fit one record of a small log, losing nothing', async () => {
     const s = await start({
       buffer: { fsyncIntervalMs: 5, segmentBytes: 4096, maxBytes: 4 * 1024 * 1024 },
       accessLogBatchMs: 600_000,
     });
     const max = s.wal.maxPayloadBytes;
-    // 128 records (the default count) are several times what one record may hold.
-    const tuples = Array.from({ length: 128 }, (_, i) => accessLog(i));
-    const bytes = Buffer.byteLength(JSON.stringify(tuples));
-    assert.ok(bytes > 4 * max, `${bytes} bytes`);
+    // 128 records (the default count) are several times what one record may hold; distinct paths
+    // and agents, so that no value repeats the previous record's.
+    const tuples = Array.from({ length: 128 }, (_, i) => {
+      const t = accessLog(i);
+      t[6] = `/items/${i}/${'x'.repeat(40)}`;
+      t[19] = `agent/${i}`;
+      return t;
+    });
+    assert.ok(binaryBatch(tuples).length > 4 * max, `${binaryBatch(tuples).length} bytes`);
     for (const t of tuples) s.accessLog(t);
     const st = s.stats();
-    assert.ok(st.emitted >= 4, `split into ${st.emitted} records`);
+    assert.ok(st.emitted >= 4, `cut into ${st.emitted} records`);
     assert.equal(st.appendFailures, 0);
     assert.equal(st.dropped.full.records, 0);
     assert.equal(st.signals, 128);
@@ -395,25 +415,20 @@ describe('TelemetrySource', () => {
     const records = await s.wal.readBatch(1, 1000, 1024 * 1024);
     assert.equal(records.length, 0, 'everything acked');
     const batches = sentBatches();
-    assert.equal(batches.length, st.emitted);
+    assert.equal(batches.length, s.stats().emitted, 'each part is one record of the log');
     // Every part fits, seqs are dense and in order, and the records come back whole and in order.
     assert.deepEqual(
       batches.map((b) => b[0]),
-      Array.from({ length: st.emitted }, (_, i) => i + 1),
+      Array.from({ length: batches.length }, (_, i) => i + 1),
     );
     for (const b of batches) {
       assert.ok(b.length > 2, 'no empty part');
       assert.equal(b[1], 'rec-', 'each part with the prefix');
-      assert.ok(Buffer.byteLength(JSON.stringify(b.slice(1))) + 1 <= max, 'each part fits one record');
+      assert.ok(binaryBatch(b.slice(2) as AccessLogTuple[]).length <= max, 'each part fits one record');
     }
     assert.deepEqual(
       batches.flatMap((b) => b.slice(2)),
       tuples,
-    );
-    // Halved until each part fits (some 31 KB in parts of at most 4 KB: eighths), not one record a part.
-    assert.deepEqual(
-      batches.map((b) => b.length - 2),
-      [16, 16, 16, 16, 16, 16, 16, 16],
     );
     assert.equal(collector.logs().length, 128);
     assert.equal(collector.duplicates, 0);
@@ -440,7 +455,7 @@ describe('TelemetrySource', () => {
     const fresh = [accessLog(2), accessLog(3), accessLog(4)];
     for (const t of fresh) s.accessLog(t);
     assert.equal(await s.flush(5000), true);
-    assert.deepEqual(sentBatches(true), [
+    assert.deepEqual(sentBatches(ACCESS_LOG_FORMAT_V2), [
       [1, legacy[0]],
       [2, legacy[1]],
       [3, ...legacyBatch],
@@ -475,6 +490,30 @@ describe('TelemetrySource', () => {
     assert.equal(collector.spans().length, 2);
     assert.equal(s.stats().shipped, 4);
     assert.equal(s.stats().shipFailures, 0);
+  });
+
+  it('ships format-3 batches written by the previous version as format 3, and its own as format 4', async () => {
+    const old = [accessLog(0), accessLog(1)];
+    const wal = await WriteAheadLog.open({ dir, segmentBytes: 64 * 1024, maxBytes: 4 * 1024 * 1024 });
+    await wal.append(Buffer.from(`C["old3-",${JSON.stringify(old).slice(1)}`), Date.now(), old.length);
+    await wal.sync();
+    await wal.close();
+    const s = await start();
+    const fresh = [accessLog(2), accessLog(3)];
+    for (const t of fresh) s.accessLog(t);
+    assert.equal(await s.flush(5000), true);
+    assert.deepEqual(sentBatches(ACCESS_LOG_FORMAT), [[1, 'old3-', ...old]]);
+    assert.deepEqual(sentBatches(), [[2, 'rec-', ...fresh]]);
+    assert.deepEqual(
+      collector.logs().map((l) => [l.attrs.recordId, l.seq]),
+      [
+        ['old3-1.0', 1],
+        ['old3-1.1', 1],
+        ['rec-2.0', 2],
+        ['rec-2.1', 2],
+      ],
+    );
+    assert.equal(s.stats().shipped, 2);
   });
 
   it('sends access logs as OTLP to /v1/logs, at once and for good, when the collector answers 404', async () => {
@@ -600,7 +639,40 @@ describe('TelemetrySource', () => {
     assert.equal(collector.logs().length, 8);
   });
 
-  it('sends access logs as OTLP when the collector refuses format 3 by name (a collector of formats 1 and 2)', async () => {
+  it('sends access logs as format 3 when the collector refuses the binary body (a collector of formats 1 to 3)', async () => {
+    collector.accessLogs = 'format-3';
+    const s = await start({ backoffBaseMs: 10_000, backoffMaxMs: 10_000 });
+    const tuples = Array.from({ length: 4 }, (_, i) => accessLog(i));
+    for (const t of tuples) s.accessLog(t);
+    assert.equal(await s.flush(2000), true);
+    assert.deepEqual(
+      collector.requests.filter((r) => r.path === '/v1/access-logs').map((r) => [r.status, r.binary]),
+      [
+        [415, true],
+        [200, false],
+      ],
+    );
+    assert.deepEqual(sentBatches(ACCESS_LOG_FORMAT), [[1, 'rec-', ...tuples]]);
+    assert.deepEqual(
+      collector.logs().map((l) => l.item),
+      tuples.map((t, i) => expectedLog(1, i, t)),
+    );
+    assert.deepEqual(
+      collector.spans().map((x) => x.item),
+      expectedSpans(1, tuples),
+    );
+    // And from then on, at once.
+    s.accessLog(accessLog(4));
+    assert.equal(await s.flush(2000), true);
+    assert.deepEqual(
+      collector.requests.filter((r) => r.path === '/v1/access-logs').map((r) => r.status),
+      [415, 200, 200],
+    );
+    assert.equal(s.stats().rejected, 0, 'nothing skipped: the records went another way');
+    assert.equal(s.stats().shipFailures, 0);
+  });
+
+  it('sends access logs as OTLP when the collector refuses formats 4 and 3 (a collector of formats 1 and 2)', async () => {
     collector.accessLogs = 'format-2';
     const s = await start({ backoffBaseMs: 10_000, backoffMaxMs: 10_000 });
     const tuples = Array.from({ length: 4 }, (_, i) => accessLog(i));
@@ -608,7 +680,7 @@ describe('TelemetrySource', () => {
     assert.equal(await s.flush(2000), true);
     assert.deepEqual(
       collector.requests.filter((r) => r.path === '/v1/access-logs').map((r) => r.status),
-      [400],
+      [415, 400],
     );
     assert.deepEqual(
       collector.logs().map((l) => l.item),

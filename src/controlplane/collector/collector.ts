@@ -4,6 +4,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { systemClock, type Clock } from '../../core/clock.js';
 import { Stats } from '../../dataplane/stats.js';
 import { accessLogsToOtlp } from '../../telemetry/access-log.js';
+import { ACCESS_LOG_BINARY_TYPE, binaryAccessLogsToOtlp } from '../../telemetry/access-log-binary.js';
 import { AlertEngine, type AlertRule } from '../../telemetry/alerts.js';
 import { AlertWebhook } from '../../telemetry/alert-webhook.js';
 import { continuityView, regionViews } from '../../telemetry/continuity.js';
@@ -20,7 +21,16 @@ import {
   type LogItem,
 } from '../../telemetry/otlp.js';
 import type { WalAppend } from '../../telemetry/wal/index.js';
-import { ApiError, createApiServer, listen, readJson, sendJson, sendText } from '../http-api.js';
+import {
+  ApiError,
+  createApiServer,
+  isMediaType,
+  listen,
+  readBody,
+  readJson,
+  sendJson,
+  sendText,
+} from '../http-api.js';
 import { Forwarder, type ForwardKind } from './forwarder.js';
 import { CollectorStore, msToPaddedNs, PRUNED_SIGNALS, type StoredLog } from './store.js';
 
@@ -242,9 +252,16 @@ export class Collector {
     throw new ApiError(404, 'ISTHMUS_E_NOT_FOUND', `no GET ${p}`);
   }
 
-  async #read(req: IncomingMessage, signal: string): Promise<Record<string, unknown>> {
+  async #read(req: IncomingMessage, signal: string): Promise<Record<string, unknown>>;
+  async #read(req: IncomingMessage, signal: string, type: string): Promise<Buffer>;
+  async #read(
+    req: IncomingMessage,
+    signal: string,
+    type?: string,
+  ): Promise<Record<string, unknown> | Buffer> {
+    const max = this.#o.maxBodyBytes ?? MAX_BODY_BYTES;
     try {
-      return await readJson(req, this.#o.maxBodyBytes ?? MAX_BODY_BYTES);
+      return await (type === undefined ? readJson(req, max) : readBody(req, max, type));
     } catch (err) {
       this.stats.inc(
         'isthmus_collector_rejected_total',
@@ -285,18 +302,24 @@ export class Collector {
   }
 
   /**
-   * A compact access-log body: turned into the OTLP bodies it stands for (log records, and the
-   * spans of sampled records), all checked before anything is kept, then kept as those would be.
+   * A compact access-log body (binary format 4, or JSON): turned into the OTLP bodies it stands
+   * for (log records, and the spans of sampled records), all checked before anything is kept,
+   * then kept as those would be.
    */
   async #ingestAccessLogs(req: IncomingMessage): Promise<Record<string, never>> {
-    const received = await this.#read(req, 'logs');
+    const binary = isMediaType(req, ACCESS_LOG_BINARY_TYPE);
+    const received = binary
+      ? await this.#read(req, 'logs', ACCESS_LOG_BINARY_TYPE)
+      : await this.#read(req, 'logs');
     const parts: [
       kind: keyof typeof kinds,
       body: JsonObject,
       items: ReturnType<(typeof kinds)[keyof typeof kinds]>,
     ][] = [];
     try {
-      const { logs, traces } = accessLogsToOtlp(received);
+      const { logs, traces } = Buffer.isBuffer(received)
+        ? binaryAccessLogsToOtlp(received)
+        : accessLogsToOtlp(received);
       parts.push(['logs', logs, parseLogs(logs)]);
       if (traces) parts.push(['traces', traces, parseTraces(traces)]);
     } catch (err) {

@@ -522,13 +522,24 @@ export class WriteAheadLog {
    * `weight` is as for {@link append}.
    */
   appendText(text: string, timeMs: number, weight = 1): boolean {
+    return this.#appendNow(text, Buffer.byteLength(text), timeMs, weight);
+  }
+
+  /**
+   * Appends one record given as bytes and never waits, as {@link appendText} does: the bytes are
+   * copied before this returns, so the caller may reuse them.
+   */
+  appendBytes(payload: Uint8Array, timeMs: number, weight = 1): boolean {
+    return this.#appendNow(payload, payload.length, timeMs, weight);
+  }
+
+  #appendNow(payload: Uint8Array | string, payloadBytes: number, timeMs: number, weight: number): boolean {
     if (!validWeight(weight)) throw weightError(weight);
     if (this.#failed || this.#closing || !Number.isFinite(timeMs)) return false;
-    const payloadBytes = Buffer.byteLength(text);
     if (payloadBytes > this.maxPayloadBytes) return false;
     const recordBytes = RECORD_HEADER_BYTES + payloadBytes;
     if (this.#makeRoom(recordBytes, weight) !== 'now') return false;
-    this.#place(text, payloadBytes, timeMs, recordBytes, weight);
+    this.#place(payload, payloadBytes, timeMs, recordBytes, weight);
     return true;
   }
 

@@ -91,6 +91,33 @@ describe('telemetry write-ahead log', () => {
     await wal.close();
   });
 
+  it('appendBytes copies the bytes at once (the caller reuses them), and refuses what appendText refuses', async () => {
+    const dir = await dirs.make();
+    let wal = await WriteAheadLog.open({ dir, ...small });
+    const scratch = Buffer.alloc(8);
+    for (let seq = 1; seq <= 3; seq++) {
+      scratch.fill(0x40 + seq);
+      assert.equal(wal.appendBytes(scratch.subarray(0, seq), timeFor(seq), seq), true);
+    }
+    scratch.fill(0);
+    assert.equal(wal.appendBytes(Buffer.alloc(wal.maxPayloadBytes + 1), 1), false, 'too large');
+    assert.equal(wal.appendBytes(scratch, Number.NaN), false, 'no time');
+    assert.throws(() => wal.appendBytes(scratch, 1, 0), { code: 'ISTHMUS_E_INVALID_VALUE' });
+    await wal.close();
+    assert.equal(wal.appendBytes(scratch, 1), false, 'closed');
+    wal = await WriteAheadLog.open({ dir, ...small });
+    const records = await wal.readBatch(1, 10, 1 << 20);
+    assert.deepEqual(
+      records.map((r) => [r.seq, r.timeMs, r.payload.toString('latin1')]),
+      [
+        [1, timeFor(1), 'A'],
+        [2, timeFor(2), 'BB'],
+        [3, timeFor(3), 'CCC'],
+      ],
+    );
+    await wal.close();
+  });
+
   it('writes appends of several event-loop turns together within writeDelayMs, and each turn alone with 0', async () => {
     const writesFor = async (writeDelayMs: number) => {
       const dir = await dirs.make();
