@@ -88,6 +88,17 @@ describe('collector forwarding across a partition', () => {
       'forwarding before the cut',
     );
     link.cut();
+    // The source restarts during the cut: the losses of both its processes must reach global,
+    // though their heartbeats wait in the region's log and ship in one batch.
+    for (const [instance, full] of [
+      ['p1', 7],
+      ['p2', 3],
+    ] as const)
+      assert.equal(
+        (await post(regionUrl, '/v1/heartbeat', { ...src.heartbeat(), instance, lostSignals: { full } }))
+          .status,
+        200,
+      );
     const atCut = (await get<Summary>(globalUrl, '/v1/summary')).body.stored;
     await sendRange(25, 75);
     await new Promise((r) => setTimeout(r, 700));
@@ -118,6 +129,7 @@ describe('collector forwarding across a partition', () => {
     );
     assert.equal(c.gaps, 0);
     assert.equal(c.source, 'proxy/frontend-1@eu-west', 'continuity at global is per original source');
+    assert.deepEqual(c.lostAtSource, { full: 10, corrupt: 0, torn: 0, rejected: 0, total: 10 });
     const stored = (await get<Summary>(globalUrl, '/v1/summary')).body.stored;
     assert.deepEqual(stored, { spans: 3000, points: 1000, logs: 1000 }, 'everything exactly once');
     assert.deepEqual((await get<Summary>(regionUrl, '/v1/summary')).body.stored, stored);

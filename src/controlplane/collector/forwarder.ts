@@ -44,6 +44,29 @@ export interface ForwarderOptions {
   random?: Random;
 }
 
+/** Statuses by which an upstream refuses what a body holds: sent again as it is, it would be refused again. */
+const REFUSED_STATUSES = new Set([400, 413, 422]);
+
+/**
+ * An upstream's refusal of what a body holds: a 413, or a 400 or 422 naming the part of the body
+ * it refused (an Isthmus collector's `{error, message, path}`). A 400 that names nothing (say,
+ * a proxy in the way answering an error page) is not taken for one: it is retried.
+ */
+class UpstreamRefusal extends Error {
+  override readonly name = 'UpstreamRefusal';
+}
+
+function isRefusal(status: number, text: string): boolean {
+  if (!REFUSED_STATUSES.has(status)) return false;
+  if (status === 413) return true;
+  try {
+    const body: unknown = JSON.parse(text);
+    return typeof (body as { path?: unknown } | null)?.path === 'string';
+  } catch {
+    return false;
+  }
+}
+
 export class Forwarder {
   readonly #wal: WriteAheadLog;
   readonly #o: ForwarderOptions;
@@ -128,15 +151,23 @@ export class Forwarder {
     await closed;
   }
 
+  /**
+   * Ships the log in order, a batch at a time, with backoff and no give-up. The exception is a
+   * refusal of what a batch holds ({@link UpstreamRefusal}): its records are sent again one at a
+   * time, and one refused on its own is skipped (counted and logged; the region keeps it), so
+   * that it cannot hold up everything after it, re-sent for ever.
+   */
   async #run(): Promise<void> {
     let next = this.#wal.ackedSeq + 1;
     let retry = 0;
+    /** While `next` is at most this, records are sent one at a time (a refused batch is searched). */
+    let searchUntil = 0;
     while (!this.#closing) {
       let records: WalRecord[];
       try {
         records = await this.#wal.readBatch(
           next,
-          this.#o.batchRecords ?? 2_000,
+          next <= searchUntil ? 1 : (this.#o.batchRecords ?? 2_000),
           this.#o.batchBytes ?? 4 * 1024 * 1024,
         );
         if (records.length === 0) {
@@ -149,9 +180,9 @@ export class Forwarder {
         await this.#sleep(1_000);
         continue;
       }
+      const last = (records.at(-1) as WalRecord).seq;
       try {
         await this.#ship(records);
-        const last = (records.at(-1) as WalRecord).seq;
         await this.#wal.ack(last);
         next = last + 1;
         retry = 0;
@@ -169,6 +200,32 @@ export class Forwarder {
           'isthmus_collector_ship_failures_total',
           'Failed attempts to ship a batch upstream.',
         );
+        if (err instanceof UpstreamRefusal) {
+          if (records.length > 1) {
+            // Something in this batch is refused: the same records again one at a time.
+            searchUntil = last;
+            this.#o.log({ event: 'forward-refused', upstream: this.#o.upstream, error: this.#lastError });
+            continue;
+          }
+          this.#o.stats.inc(
+            'isthmus_collector_forward_rejected_records_total',
+            'Records of the forwarding log the upstream refused on their own: skipped, kept in this region only.',
+          );
+          this.#o.log({
+            event: 'forward-rejected',
+            upstream: this.#o.upstream,
+            seq: last,
+            error: this.#lastError,
+          });
+          try {
+            await this.#wal.ack(last);
+          } catch (ackErr) {
+            this.#o.log({ event: 'forward-wal-error', error: (ackErr as Error).message });
+          }
+          next = last + 1;
+          retry = 0;
+          continue;
+        }
         if (retry === 0)
           this.#o.log({ event: 'forward-failed', upstream: this.#o.upstream, error: this.#lastError });
         await this.#sleep(this.#backoff.delayMs(retry++));
@@ -186,11 +243,13 @@ export class Forwarder {
     for (const r of records) {
       const entry = JSON.parse(r.payload.toString('utf8')) as Entry;
       if (entry.kind === 'heartbeat') {
-        // Only the highest emittedSeq of a source matters.
-        const source = jsonText(entry.body.source);
-        const prev = heartbeats.get(source);
+        // Only the latest heartbeat (highest emittedSeq) of each process of a source matters: the
+        // losses a heartbeat reports count from its process's start, so a process that ended
+        // keeps its last one.
+        const key = `${jsonText(entry.body.source)}\n${jsonText(entry.body.instance ?? '')}`;
+        const prev = heartbeats.get(key);
         if (!prev || Number(prev.emittedSeq) <= Number(entry.body.emittedSeq))
-          heartbeats.set(source, entry.body);
+          heartbeats.set(key, entry.body);
       } else {
         const list = entry.body[ROOT[entry.kind]];
         if (Array.isArray(list)) merged[entry.kind].push(...(list as JsonObject[]));
@@ -200,7 +259,10 @@ export class Forwarder {
     for (const kind of ['traces', 'metrics', 'logs'] as const) {
       if (merged[kind].length > 0) await this.#post(`/v1/${kind}`, { [ROOT[kind]]: merged[kind] });
     }
-    for (const hb of heartbeats.values()) await this.#post('/v1/heartbeat', hb);
+    // In emittedSeq order, the source's latest last: once the upstream shows the highest
+    // emittedSeq, it has every heartbeat before it, and the losses they report.
+    const inOrder = [...heartbeats.values()].sort((a, b) => Number(a.emittedSeq) - Number(b.emittedSeq));
+    for (const hb of inOrder) await this.#post('/v1/heartbeat', hb);
   }
 
   async #post(path: string, body: JsonObject): Promise<void> {
@@ -211,8 +273,10 @@ export class Forwarder {
       signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#o.requestTimeoutMs ?? 10_000)]),
     });
     const text = await res.text();
-    if (res.status !== 200)
-      throw new Error(`${path}: upstream answered ${res.status}: ${text.slice(0, 300)}`);
+    if (res.status !== 200) {
+      const message = `${path}: upstream answered ${res.status}: ${text.slice(0, 300)}`;
+      throw isRefusal(res.status, text) ? new UpstreamRefusal(message) : new Error(message);
+    }
   }
 
   #sleep(ms: number): Promise<void> {
