@@ -1,7 +1,6 @@
 import { IsthmusError } from '../core/errors.js';
-import { OtlpError } from './otlp.js';
 import { format3ToOtlp, type AccessLogOtlp, type AccessLogSpan, type AccessLogTuple } from './access-log.js';
-import type { JsonObject } from './otlp.js';
+import { OtlpError, type JsonObject } from './otlp.js';
 
 /**
  * Access-log batches in their binary form (format 4, docs/telemetry-wire.md, "Access logs"): what
