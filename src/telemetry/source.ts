@@ -523,13 +523,7 @@ export class TelemetrySource {
     }
     const signals = this.#accessLogs.count;
     const batch = this.#accessLogs.take();
-    if (batch === undefined) return;
-    this.#emitted++;
-    const now = this.#clock.now();
-    // As #append; the batch's bytes are the writer's, so a log that must queue them gets a copy.
-    if (this.wal.whenFull === 'block')
-      this.wal.append(Buffer.from(batch), now, signals).catch(() => (this.#appendFailures += signals));
-    else if (!this.wal.appendBytes(batch, now, signals)) this.#appendFailures += signals;
+    if (batch !== undefined) this.#append(batch, signals);
   };
 
   private constructor(wal: WriteAheadLog, options: TelemetrySourceOptions) {
@@ -621,25 +615,31 @@ export class TelemetrySource {
    * Appends one record and returns at once: nothing on the request path waits for the disk, and
    * a refused append (log full, failed, closing) is counted, never thrown.
    */
-  #append(tag: string, json: string, signals = 1): void {
+  #append(payload: string | Uint8Array, signals = 1): void {
     if (this.#closing) {
       this.#appendFailures += signals;
       return;
     }
     this.#emitted++;
     const now = this.#clock.now();
-    // A log that blocks when full must queue the record (and may fail it later); any other takes
-    // it or refuses it now, with no promise and no copy per record.
+    // A log that blocks when full must queue the record (and may fail it later; it copies the
+    // bytes at once, so an access-log batch's writer may reuse them); any other takes it or
+    // refuses it now, with no promise and no copy per record.
     if (this.wal.whenFull === 'block')
       this.wal
-        .append(Buffer.from(tag + json, 'utf8'), now, signals)
+        .append(typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload, now, signals)
         .catch(signals === 1 ? this.#onAppendFailed : () => (this.#appendFailures += signals));
-    else if (!this.wal.appendText(tag + json, now, signals)) this.#appendFailures += signals;
+    else if (
+      !(typeof payload === 'string'
+        ? this.wal.appendText(payload, now, signals)
+        : this.wal.appendBytes(payload, now, signals))
+    )
+      this.#appendFailures += signals;
   }
 
   span(span: SpanData): void {
     this.#signals++;
-    this.#append(TAG_SPAN, encodeSpan(span));
+    this.#append(TAG_SPAN + encodeSpan(span));
   }
 
   spans(spans: readonly SpanData[]): void {
@@ -648,7 +648,7 @@ export class TelemetrySource {
 
   log(record: LogData): void {
     this.#signals++;
-    this.#append(TAG_LOG, encodeLog(record));
+    this.#append(TAG_LOG + encodeLog(record));
   }
 
   /** How access-log records are gathered: for up to `windowMs`, or until `records` are waiting. */
@@ -697,7 +697,7 @@ export class TelemetrySource {
   metrics(points: readonly MetricPoint[]): void {
     if (points.length === 0) return;
     this.#signals++;
-    this.#append(TAG_METRICS, encodeMetrics(points));
+    this.#append(TAG_METRICS + encodeMetrics(points));
   }
 
   stats(): TelemetrySourceStats {

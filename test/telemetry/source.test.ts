@@ -390,6 +390,30 @@ describe('TelemetrySource', () => {
     );
   });
 
+  it('with a log that blocks when full, appends each access-log batch whole, though the next batch reuses its bytes', async () => {
+    const s = await start({
+      buffer: { fsyncIntervalMs: 5, segmentBytes: 64 * 1024, maxBytes: 4 * 1024 * 1024, whenFull: 'block' },
+      accessLogBatchRecords: 3,
+      accessLogBatchMs: 600_000,
+      collectorUrl: undefined,
+    });
+    // Two batches appended in one turn: the second is encoded over the first's bytes before the
+    // first is written.
+    const tuples = Array.from({ length: 6 }, (_, i) => accessLog(i));
+    for (const t of tuples) s.accessLog(t);
+    assert.equal(s.stats().emitted, 2);
+    await s.wal.sync();
+    const records = await s.wal.readBatch(1, 10, 1024 * 1024);
+    assert.deepEqual(
+      records.map((r) => decodeAccessLogBatch(r.payload.subarray(1), r.seq, 'batch')),
+      [
+        [1, 'rec-', ...tuples.slice(0, 3)],
+        [2, 'rec-', ...tuples.slice(3)],
+      ],
+    );
+    assert.equal(s.stats().appendFailures, 0);
+  });
+
   it('cuts batches to fit one record of a small log, losing nothing', async () => {
     const s = await start({
       buffer: { fsyncIntervalMs: 5, segmentBytes: 4096, maxBytes: 4 * 1024 * 1024 },

@@ -317,8 +317,8 @@ export class Collector {
       items: ReturnType<(typeof kinds)[keyof typeof kinds]>,
     ][] = [];
     try {
-      const { logs, traces } = Buffer.isBuffer(received)
-        ? binaryAccessLogsToOtlp(received)
+      const { logs, traces } = binary
+        ? binaryAccessLogsToOtlp(received as Buffer)
         : accessLogsToOtlp(received);
       parts.push(['logs', logs, parseLogs(logs)]);
       if (traces) parts.push(['traces', traces, parseTraces(traces)]);
