@@ -129,7 +129,21 @@ describe('collector forwarding across a partition', () => {
     );
     assert.equal(c.gaps, 0);
     assert.equal(c.source, 'proxy/frontend-1@eu-west', 'continuity at global is per original source');
-    assert.deepEqual(c.lostAtSource, { full: 10, corrupt: 0, torn: 0, rejected: 0, total: 10 });
+    // Both processes' losses reach global: a heartbeat of each, forwarded apart (they may land a
+    // moment after the source's latest one, so this waits for them).
+    const lost = await waitUntil(
+      async () => {
+        const s = (await get<Continuity>(globalUrl, '/v1/continuity')).body.sources[0];
+        return s?.lostAtSource.total === 10 ? s.lostAtSource : undefined;
+      },
+      "both processes' losses at global",
+      10_000,
+      50,
+    ).catch(async (err: unknown) => {
+      const s = (await get<Continuity>(globalUrl, '/v1/continuity')).body.sources[0];
+      throw new Error(`${(err as Error).message}; lostAtSource ${JSON.stringify(s?.lostAtSource)}`);
+    });
+    assert.deepEqual(lost, { full: 10, corrupt: 0, torn: 0, rejected: 0, total: 10 });
     const stored = (await get<Summary>(globalUrl, '/v1/summary')).body.stored;
     assert.deepEqual(stored, { spans: 3000, points: 1000, logs: 1000 }, 'everything exactly once');
     assert.deepEqual((await get<Summary>(regionUrl, '/v1/summary')).body.stored, stored);
